@@ -1,0 +1,3 @@
+//! Peer benchmark (placeholder until written).
+
+fn main() {}

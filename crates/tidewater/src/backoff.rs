@@ -1,0 +1,57 @@
+//! Retry delays: exponential growth with full jitter.
+//!
+//! The n-th consecutive failure waits a random time between zero and
+//! `initial * 2^(n-1)`, capped at `max`. Full jitter spreads the retries of
+//! many pools (or many processes) over the whole window, so a database that
+//! comes back is not hit by all of them at once.
+
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Backoff {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+}
+
+impl Backoff {
+    /// The largest delay after `failures` consecutive failures.
+    pub(crate) fn ceiling(self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        self.initial.saturating_mul(1 << doublings).min(self.max)
+    }
+
+    /// A random delay in `0..=ceiling(failures)`.
+    pub(crate) fn delay(self, failures: u32) -> Duration {
+        self.ceiling(failures).mul_f64(fastrand::f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_doubles_up_to_the_cap() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(2),
+        };
+        let ceilings: Vec<u64> = (1..=8)
+            .map(|n| backoff.ceiling(n).as_millis() as u64)
+            .collect();
+        assert_eq!(ceilings, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn delays_are_spread_below_the_ceiling() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        };
+        let delays: Vec<Duration> = (0..200).map(|_| backoff.delay(4)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)));
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(200)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(600)));
+    }
+}

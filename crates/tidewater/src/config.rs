@@ -1,0 +1,413 @@
+//! Pool configuration: every key, its default and its allowed range.
+//!
+//! [`PoolConfig`] deserializes with serde (TOML, JSON, environment layers),
+//! and [`PoolConfig::validate`] checks it when the pool is built. Durations
+//! are written as human-readable strings (`"30s"`, `"500ms"`, `"10m"`);
+//! optional ones also accept `"off"`.
+//!
+//! | key | default | allowed | meaning |
+//! |---|---|---|---|
+//! | `name` | `"default"` | 1 to 64 characters | label on logs, metrics and errors |
+//! | `max_size` | 50 | 1 to 10 000 | most connections open at once (in use, idle and being opened) |
+//! | `min_idle` | 0 | 0 to `max_size` | idle connections kept ready (refilled by the maintenance task) |
+//! | `acquire_timeout` | 30 s | 1 ms to 1 h | longest a `get()` waits, validation included |
+//! | `connect_timeout` | 10 s | 1 ms to 10 min | longest one connection attempt may take |
+//! | `validation_timeout` | 5 s | 1 ms to 10 min | longest a validation ping or a session reset may take |
+//! | `validate_after` | 500 ms | 0 to 1 h | validate on checkout only when idle longer than this (0: always) |
+//! | `idle_timeout` | 10 min | off, or 1 ms to 7 days | close connections idle longer than this, down to `min_idle` |
+//! | `max_lifetime` | 30 min | off, or 1 ms to 7 days | close connections older than this (never one in use) |
+//! | `max_lifetime_jitter` | 0.025 | 0 to 0.5 | each lifetime is shortened by a random fraction up to this, so connections do not all expire together |
+//! | `keepalive_interval` | off | off, or 1 ms to 1 day | ping idle connections unused for this long |
+//! | `leak_detection_threshold` | 60 s | off, or 1 ms to 7 days | report a connection held longer than this as a leak suspect |
+//! | `max_waiters` | 10 000 | 0 to 65 535 | callers that may wait at once; more get `QueueFull` at once |
+//! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned |
+//! | `max_connecting` | 2 | 1 to `max_size` | connection attempts in flight at once (no connection storms) |
+//! | `connect_backoff_initial` | 50 ms | 1 ms to 1 min | first retry delay ceiling after a transient connect failure |
+//! | `connect_backoff_max` | 2 s | `connect_backoff_initial` to 10 min | largest retry delay ceiling (full jitter below it) |
+//! | `breaker_enabled` | true | true, false | fail fast while the database is unreachable |
+//! | `breaker_failure_threshold` | 5 | 1 to 1 000 | consecutive connect failures (with no idle connection left) that open the breaker |
+//! | `maintenance_interval` | 1 s | 10 ms to 1 min | how often the maintenance task runs |
+//! | `drain_timeout` | 30 s | 0 to 1 h | how long `close()` waits for connections in use to come back |
+//!
+//! Waiters are always served in FIFO order.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which idle connection a checkout reuses.
+///
+/// ```
+/// use tidewater::IdleOrder;
+/// assert_eq!(IdleOrder::default(), IdleOrder::Lifo);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleOrder {
+    /// Reuse the most recently returned connection: a warm working set,
+    /// and surplus connections age out through `idle_timeout`.
+    #[default]
+    Lifo,
+    /// Reuse the least recently returned connection: spread use evenly.
+    Fifo,
+}
+
+/// Settings of one pool. See the [module documentation](self) for the table
+/// of keys, defaults and ranges.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidewater::PoolConfig;
+///
+/// let config: PoolConfig = toml::from_str(r#"
+///     name = "orders"
+///     max_size = 20
+///     acquire_timeout = "2s"
+///     keepalive_interval = "5m"
+///     idle_timeout = "off"
+/// "#).unwrap();
+/// assert_eq!(config.max_size, 20);
+/// assert_eq!(config.acquire_timeout, Duration::from_secs(2));
+/// assert_eq!(config.idle_timeout, None);
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Label on logs, metrics and errors.
+    pub name: String,
+    /// Most connections open at once.
+    pub max_size: u32,
+    /// Idle connections kept ready.
+    pub min_idle: u32,
+    /// Longest a `get()` waits.
+    #[serde(with = "duration")]
+    pub acquire_timeout: Duration,
+    /// Longest one connection attempt may take.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Longest a validation ping or a session reset may take.
+    #[serde(with = "duration")]
+    pub validation_timeout: Duration,
+    /// Validate on checkout only when idle longer than this.
+    #[serde(with = "duration")]
+    pub validate_after: Duration,
+    /// Close connections idle longer than this (down to `min_idle`).
+    #[serde(with = "optional_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Close connections older than this.
+    #[serde(with = "optional_duration")]
+    pub max_lifetime: Option<Duration>,
+    /// Largest fraction by which a connection's lifetime is shortened at random.
+    pub max_lifetime_jitter: f64,
+    /// Ping idle connections unused for this long.
+    #[serde(with = "optional_duration")]
+    pub keepalive_interval: Option<Duration>,
+    /// Report connections held longer than this.
+    #[serde(with = "optional_duration")]
+    pub leak_detection_threshold: Option<Duration>,
+    /// Callers that may wait at once.
+    pub max_waiters: u32,
+    /// Which idle connection to reuse first.
+    pub idle_order: IdleOrder,
+    /// Connection attempts in flight at once.
+    pub max_connecting: u32,
+    /// First retry delay ceiling after a transient connect failure.
+    #[serde(with = "duration")]
+    pub connect_backoff_initial: Duration,
+    /// Largest retry delay ceiling.
+    #[serde(with = "duration")]
+    pub connect_backoff_max: Duration,
+    /// Fail fast while the database is unreachable.
+    pub breaker_enabled: bool,
+    /// Consecutive connect failures that open the breaker.
+    pub breaker_failure_threshold: u32,
+    /// How often the maintenance task runs.
+    #[serde(with = "duration")]
+    pub maintenance_interval: Duration,
+    /// How long `close()` waits for connections in use.
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".to_owned(),
+            max_size: 50,
+            min_idle: 0,
+            acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            validation_timeout: Duration::from_secs(5),
+            validate_after: Duration::from_millis(500),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            max_lifetime_jitter: 0.025,
+            keepalive_interval: None,
+            leak_detection_threshold: Some(Duration::from_secs(60)),
+            max_waiters: 10_000,
+            idle_order: IdleOrder::Lifo,
+            max_connecting: 2,
+            connect_backoff_initial: Duration::from_millis(50),
+            connect_backoff_max: Duration::from_secs(2),
+            breaker_enabled: true,
+            breaker_failure_threshold: 5,
+            maintenance_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl PoolConfig {
+    /// Checks every key against its allowed range, and the keys against each
+    /// other. The error names the first key that is wrong.
+    ///
+    /// ```
+    /// let mut config = tidewater::PoolConfig::default();
+    /// config.min_idle = 80;
+    /// let error = config.validate().unwrap_err();
+    /// assert_eq!(error.key(), "min_idle");
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "invalid pool configuration: min_idle = 80, allowed: 0 to max_size (50)"
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let len = self.name.chars().count();
+        check(
+            "name",
+            &self.name,
+            (1..=64).contains(&len),
+            "1 to 64 characters",
+        )?;
+        check(
+            "max_size",
+            self.max_size,
+            (1..=10_000).contains(&self.max_size),
+            "1 to 10000",
+        )?;
+        let max = self.max_size;
+        check(
+            "min_idle",
+            self.min_idle,
+            self.min_idle <= max,
+            format!("0 to max_size ({max})"),
+        )?;
+        within("acquire_timeout", self.acquire_timeout, MS, HOUR)?;
+        within("connect_timeout", self.connect_timeout, MS, 10 * MINUTE)?;
+        within(
+            "validation_timeout",
+            self.validation_timeout,
+            MS,
+            10 * MINUTE,
+        )?;
+        within("validate_after", self.validate_after, Duration::ZERO, HOUR)?;
+        optional_within("idle_timeout", self.idle_timeout, MS, 7 * DAY)?;
+        optional_within("max_lifetime", self.max_lifetime, MS, 7 * DAY)?;
+        let jitter = self.max_lifetime_jitter;
+        check(
+            "max_lifetime_jitter",
+            jitter,
+            (0.0..=0.5).contains(&jitter),
+            "0 to 0.5",
+        )?;
+        optional_within("keepalive_interval", self.keepalive_interval, MS, DAY)?;
+        optional_within(
+            "leak_detection_threshold",
+            self.leak_detection_threshold,
+            MS,
+            7 * DAY,
+        )?;
+        check(
+            "max_waiters",
+            self.max_waiters,
+            self.max_waiters <= 65_535,
+            "0 to 65535",
+        )?;
+        check(
+            "max_connecting",
+            self.max_connecting,
+            (1..=max).contains(&self.max_connecting),
+            format!("1 to max_size ({max})"),
+        )?;
+        within(
+            "connect_backoff_initial",
+            self.connect_backoff_initial,
+            MS,
+            MINUTE,
+        )?;
+        within(
+            "connect_backoff_max",
+            self.connect_backoff_max,
+            self.connect_backoff_initial,
+            10 * MINUTE,
+        )?;
+        let threshold = self.breaker_failure_threshold;
+        check(
+            "breaker_failure_threshold",
+            threshold,
+            (1..=1000).contains(&threshold),
+            "1 to 1000",
+        )?;
+        within(
+            "maintenance_interval",
+            self.maintenance_interval,
+            10 * MS,
+            MINUTE,
+        )?;
+        within("drain_timeout", self.drain_timeout, Duration::ZERO, HOUR)?;
+        Ok(())
+    }
+}
+
+fn check(
+    key: &'static str,
+    value: impl fmt::Display,
+    ok: bool,
+    allowed: impl Into<String>,
+) -> Result<(), ConfigError> {
+    if ok {
+        return Ok(());
+    }
+    Err(ConfigError {
+        key,
+        value: value.to_string(),
+        allowed: allowed.into(),
+    })
+}
+
+fn within(
+    key: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    let allowed = format!("{} to {}", show(min), show(max));
+    check(key, show(value), (min..=max).contains(&value), allowed)
+}
+
+fn optional_within(
+    key: &'static str,
+    value: Option<Duration>,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    match value {
+        None => Ok(()),
+        Some(value) => within(key, value, min, max).map_err(|mut error| {
+            error.allowed = format!("off, or {}", error.allowed);
+            error
+        }),
+    }
+}
+
+fn show(value: Duration) -> String {
+    if value.is_zero() {
+        "0s".to_owned()
+    } else {
+        humantime::format_duration(value).to_string()
+    }
+}
+
+/// A configuration value outside its allowed range.
+///
+/// ```
+/// let config = tidewater::PoolConfig { max_size: 0, ..Default::default() };
+/// let error = config.validate().unwrap_err();
+/// assert_eq!(error.key(), "max_size");
+/// assert_eq!(error.allowed(), "1 to 10000");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    key: &'static str,
+    value: String,
+    allowed: String,
+}
+
+impl ConfigError {
+    /// The configuration key that is wrong.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The value it was given.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// What the key accepts.
+    pub fn allowed(&self) -> &str {
+        &self.allowed
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid pool configuration: {} = {}, allowed: {}",
+            self.key, self.value, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Serde for durations written as `"30s"`, `"1m 30s"` or `"500ms"`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&super::show(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        humantime::parse_duration(text.trim()).map_err(|error| {
+            format!(
+                "invalid duration {text:?} ({error}); write it like \"30s\", \"500ms\" or \"10m\""
+            )
+        })
+    }
+}
+
+/// Serde for optional durations: a duration string, or `"off"`.
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => super::duration::serialize(value, serializer),
+            None => serializer.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        super::duration::parse(&text)
+            .map(Some)
+            .map_err(|error| D::Error::custom(format!("{error}, or \"off\"")))
+    }
+}

@@ -1,0 +1,261 @@
+//! The guard a checkout returns, and what happens to a connection between
+//! leaving the idle list and reaching the caller (validation, reset).
+
+use std::ops::{Deref, DerefMut};
+
+use crate::leaks::CheckoutKey;
+use crate::manager::Manager;
+use crate::pool::Pool;
+use crate::rt::{self, Instant};
+use crate::stats::CloseReason;
+
+/// A connection and the pool's knowledge of it.
+pub(crate) struct Conn<C> {
+    pub(crate) raw: C,
+    pub(crate) id: u64,
+    pub(crate) expires_at: Option<Instant>,
+    /// When a caller last gave it back (drives `idle_timeout`).
+    pub(crate) last_used: Instant,
+    /// When it was last known to work: returned, validated or pinged
+    /// (drives `validate_after` and keepalive).
+    pub(crate) last_checked: Instant,
+    /// Its session state must be reset before the next checkout.
+    pub(crate) needs_reset: bool,
+}
+
+impl<C> Conn<C> {
+    pub(crate) fn new(raw: C, id: u64, now: Instant, expires_at: Option<Instant>) -> Self {
+        Self {
+            raw,
+            id,
+            expires_at,
+            last_used: now,
+            last_checked: now,
+            needs_reset: false,
+        }
+    }
+
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A connection out of the pool, with the record of who took it when.
+pub(crate) struct Checkout<C> {
+    pub(crate) conn: Conn<C>,
+    pub(crate) key: CheckoutKey,
+    pub(crate) since: Instant,
+}
+
+/// How preparing a checked-out connection ended.
+pub(crate) enum Prepared {
+    /// Ready for the caller; `checked` when it was validated or reset.
+    Ready { checked: bool },
+    /// Unusable: the guard's drop discards it; try another.
+    Discard,
+    /// The acquire deadline passed while preparing it.
+    OutOfTime,
+}
+
+/// A connection checked out of a [`Pool`]; derefs to the connection.
+///
+/// Dropping it gives the connection back, whatever the path: normal drop,
+/// `?`, panic (the connection is then closed, since its work stopped at an
+/// unknown point), task abort. A connection the [`Manager`] reports broken
+/// is closed and its slot freed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # use tidewater_testkit::ScriptedManager;
+/// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+/// let conn = pool.get().await.unwrap();
+/// assert_eq!(conn.id(), 1); // derefs to tidewater_testkit::ScriptedConnection
+/// drop(conn);
+/// assert_eq!(pool.status().idle, 1);
+/// # }
+/// ```
+pub struct PooledConnection<M: Manager> {
+    pool: Pool<M>,
+    checkout: Option<Checkout<M::Connection>>,
+    /// Set while preparing (an interruption discards the connection) or
+    /// when preparation failed.
+    discard_as: Option<CloseReason>,
+    /// Held by the keepalive task, not a caller.
+    keepalive: bool,
+}
+
+impl<M: Manager> PooledConnection<M> {
+    pub(crate) fn new(pool: Pool<M>, checkout: Checkout<M::Connection>) -> Self {
+        Self {
+            pool,
+            checkout: Some(checkout),
+            discard_as: None,
+            keepalive: false,
+        }
+    }
+
+    fn checkout(&self) -> &Checkout<M::Connection> {
+        self.checkout
+            .as_ref()
+            .expect("a guard holds its connection until dropped")
+    }
+
+    fn conn_mut(&mut self) -> &mut Conn<M::Connection> {
+        &mut self
+            .checkout
+            .as_mut()
+            .expect("a guard holds its connection until dropped")
+            .conn
+    }
+
+    /// The connection's id, unique within its pool, as in the pool's logs
+    /// and leak reports.
+    pub fn id(&self) -> u64 {
+        self.checkout().conn.id
+    }
+
+    /// Takes the connection out of the pool for good. Its slot is freed, so
+    /// the pool may open another in its place.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// let conn = pool.get().await.unwrap().detach();
+    /// assert_eq!(pool.status().size, 0);
+    /// # drop(conn);
+    /// # }
+    /// ```
+    pub fn detach(mut self) -> M::Connection {
+        let checkout = self
+            .checkout
+            .take()
+            .expect("a guard holds its connection until dropped");
+        let (conn, reason) = self
+            .pool
+            .release(checkout, Some(CloseReason::Detached), false)
+            .expect("a detached connection is never kept");
+        self.pool.shared.stats.count_closed(reason, 1);
+        conn.raw
+    }
+
+    /// Validates or resets the connection if it needs it, within the
+    /// acquire deadline.
+    pub(crate) async fn prepare(&mut self, deadline: Instant) -> Prepared {
+        let pool = self.pool.clone();
+        let shared = &*pool.shared;
+        let config = &shared.config;
+        let since = self.checkout().since;
+        let conn = self.conn_mut();
+        if conn.expired(since) {
+            self.discard_as = Some(CloseReason::MaxLifetime);
+            return Prepared::Discard;
+        }
+        if shared.manager.is_broken(&mut conn.raw) {
+            self.discard_as = Some(CloseReason::Broken);
+            return Prepared::Discard;
+        }
+        let reset = conn.needs_reset;
+        let idle_for = since.saturating_duration_since(conn.last_checked);
+        let stale = config.validate_after.is_zero() || idle_for > config.validate_after;
+        if !reset && !stale {
+            return Prepared::Ready { checked: false };
+        }
+
+        self.discard_as = Some(CloseReason::Interrupted);
+        let limit = deadline.min(Instant::now() + config.validation_timeout);
+        let conn = self.conn_mut();
+        let outcome = if reset {
+            rt::timeout_at(limit, shared.manager.reset(&mut conn.raw)).await
+        } else {
+            rt::timeout_at(limit, shared.manager.validate(&mut conn.raw)).await
+        };
+        let id = conn.id;
+        if let Some(Ok(())) = outcome {
+            conn.needs_reset = false;
+            conn.last_checked = Instant::now();
+            self.discard_as = None;
+            return Prepared::Ready { checked: true };
+        }
+        if outcome.is_none() && Instant::now() >= deadline {
+            return Prepared::OutOfTime;
+        }
+        let (reason, failures) = if reset {
+            (CloseReason::ResetFailed, &shared.stats.reset_failures)
+        } else {
+            (
+                CloseReason::ValidationFailed,
+                &shared.stats.validation_failures,
+            )
+        };
+        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let error = outcome.map_or_else(
+            || format!("timed out after {:?}", config.validation_timeout),
+            |r| r.err().map(|e| e.to_string()).unwrap_or_default(),
+        );
+        tracing::debug!(pool = %shared.name, connection = id, reason = reason.as_str(), %error, "checkout check failed");
+        self.discard_as = Some(reason);
+        Prepared::Discard
+    }
+
+    /// Pings an idle connection for keepalive, then gives it back (or
+    /// discards it when the ping fails).
+    pub(crate) async fn keepalive(mut self) {
+        self.keepalive = true;
+        self.discard_as = Some(CloseReason::Interrupted);
+        let pool = self.pool.clone();
+        let shared = &*pool.shared;
+        let limit = Instant::now() + shared.config.validation_timeout;
+        let conn = self.conn_mut();
+        match rt::timeout_at(limit, shared.manager.validate(&mut conn.raw)).await {
+            Some(Ok(())) => {
+                conn.last_checked = Instant::now();
+                self.discard_as = None;
+            }
+            _ => {
+                shared
+                    .stats
+                    .validation_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.discard_as = Some(CloseReason::ValidationFailed);
+            }
+        }
+    }
+}
+
+impl<M: Manager> Deref for PooledConnection<M> {
+    type Target = M::Connection;
+
+    fn deref(&self) -> &M::Connection {
+        &self.checkout().conn.raw
+    }
+}
+
+impl<M: Manager> DerefMut for PooledConnection<M> {
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        &mut self.conn_mut().raw
+    }
+}
+
+impl<M: Manager> std::fmt::Debug for PooledConnection<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("pool", &self.pool.name())
+            .field("id", &self.checkout.as_ref().map(|c| c.conn.id))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Manager> Drop for PooledConnection<M> {
+    fn drop(&mut self) {
+        if let Some(checkout) = self.checkout.take() {
+            if let Some((conn, reason)) =
+                self.pool.release(checkout, self.discard_as, self.keepalive)
+            {
+                self.pool.discard(conn, reason);
+            }
+        }
+    }
+}

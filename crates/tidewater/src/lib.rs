@@ -1,0 +1,86 @@
+//! # tidewater
+//!
+//! A database connection pool for tokio services that rides out peak
+//! traffic: it never leaks a connection, never lets a caller wait without a
+//! deadline, recovers from database restarts by itself, and shows its
+//! health without extra code.
+//!
+//! - **Nothing leaks.** A [`PooledConnection`] goes back on every path
+//!   (drop, `?`, panic, task abort), and cancelling [`Pool::get`] at any
+//!   point loses nothing. Connections held too long are reported with the
+//!   source location that took them ([`Pool::leak_suspects`]).
+//! - **Nothing hangs.** Every wait has a deadline: acquire, connect,
+//!   validate, reset, drain.
+//! - **Says why.** An [`Error`] carries the pool's state and, when the
+//!   database is the reason, its last connection error, and tells whether a
+//!   retry can help.
+//! - **Recovers by itself.** Broken connections are replaced; failed
+//!   connection attempts retry with jittered exponential backoff; while the
+//!   database is down a circuit breaker fails calls fast and one probe
+//!   watches for its return.
+//! - **Observable.** Lock-free counters and latency histograms
+//!   ([`Pool::stats`]) and gauges ([`Pool::status`]), cheap enough to leave
+//!   on.
+//!
+//! A backend implements [`Manager`]; the pool does the rest.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tidewater::{Manager, Pool, PoolConfig};
+//!
+//! /// A toy backend: each connection is a counter.
+//! struct Counters;
+//!
+//! impl Manager for Counters {
+//!     type Connection = u64;
+//!     type Error = std::io::Error;
+//!
+//!     async fn connect(&self) -> Result<u64, std::io::Error> {
+//!         Ok(0)
+//!     }
+//!
+//!     async fn validate(&self, _conn: &mut u64) -> Result<(), std::io::Error> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = PoolConfig { max_size: 4, acquire_timeout: Duration::from_secs(1), ..Default::default() };
+//! let pool = Pool::new(Counters, config)?;
+//! {
+//!     let mut conn = pool.get().await?;
+//!     *conn += 1;
+//! } // back in the pool here
+//! assert_eq!(*pool.get().await?, 1);
+//! let status = pool.status();
+//! assert_eq!((status.size, status.idle), (1, 1));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Configuration keys, defaults and ranges are listed in [`config`].
+
+mod backoff;
+mod breaker;
+pub mod config;
+mod connect;
+mod error;
+mod guard;
+mod histogram;
+mod leaks;
+mod maintenance;
+mod manager;
+mod pool;
+mod rt;
+mod stats;
+mod waiters;
+
+pub use config::{ConfigError, IdleOrder, PoolConfig};
+pub use error::{ConnectError, Error};
+pub use guard::PooledConnection;
+pub use histogram::HistogramSnapshot;
+pub use leaks::LeakSuspect;
+pub use manager::{ErrorClass, Manager};
+pub use pool::{CloseReport, Pool};
+pub use stats::{CloseReason, PoolStatus, StatsSnapshot};
