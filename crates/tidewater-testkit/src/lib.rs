@@ -100,6 +100,8 @@ pub struct Script {
     reset_steps: Mutex<VecDeque<CheckStep>>,
     down: Mutex<Option<ErrorClass>>,
     attempts: AtomicU64,
+    connecting: AtomicU64,
+    peak_connecting: AtomicU64,
     opened: AtomicU64,
     closed: AtomicU64,
     validations: AtomicU64,
@@ -148,6 +150,19 @@ impl Script {
     /// Connection attempts started.
     pub fn attempts(&self) -> u64 {
         self.attempts.load(SeqCst)
+    }
+
+    /// The most connection attempts that were in flight at once since the
+    /// script was made or [`reset_peak_connecting`](Script::reset_peak_connecting)
+    /// was called.
+    pub fn peak_connecting(&self) -> u64 {
+        self.peak_connecting.load(SeqCst)
+    }
+
+    /// Starts measuring [`peak_connecting`](Script::peak_connecting) afresh.
+    pub fn reset_peak_connecting(&self) {
+        self.peak_connecting
+            .store(self.connecting.load(SeqCst), SeqCst);
     }
 
     /// Connections opened.
@@ -201,6 +216,42 @@ impl Script {
             }
             CheckStep::Pass => Ok(()),
         }
+    }
+}
+
+/// Counts a connection attempt as in flight until dropped (also when the
+/// attempt is cancelled).
+struct InFlight<'a>(&'a Script);
+
+impl<'a> InFlight<'a> {
+    fn enter(script: &'a Script) -> Self {
+        let now = script.connecting.fetch_add(1, SeqCst) + 1;
+        script.peak_connecting.fetch_max(now, SeqCst);
+        Self(script)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.connecting.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Lets every task that is ready run, without moving tokio's clock: call it
+/// after an action whose effects run in the pool's background tasks.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let (tx, rx) = tokio::sync::oneshot::channel();
+/// tokio::spawn(async move { tx.send(1).unwrap() });
+/// tidewater_testkit::settle().await;
+/// assert_eq!(rx.await.unwrap(), 1);
+/// # }
+/// ```
+pub async fn settle() {
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -269,6 +320,7 @@ impl Manager for ScriptedManager {
     async fn connect(&self) -> Result<ScriptedConnection, ScriptedError> {
         let script = &self.script;
         script.attempts.fetch_add(1, SeqCst);
+        let _in_flight = InFlight::enter(script);
         let step = script.next_connect();
         let latency = *lock(&script.connect_latency);
         if !latency.is_zero() {

@@ -21,7 +21,7 @@
 //! | `leak_detection_threshold` | 60 s | off, or 1 ms to 7 days | report a connection held longer than this as a leak suspect |
 //! | `max_waiters` | 10 000 | 0 to 65 535 | callers that may wait at once; more get `QueueFull` at once |
 //! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned |
-//! | `max_connecting` | 2 | 1 to `max_size` | connection attempts in flight at once (no connection storms) |
+//! | `max_connecting` | 2 | 1 to 100 | connection attempts in flight at once (no connection storms) |
 //! | `connect_backoff_initial` | 50 ms | 1 ms to 1 min | first retry delay ceiling after a transient connect failure |
 //! | `connect_backoff_max` | 2 s | `connect_backoff_initial` to 10 min | largest retry delay ceiling (full jitter below it) |
 //! | `breaker_enabled` | true | true, false | fail fast while the database is unreachable |
@@ -230,11 +230,12 @@ impl PoolConfig {
             self.max_waiters <= 65_535,
             "0 to 65535",
         )?;
+        let connecting = self.max_connecting;
         check(
             "max_connecting",
-            self.max_connecting,
-            (1..=max).contains(&self.max_connecting),
-            format!("1 to max_size ({max})"),
+            connecting,
+            (1..=100).contains(&connecting),
+            "1 to 100",
         )?;
         within(
             "connect_backoff_initial",

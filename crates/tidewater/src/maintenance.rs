@@ -58,6 +58,7 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
             }),
             None => Vec::new(),
         };
+        state.pinging += pings.len() as u32;
         let leaks = match config.leak_detection_threshold {
             Some(threshold) => state.checkouts.report_new(now, threshold),
             None => Vec::new(),

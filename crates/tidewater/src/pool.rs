@@ -100,6 +100,8 @@ pub(crate) struct State<C> {
     /// within `max_size` (after a shrink, `size` alone may exceed it until
     /// connections come back).
     pub(crate) opening: u32,
+    /// Idle connections out for a keepalive ping: still idle for `min_idle`.
+    pub(crate) pinging: u32,
     pub(crate) max_size: u32,
     pub(crate) closed: bool,
     pub(crate) breaker: Breaker,
@@ -117,7 +119,8 @@ impl<C> State<C> {
         let demand = if self.breaker.is_open() {
             1
         } else {
-            let idle_shortfall = config.min_idle.saturating_sub(self.idle.len() as u32);
+            let idle = self.idle.len() as u32 + self.pinging;
+            let idle_shortfall = config.min_idle.saturating_sub(idle);
             self.waiters.len().max(idle_shortfall)
         };
         demand
@@ -292,6 +295,7 @@ impl<M: Manager> Pool<M> {
             checkouts: Checkouts::default(),
             size: 0,
             opening: 0,
+            pinging: 0,
             max_size: config.max_size,
             closed: false,
             breaker: Breaker::new(
@@ -488,6 +492,9 @@ impl<M: Manager> Pool<M> {
 
         let mut state = self.lock();
         let record = state.checkouts.remove(checkout.key);
+        if keepalive {
+            state.pinging -= 1;
+        }
         let reason = reason.or_else(|| {
             if state.closed {
                 Some(CloseReason::PoolClosed)
