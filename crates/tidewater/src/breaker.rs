@@ -78,9 +78,12 @@ impl Breaker {
         was_open
     }
 
-    /// Time until the next attempt (the retry hint while open).
+    /// Time until the next attempt: the retry hint while open. While an
+    /// attempt is already under way, at least the shortest backoff.
     pub(crate) fn retry_after(&self, now: Instant) -> Duration {
-        self.next_attempt
-            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
+        let until_next = self
+            .next_attempt
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
+        until_next.max(self.backoff.initial)
     }
 }
