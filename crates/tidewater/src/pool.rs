@@ -495,35 +495,11 @@ impl<M: Manager> Pool<M> {
         if keepalive {
             state.pinging -= 1;
         }
-        let reason = reason.or_else(|| {
-            if state.closed {
-                Some(CloseReason::PoolClosed)
-            } else if checkout.conn.expired(now) {
-                Some(CloseReason::MaxLifetime)
-            } else if state.size > state.max_size {
-                Some(CloseReason::Resized)
-            } else {
-                None
-            }
-        });
-        let (waker, gone) = match reason {
-            None => (self.put_back(&mut state, checkout.conn, now), None),
-            Some(reason) => {
-                state.size -= 1;
-                self.start_openers(&mut state);
-                (None, Some((checkout.conn, reason)))
-            }
-        };
+        let returned = self.check_in(&mut state, checkout.conn, reason, now);
         self.publish(&state);
-        let drained = state.closed && state.size == 0;
         drop(state);
+        let gone = returned.finish(self);
 
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        if drained {
-            self.shared.drained.notify_waiters();
-        }
         if !keepalive {
             self.shared
                 .stats
@@ -540,6 +516,43 @@ impl<M: Manager> Pool<M> {
             );
         }
         gone
+    }
+
+    /// Under the lock, a connection coming back from a checkout: it goes to
+    /// the oldest waiter or the idle list, unless `reason` says it must go,
+    /// or the pool says so (closed, lifetime over, surplus after a shrink).
+    /// One that must go has its slot freed already.
+    fn check_in(
+        &self,
+        state: &mut State<M::Connection>,
+        conn: Conn<M::Connection>,
+        reason: Option<CloseReason>,
+        now: Instant,
+    ) -> CheckedIn<M::Connection> {
+        let reason = reason.or_else(|| {
+            if state.closed {
+                Some(CloseReason::PoolClosed)
+            } else if conn.expired(now) {
+                Some(CloseReason::MaxLifetime)
+            } else if state.size > state.max_size {
+                Some(CloseReason::Resized)
+            } else {
+                None
+            }
+        });
+        let (waker, gone) = match reason {
+            None => (self.put_back(state, conn, now), None),
+            Some(reason) => {
+                state.size -= 1;
+                self.start_openers(state);
+                (None, Some((conn, reason)))
+            }
+        };
+        CheckedIn {
+            waker,
+            gone,
+            drained: state.closed && state.size == 0,
+        }
     }
 
     /// Hands a usable connection to the oldest waiter (returning its waker),
@@ -773,15 +786,40 @@ impl<M: Manager> Drop for Waiting<'_, M> {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let pool = self.pool;
-        let waker = pool.with_state(|pool, state| match state.waiters.cancel(key) {
+        // A connection already handed to this waiter comes back as from a
+        // guard: the pool may have closed or shrunk since.
+        let returned = pool.with_state(|pool, state| match state.waiters.cancel(key) {
             Some(Ok(checkout)) => {
                 state.checkouts.remove(checkout.key);
-                pool.put_back(state, checkout.conn, Instant::now())
+                Some(pool.check_in(state, checkout.conn, None, Instant::now()))
             }
             Some(Err(_)) | None => None,
         });
-        if let Some(waker) = waker {
+        if let Some((conn, reason)) = returned.and_then(|returned| returned.finish(pool)) {
+            pool.discard(conn, reason);
+        }
+    }
+}
+
+/// What [`Pool::check_in`] decided, to carry out once the lock is released.
+struct CheckedIn<C> {
+    /// The waiter that was handed the connection.
+    waker: Option<Waker>,
+    /// The connection to close, and why.
+    gone: Option<(Conn<C>, CloseReason)>,
+    /// The pool is closed and its last connection is gone.
+    drained: bool,
+}
+
+impl<C> CheckedIn<C> {
+    /// Wakes the waiter and `close()`; returns the connection to close.
+    fn finish<M: Manager<Connection = C>>(self, pool: &Pool<M>) -> Option<(Conn<C>, CloseReason)> {
+        if let Some(waker) = self.waker {
             waker.wake();
         }
+        if self.drained {
+            pool.shared.drained.notify_waiters();
+        }
+        self.gone
     }
 }
