@@ -3,7 +3,7 @@
 //!
 //! An opener holds one reservation in the pool's `opening` count (which,
 //! with the open connections, stays within `max_size`). It runs while
-//! [`State::wanted_openers`](crate::pool::State::wanted_openers) wants it:
+//! [`Pool::wanted_openers`] wants it:
 //! callers are waiting, `min_idle` is short, or the breaker needs a probe.
 //! It holds only a weak reference to the pool between steps, so a dropped
 //! pool stops it.
@@ -64,7 +64,7 @@ pub(crate) async fn run_opener<M: Manager>(pool: Weak<Shared<M>>, manager: Arc<M
 
 /// Keep going (now, or once the backoff allows), or give the reservation back.
 fn next_step<M: Manager>(pool: &Pool<M>, state: &mut State<M::Connection>) -> Step {
-    if state.opening > state.wanted_openers(&pool.shared.config) {
+    if state.opening > pool.wanted_openers(state) {
         state.opening -= 1;
         return Step::Stop;
     }
@@ -95,12 +95,12 @@ impl<M: Manager> Pool<M> {
                 state.size += 1;
                 tracing::debug!(pool = %shared.name, connection = conn.id, "connection opened");
                 (
-                    pool.put_back(state, conn, now),
+                    pool.hand_over(state, conn, now),
                     None,
                     state.breaker.on_success(),
                 )
             };
-            let go_on = state.opening < state.wanted_openers(&shared.config);
+            let go_on = state.opening < pool.wanted_openers(state);
             if go_on {
                 state.opening += 1;
             }
@@ -129,7 +129,7 @@ impl<M: Manager> Pool<M> {
         let (wakers, opened, failures, retry_after) = self.with_state(|_, state| {
             let opened = state
                 .breaker
-                .on_failure(error.clone(), now, !state.idle.is_empty());
+                .on_failure(error.clone(), now, shared.idle.len() > 0);
             let wakers = if error.class().is_transient() {
                 Vec::new()
             } else {

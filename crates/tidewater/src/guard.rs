@@ -2,12 +2,15 @@
 //! leaving the idle list and reaching the caller (validation, reset).
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering::Relaxed;
 
-use crate::leaks::CheckoutKey;
+use crate::idle::RecordKey;
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{self, Instant};
 use crate::stats::CloseReason;
+
+const HOLDS: &str = "a guard holds its connection until dropped or detached";
 
 /// A connection and the pool's knowledge of it.
 pub(crate) struct Conn<C> {
@@ -43,7 +46,7 @@ impl<C> Conn<C> {
 /// A connection out of the pool, with the record of who took it when.
 pub(crate) struct Checkout<C> {
     pub(crate) conn: Conn<C>,
-    pub(crate) key: CheckoutKey,
+    pub(crate) record: RecordKey,
     pub(crate) since: Instant,
 }
 
@@ -96,17 +99,11 @@ impl<M: Manager> PooledConnection<M> {
     }
 
     fn checkout(&self) -> &Checkout<M::Connection> {
-        self.checkout
-            .as_ref()
-            .expect("a guard holds its connection until dropped")
+        self.checkout.as_ref().expect(HOLDS)
     }
 
     fn conn_mut(&mut self) -> &mut Conn<M::Connection> {
-        &mut self
-            .checkout
-            .as_mut()
-            .expect("a guard holds its connection until dropped")
-            .conn
+        &mut self.checkout.as_mut().expect(HOLDS).conn
     }
 
     /// The connection's id, unique within its pool, as in the pool's logs
@@ -129,10 +126,7 @@ impl<M: Manager> PooledConnection<M> {
     /// # }
     /// ```
     pub fn detach(mut self) -> M::Connection {
-        let checkout = self
-            .checkout
-            .take()
-            .expect("a guard holds its connection until dropped");
+        let checkout = self.checkout.take().expect(HOLDS);
         let (conn, reason) = self
             .pool
             .release(checkout, Some(CloseReason::Detached), false)
@@ -144,17 +138,23 @@ impl<M: Manager> PooledConnection<M> {
     /// Validates or resets the connection if it needs it, within the
     /// acquire deadline.
     pub(crate) async fn prepare(&mut self, deadline: Instant) -> Prepared {
-        let pool = self.pool.clone();
+        // Borrow the fields apart: cloning the pool here would cost two
+        // atomic operations on a line every core writes to.
+        let Self {
+            pool,
+            checkout,
+            discard_as,
+            ..
+        } = self;
         let shared = &*pool.shared;
         let config = &shared.config;
-        let since = self.checkout().since;
-        let conn = self.conn_mut();
-        if conn.expired(since) {
-            self.discard_as = Some(CloseReason::MaxLifetime);
+        let Checkout { conn, since, .. } = checkout.as_mut().expect(HOLDS);
+        if conn.expired(*since) {
+            *discard_as = Some(CloseReason::MaxLifetime);
             return Prepared::Discard;
         }
         if shared.manager.is_broken(&mut conn.raw) {
-            self.discard_as = Some(CloseReason::Broken);
+            *discard_as = Some(CloseReason::Broken);
             return Prepared::Discard;
         }
         let reset = conn.needs_reset;
@@ -164,19 +164,17 @@ impl<M: Manager> PooledConnection<M> {
             return Prepared::Ready { checked: false };
         }
 
-        self.discard_as = Some(CloseReason::Interrupted);
+        *discard_as = Some(CloseReason::Interrupted);
         let limit = deadline.min(Instant::now() + config.validation_timeout);
-        let conn = self.conn_mut();
         let outcome = if reset {
             rt::timeout_at(limit, shared.manager.reset(&mut conn.raw)).await
         } else {
             rt::timeout_at(limit, shared.manager.validate(&mut conn.raw)).await
         };
-        let id = conn.id;
         if let Some(Ok(())) = outcome {
             conn.needs_reset = false;
             conn.last_checked = Instant::now();
-            self.discard_as = None;
+            *discard_as = None;
             return Prepared::Ready { checked: true };
         }
         if outcome.is_none() && Instant::now() >= deadline {
@@ -190,36 +188,41 @@ impl<M: Manager> PooledConnection<M> {
                 &shared.stats.validation_failures,
             )
         };
-        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let error = outcome.map_or_else(
-            || format!("timed out after {:?}", config.validation_timeout),
-            |r| r.err().map(|e| e.to_string()).unwrap_or_default(),
+        failures.fetch_add(1, Relaxed);
+        let error = match outcome {
+            Some(Err(error)) => error.to_string(),
+            _ => format!("timed out after {:?}", config.validation_timeout),
+        };
+        tracing::debug!(
+            pool = %shared.name, connection = conn.id, reason = reason.as_str(), %error,
+            "checkout check failed"
         );
-        tracing::debug!(pool = %shared.name, connection = id, reason = reason.as_str(), %error, "checkout check failed");
-        self.discard_as = Some(reason);
+        *discard_as = Some(reason);
         Prepared::Discard
     }
 
     /// Pings an idle connection for keepalive, then gives it back (or
     /// discards it when the ping fails).
     pub(crate) async fn keepalive(mut self) {
-        self.keepalive = true;
-        self.discard_as = Some(CloseReason::Interrupted);
-        let pool = self.pool.clone();
+        let Self {
+            pool,
+            checkout,
+            discard_as,
+            keepalive,
+        } = &mut self;
+        *keepalive = true;
+        *discard_as = Some(CloseReason::Interrupted);
         let shared = &*pool.shared;
+        let conn = &mut checkout.as_mut().expect(HOLDS).conn;
         let limit = Instant::now() + shared.config.validation_timeout;
-        let conn = self.conn_mut();
         match rt::timeout_at(limit, shared.manager.validate(&mut conn.raw)).await {
             Some(Ok(())) => {
                 conn.last_checked = Instant::now();
-                self.discard_as = None;
+                *discard_as = None;
             }
             _ => {
-                shared
-                    .stats
-                    .validation_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.discard_as = Some(CloseReason::ValidationFailed);
+                shared.stats.validation_failures.fetch_add(1, Relaxed);
+                *discard_as = Some(CloseReason::ValidationFailed);
             }
         }
     }

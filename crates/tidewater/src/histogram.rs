@@ -146,6 +146,18 @@ impl HistogramSnapshot {
             .sum()
     }
 
+    /// The samples of both snapshots together.
+    pub(crate) fn merge(mut self, other: &HistogramSnapshot) -> HistogramSnapshot {
+        if self.buckets.is_empty() {
+            return other.clone();
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_nanos += other.sum_nanos;
+        self
+    }
+
     /// The samples recorded after `earlier` was taken.
     pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
         let mut buckets = self.buckets.clone();

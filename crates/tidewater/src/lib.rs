@@ -71,6 +71,7 @@ mod connect;
 mod error;
 mod guard;
 mod histogram;
+mod idle;
 mod leaks;
 mod maintenance;
 mod manager;

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::time::MissedTickBehavior;
 
-use crate::guard::PooledConnection;
+use crate::guard::{Conn, PooledConnection};
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{self, Instant};
@@ -39,8 +39,9 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
         if state.closed {
             return None;
         }
-        let mut may_idle_out = state.idle.len().saturating_sub(config.min_idle as usize);
-        let retired = state.retire_idle(|conn, _| {
+        let idle = &pool.shared.idle;
+        let mut may_idle_out = idle.len().saturating_sub(config.min_idle);
+        let retired = idle.take_where(|conn, _| {
             if conn.expired(now) {
                 return Some(CloseReason::MaxLifetime);
             }
@@ -52,15 +53,20 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
             }
             None
         });
-        let pings = match config.keepalive_interval {
-            Some(interval) => state.check_out_idle(Location::caller(), now, |conn| {
+        state.size -= retired.len() as u32;
+        let due = |conn: &Conn<M::Connection>| {
+            config.keepalive_interval.is_some_and(|interval| {
                 now.saturating_duration_since(conn.last_checked) >= interval
-            }),
-            None => Vec::new(),
+            })
         };
+        let pings: Vec<_> = idle
+            .take_where(|conn, _| due(conn).then_some(()))
+            .into_iter()
+            .map(|(conn, ())| idle.check_out(conn, Location::caller(), now))
+            .collect();
         state.pinging += pings.len() as u32;
         let leaks = match config.leak_detection_threshold {
-            Some(threshold) => state.checkouts.report_new(now, threshold),
+            Some(threshold) => idle.report_new_leaks(now, threshold),
             None => Vec::new(),
         };
         pool.start_openers(state);

@@ -1,24 +1,36 @@
-//! The pool: checkout, return, and the one lock that orders them.
+//! The pool: checkout, return, and the rules that tie them together.
 //!
-//! All of the pool's bookkeeping lives in [`State`] behind a single mutex,
-//! held only for a few pointer moves at a time and never across an `.await`
-//! or a call into the [`Manager`]. Taking an idle connection and giving it
-//! back each lock it once, allocate nothing and spawn nothing.
+//! Two levels of locking. Idle connections and checkout records live in
+//! per-thread shards (`idle.rs`): taking an idle connection and giving it
+//! back touch only the home shard's lock and cache lines, allocate nothing
+//! and spawn nothing. Everything else (the waiter queue, the pool's size,
+//! connection attempts, the breaker) lives in [`State`] behind one mutex,
+//! taken only on slow paths: waiting, opening or closing a connection,
+//! maintenance. No lock is held across an `.await` or a call into the
+//! [`Manager`], and the pool's lock is always taken before a shard's.
+//!
+//! No caller waits while a connection sits idle: a caller that must wait
+//! joins the queue (publishing the waiter count) and then looks at the
+//! shards once more; a caller returning a connection to its shard reads the
+//! waiter count afterwards and, if anyone waits, [`Pool::settle`] hands idle
+//! connections to the oldest waiters. A full fence on both sides makes sure
+//! at least one of the two sees the other. Closing and shrinking pair with
+//! returns the same way.
 //!
 //! Rules, and where they live:
-//! - a returned connection goes to the oldest waiter, else to the idle list
-//!   ([`Pool::put_back`]), or is discarded ([`Pool::release`]);
-//! - connection attempts start when there is demand and room
-//!   ([`State::wanted_openers`], [`Pool::start_openers`]), in `connect.rs`;
-//! - a checkout validates or resets first when needed (`guard.rs`);
-//! - background rules (idle timeout, lifetime, keepalive, leaks, min_idle)
-//!   run in `maintenance.rs`.
+//! - whether a returned connection may stay: [`must_go`];
+//! - what idle connections owe the queue and a closed or shrunk pool:
+//!   [`Pool::settle`];
+//! - giving a connection to the oldest waiter: [`Pool::hand_over`];
+//! - how many connection attempts to run: [`Pool::wanted_openers`];
+//!   the attempts themselves: `connect.rs`;
+//! - validation and reset on checkout: `guard.rs`;
+//! - idle timeout, lifetime, keepalive, leaks, min_idle: `maintenance.rs`.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -26,13 +38,14 @@ use tokio::sync::Notify;
 
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
-use crate::config::{ConfigError, IdleOrder, PoolConfig};
+use crate::config::{ConfigError, PoolConfig};
 use crate::error::Error;
 use crate::guard::{Checkout, Conn, PooledConnection, Prepared};
-use crate::leaks::{Checkouts, LeakSuspect, Record};
+use crate::idle::Shards;
+use crate::leaks::LeakSuspect;
 use crate::manager::Manager;
-use crate::rt::{self, Instant, Mutex, MutexGuard};
-use crate::stats::{self, CloseReason, Counts, Gauges, PoolStatus, Stats, StatsSnapshot};
+use crate::rt::{self, Instant, Mutex, MutexGuard, fence};
+use crate::stats::{CloseReason, Counts, Gauges, PoolStatus, Stats, StatsSnapshot};
 use crate::waiters::{WaiterKey, WaiterQueue};
 
 /// A pool of database connections. Cheap to clone: clones share one pool.
@@ -77,11 +90,16 @@ impl<M: Manager> std::fmt::Debug for Pool<M> {
     }
 }
 
+/// Aligned so that the `Arc`'s reference counts, which every checkout and
+/// return update, sit alone on their cache line instead of sharing it with
+/// the configuration and gauges that every checkout reads.
+#[repr(align(128))]
 pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: Arc<M>,
     pub(crate) config: PoolConfig,
     pub(crate) name: Arc<str>,
     state: Mutex<State<M::Connection>>,
+    pub(crate) idle: Shards<M::Connection>,
     pub(crate) gauges: Gauges,
     pub(crate) stats: Stats,
     drained: Notify,
@@ -90,10 +108,9 @@ pub(crate) struct Shared<M: Manager> {
 /// What a served waiter receives.
 pub(crate) type Served<C> = Result<Checkout<C>, Error>;
 
+/// Everything but the idle connections, under the pool's lock.
 pub(crate) struct State<C> {
-    pub(crate) idle: VecDeque<Conn<C>>,
     pub(crate) waiters: WaiterQueue<Served<C>>,
-    pub(crate) checkouts: Checkouts,
     /// Connections open: idle, checked out, or being validated.
     pub(crate) size: u32,
     /// Connection attempts in flight or backing off. `size + opening` stays
@@ -109,125 +126,64 @@ pub(crate) struct State<C> {
 }
 
 impl<C> State<C> {
-    /// How many connection attempts should be running now: enough for the
-    /// callers waiting and the `min_idle` shortfall, within the room left
-    /// and `max_connecting`; one probe while the breaker is open.
-    pub(crate) fn wanted_openers(&self, config: &PoolConfig) -> u32 {
-        if self.closed {
-            return 0;
-        }
-        let demand = if self.breaker.is_open() {
-            1
-        } else {
-            let idle = self.idle.len() as u32 + self.pinging;
-            let idle_shortfall = config.min_idle.saturating_sub(idle);
-            self.waiters.len().max(idle_shortfall)
-        };
-        demand
-            .min(config.max_connecting)
-            .min(self.max_size.saturating_sub(self.size))
-    }
-
     fn counts(&self) -> Counts {
         Counts {
             size: self.size,
-            idle: self.idle.len() as u32,
             waiters: self.waiters.len(),
             opening: self.opening,
-        }
-    }
-
-    fn status(&self, name: &Arc<str>) -> PoolStatus {
-        PoolStatus {
-            pool: name.clone(),
             max_size: self.max_size,
-            size: self.size,
-            in_use: self.size - self.idle.len() as u32,
-            idle: self.idle.len() as u32,
-            opening: self.opening,
-            waiters: self.waiters.len(),
-            breaker_open: self.breaker.is_open(),
+        }
+    }
+}
+
+/// Why a connection coming back must be closed instead of kept, if it must:
+/// the pool is closed, the connection's lifetime is over, or the pool has
+/// shrunk below its size.
+pub(crate) fn must_go<C>(
+    closed: bool,
+    size: u32,
+    max_size: u32,
+    conn: &Conn<C>,
+    now: Instant,
+) -> Option<CloseReason> {
+    if closed {
+        Some(CloseReason::PoolClosed)
+    } else if conn.expired(now) {
+        Some(CloseReason::MaxLifetime)
+    } else if size > max_size {
+        Some(CloseReason::Resized)
+    } else {
+        None
+    }
+}
+
+/// What a change under the pool's lock leaves to do once it is released.
+#[must_use = "wakers to wake and connections to close"]
+pub(crate) struct Settled<C> {
+    wakers: Vec<Waker>,
+    gone: Vec<(Conn<C>, CloseReason)>,
+    /// The pool is closed and its last connection is gone.
+    drained: bool,
+}
+
+impl<C> Settled<C> {
+    fn new() -> Self {
+        Self {
+            wakers: Vec::new(),
+            gone: Vec::new(),
+            drained: false,
         }
     }
 
-    fn take_idle(&mut self, order: IdleOrder) -> Option<Conn<C>> {
-        match order {
-            IdleOrder::Lifo => self.idle.pop_back(),
-            IdleOrder::Fifo => self.idle.pop_front(),
+    /// Wakes the waiters served, tells `close()` when the pool is drained,
+    /// and closes the connections that had to go.
+    pub(crate) fn finish<M: Manager<Connection = C>>(self, pool: &Pool<M>) {
+        self.wakers.into_iter().for_each(Waker::wake);
+        if self.drained {
+            pool.shared.drained.notify_waiters();
         }
-    }
-
-    /// Removes idle connections for which `retire` names a reason.
-    pub(crate) fn retire_idle(
-        &mut self,
-        mut retire: impl FnMut(&Conn<C>, usize) -> Option<CloseReason>,
-    ) -> Vec<(Conn<C>, CloseReason)> {
-        let mut retired = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.idle.len());
-        for conn in self.idle.drain(..) {
-            match retire(&conn, kept.len() + retired.len()) {
-                Some(reason) => retired.push((conn, reason)),
-                None => kept.push_back(conn),
-            }
-        }
-        self.idle = kept;
-        self.size -= retired.len() as u32;
-        retired
-    }
-
-    /// Takes out the idle connections `pick` selects, each as a checkout
-    /// recorded for `caller`.
-    pub(crate) fn check_out_idle(
-        &mut self,
-        caller: &'static Location<'static>,
-        now: Instant,
-        mut pick: impl FnMut(&Conn<C>) -> bool,
-    ) -> Vec<Checkout<C>> {
-        let mut picked = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.idle.len());
-        for conn in self.idle.drain(..) {
-            if pick(&conn) {
-                picked.push(conn)
-            } else {
-                kept.push_back(conn)
-            }
-        }
-        self.idle = kept;
-        picked
-            .into_iter()
-            .map(|conn| self.check_out(conn, caller, now))
-            .collect()
-    }
-
-    fn check_out(
-        &mut self,
-        conn: Conn<C>,
-        caller: &'static Location<'static>,
-        since: Instant,
-    ) -> Checkout<C> {
-        let record = Record {
-            caller,
-            since,
-            connection_id: conn.id,
-            reported: false,
-        };
-        Checkout {
-            key: self.checkouts.insert(record),
-            since,
-            conn,
-        }
-    }
-
-    fn unavailable(&self, name: &Arc<str>, now: Instant) -> Error {
-        Error::Unavailable {
-            cause: self
-                .breaker
-                .last_error()
-                .cloned()
-                .expect("an open breaker has a cause"),
-            failures: self.breaker.failures(),
-            retry_after: self.breaker.retry_after(now),
-            status: self.status(name),
+        for (conn, reason) in self.gone {
+            pool.discard(conn, reason);
         }
     }
 }
@@ -290,9 +246,7 @@ impl<M: Manager> Pool<M> {
             max: config.connect_backoff_max,
         };
         let state = State {
-            idle: VecDeque::with_capacity(config.max_size as usize),
             waiters: WaiterQueue::new(),
-            checkouts: Checkouts::default(),
             size: 0,
             opening: 0,
             pinging: 0,
@@ -309,7 +263,8 @@ impl<M: Manager> Pool<M> {
             shared: Arc::new(Shared {
                 manager: Arc::new(manager),
                 name: config.name.as_str().into(),
-                gauges: Gauges::new(config.max_size),
+                idle: Shards::new(config.idle_order),
+                gauges: Gauges::new(state.counts()),
                 config,
                 state: Mutex::new(state),
                 stats: Stats::new(),
@@ -402,9 +357,12 @@ impl<M: Manager> Pool<M> {
             };
             let mut conn = PooledConnection::new(self.clone(), checkout);
             match conn.prepare(deadline).await {
-                Prepared::Ready { checked } => {
-                    let slow = waited || checked;
-                    stats::record_wait(&self.shared.stats, slow.then(|| start.elapsed()));
+                Prepared::Ready { checked } if waited || checked => {
+                    self.shared.stats.record_wait(start.elapsed());
+                    return Ok(conn);
+                }
+                Prepared::Ready { .. } => {
+                    self.shared.idle.count_direct();
                     return Ok(conn);
                 }
                 Prepared::Discard => now = Instant::now(),
@@ -413,7 +371,8 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// Under the lock: an idle connection, or a place in the queue.
+    /// An idle connection (from the shards, without the pool's lock when
+    /// nobody waits), or a place in the queue.
     fn find(
         &self,
         caller: &'static Location<'static>,
@@ -421,36 +380,51 @@ impl<M: Manager> Pool<M> {
         wait: bool,
     ) -> Result<Found<M::Connection>, Error> {
         let shared = &*self.shared;
+        if shared.gauges.nobody_waits()
+            && let Some(checkout) = shared.idle.take(caller, now)
+        {
+            return Ok(Found::Idle(checkout));
+        }
         let mut state = self.lock();
         if state.closed {
             return Err(Error::Closed {
                 pool: shared.name.clone(),
             });
         }
-        if let Some(conn) = state.take_idle(shared.config.idle_order) {
-            let checkout = state.check_out(conn, caller, now);
+        let key = state.waiters.push(caller);
+        self.publish(&state);
+        fence(SeqCst); // pairs with the fence in `release`: see the module docs
+        let took = shared.idle.take(caller, now);
+        let too_many = state.waiters.len() > shared.config.max_waiters;
+        if took.is_none() && wait && !state.breaker.is_open() && !too_many {
+            self.start_openers(&mut state);
             self.publish(&state);
+            return Ok(Found::Queued(key));
+        }
+        let _ = state.waiters.cancel(key);
+        self.publish(&state);
+        if let Some(checkout) = took {
             return Ok(Found::Idle(checkout));
         }
-        if !wait {
-            return Err(Error::NoIdleConnection {
-                status: state.status(&shared.name),
-            });
-        }
-        if state.breaker.is_open() {
+        let status = self.status_of(&state);
+        Err(if !wait {
+            Error::NoIdleConnection { status }
+        } else if state.breaker.is_open() {
             shared.stats.rejected_unavailable.fetch_add(1, Relaxed);
-            return Err(state.unavailable(&shared.name, now));
-        }
-        if state.waiters.len() >= shared.config.max_waiters {
+            Error::Unavailable {
+                cause: state
+                    .breaker
+                    .last_error()
+                    .cloned()
+                    .expect("an open breaker has a cause"),
+                failures: state.breaker.failures(),
+                retry_after: state.breaker.retry_after(now),
+                status,
+            }
+        } else {
             shared.stats.rejected_queue_full.fetch_add(1, Relaxed);
-            return Err(Error::QueueFull {
-                status: state.status(&shared.name),
-            });
-        }
-        let key = state.waiters.push(caller);
-        self.start_openers(&mut state);
-        self.publish(&state);
-        Ok(Found::Queued(key))
+            Error::QueueFull { status }
+        })
     }
 
     fn timed_out(&self, start: Instant) -> Error {
@@ -458,57 +432,70 @@ impl<M: Manager> Pool<M> {
         let state = self.lock();
         Error::Timeout {
             waited: start.elapsed(),
-            status: state.status(&self.shared.name),
+            status: self.status_of(&state),
             last_connect_error: state.breaker.last_error().cloned(),
         }
     }
 
-    /// Takes back a connection from a guard: it goes to the oldest waiter or
-    /// the idle list, unless it must go (`forced`, broken, returned while
-    /// panicking, expired, surplus after a shrink, pool closed). A connection
-    /// that must go is returned with the reason, for the caller to close
-    /// (or hand out, for `detach`); its slot is already free.
+    /// Takes back a connection from a guard. Normally it goes back to the
+    /// home shard without the pool's lock; it goes through the lock when
+    /// callers wait (to the oldest), or when it must be closed: `forced`,
+    /// broken, returned while panicking, or as [`must_go`] says. A
+    /// connection to close is returned with the reason, for the caller to
+    /// close (or hand out, for `detach`); its slot is already free.
     pub(crate) fn release(
         &self,
-        mut checkout: Checkout<M::Connection>,
+        checkout: Checkout<M::Connection>,
         forced: Option<CloseReason>,
         keepalive: bool,
     ) -> Option<(Conn<M::Connection>, CloseReason)> {
+        let shared = &*self.shared;
         let now = Instant::now();
-        let manager = &*self.shared.manager;
-        let conn = &mut checkout.conn;
+        let Checkout {
+            mut conn,
+            record,
+            since,
+        } = checkout;
         let mut reason = forced;
         if reason.is_none() {
             if std::thread::panicking() {
                 reason = Some(CloseReason::Panicked);
-            } else if manager.is_broken(&mut conn.raw) {
+            } else if shared.manager.is_broken(&mut conn.raw) {
                 reason = Some(CloseReason::Broken);
             } else if !keepalive {
-                conn.needs_reset = manager.needs_reset(&mut conn.raw);
+                conn.needs_reset = shared.manager.needs_reset(&mut conn.raw);
                 conn.last_used = now;
                 conn.last_checked = now;
             }
         }
-
-        let mut state = self.lock();
-        let record = state.checkouts.remove(checkout.key);
-        if keepalive {
-            state.pinging -= 1;
-        }
-        let returned = self.check_in(&mut state, checkout.conn, reason, now);
-        self.publish(&state);
-        drop(state);
-        let gone = returned.finish(self);
-
         if !keepalive {
-            self.shared
-                .stats
-                .use_time
-                .record(now.saturating_duration_since(checkout.since));
+            shared.idle.record_use(now.saturating_duration_since(since));
         }
-        if let Some(record) = record.filter(|record| record.reported) {
+
+        let (reported, gone) = if reason.is_none() && !keepalive && self.may_stay(&conn, now) {
+            let reported = shared.idle.check_in(record, Some(conn));
+            fence(SeqCst); // pairs with the fence in `find`, `close` and `resize`
+            if shared.gauges.needs_settling() {
+                self.with_state(|pool, state| pool.settle(state, now))
+                    .finish(self);
+            }
+            (reported, None)
+        } else {
+            let mut state = self.lock();
+            if keepalive {
+                state.pinging -= 1;
+            }
+            let reported = shared.idle.check_in(record, None);
+            let mut settled = self.check_in(&mut state, conn, reason, now);
+            self.publish(&state);
+            drop(state);
+            let gone = settled.gone.pop();
+            settled.finish(self);
+            (reported, gone)
+        };
+        if let Some(record) = reported.filter(|record| record.reported) {
             tracing::warn!(
-                pool = %self.shared.name,
+                pool = %shared.name,
                 connection = record.connection_id,
                 caller = %record.caller,
                 held_for = ?now.saturating_duration_since(record.since),
@@ -518,46 +505,41 @@ impl<M: Manager> Pool<M> {
         gone
     }
 
-    /// Under the lock, a connection coming back from a checkout: it goes to
-    /// the oldest waiter or the idle list, unless `reason` says it must go,
-    /// or the pool says so (closed, lifetime over, surplus after a shrink).
-    /// One that must go has its slot freed already.
-    fn check_in(
+    /// Whether a returned connection can go straight back to a shard: nobody
+    /// waits and [`must_go`] has no objection, as far as the gauges tell.
+    fn may_stay(&self, conn: &Conn<M::Connection>, now: Instant) -> bool {
+        let gauges = &self.shared.gauges;
+        let counts = gauges.counts();
+        counts.waiters == 0
+            && must_go(gauges.closed(), counts.size, counts.max_size, conn, now).is_none()
+    }
+
+    /// Under the lock: a connection coming back from a checkout (its record
+    /// already removed) goes to the oldest waiter or the idle list, unless
+    /// `reason` or [`must_go`] says it must be closed; its slot is then freed.
+    pub(crate) fn check_in(
         &self,
         state: &mut State<M::Connection>,
         conn: Conn<M::Connection>,
         reason: Option<CloseReason>,
         now: Instant,
-    ) -> CheckedIn<M::Connection> {
-        let reason = reason.or_else(|| {
-            if state.closed {
-                Some(CloseReason::PoolClosed)
-            } else if conn.expired(now) {
-                Some(CloseReason::MaxLifetime)
-            } else if state.size > state.max_size {
-                Some(CloseReason::Resized)
-            } else {
-                None
-            }
-        });
-        let (waker, gone) = match reason {
-            None => (self.put_back(state, conn, now), None),
+    ) -> Settled<M::Connection> {
+        let mut settled = Settled::new();
+        match reason.or_else(|| must_go(state.closed, state.size, state.max_size, &conn, now)) {
+            None => settled.wakers.extend(self.hand_over(state, conn, now)),
             Some(reason) => {
                 state.size -= 1;
                 self.start_openers(state);
-                (None, Some((conn, reason)))
+                settled.gone.push((conn, reason));
             }
-        };
-        CheckedIn {
-            waker,
-            gone,
-            drained: state.closed && state.size == 0,
         }
+        settled.drained = state.closed && state.size == 0;
+        settled
     }
 
-    /// Hands a usable connection to the oldest waiter (returning its waker),
-    /// or makes it idle.
-    pub(crate) fn put_back(
+    /// Under the lock: gives a usable connection that is in no shard to the
+    /// oldest waiter (returning its waker), or makes it idle.
+    pub(crate) fn hand_over(
         &self,
         state: &mut State<M::Connection>,
         conn: Conn<M::Connection>,
@@ -565,14 +547,54 @@ impl<M: Manager> Pool<M> {
     ) -> Option<Waker> {
         match state.waiters.front_caller() {
             None => {
-                state.idle.push_back(conn);
+                self.shared.idle.push(conn);
                 None
             }
             Some(caller) => {
-                let checkout = state.check_out(conn, caller, now);
+                let checkout = self.shared.idle.check_out(conn, caller, now);
                 state.waiters.serve_front(Ok(checkout)).ok().flatten()
             }
         }
+    }
+
+    /// Under the lock: brings the idle connections in line with the pool.
+    /// A closed pool closes them all; a pool above its size closes the
+    /// surplus; waiting callers get the rest, oldest first.
+    pub(crate) fn settle(
+        &self,
+        state: &mut State<M::Connection>,
+        now: Instant,
+    ) -> Settled<M::Connection> {
+        let mut settled = Settled::new();
+        let (reason, surplus) = if state.closed {
+            (CloseReason::PoolClosed, usize::MAX)
+        } else {
+            (
+                CloseReason::Resized,
+                state.size.saturating_sub(state.max_size) as usize,
+            )
+        };
+        if surplus > 0 {
+            let retired = self
+                .shared
+                .idle
+                .take_where(|_, picked| (picked < surplus).then_some(reason));
+            state.size -= retired.len() as u32;
+            settled.gone.extend(retired);
+        }
+        while let Some(caller) = state.waiters.front_caller() {
+            let Some(checkout) = self.shared.idle.take(caller, now) else {
+                break;
+            };
+            settled
+                .wakers
+                .extend(state.waiters.serve_front(Ok(checkout)).ok().flatten());
+        }
+        if !settled.gone.is_empty() {
+            self.start_openers(state);
+        }
+        settled.drained = state.closed && state.size == 0;
+        settled
     }
 
     /// Closes a connection the pool no longer counts.
@@ -582,9 +604,31 @@ impl<M: Manager> Pool<M> {
         drop(conn);
     }
 
-    /// Starts connection attempts up to [`State::wanted_openers`].
+    /// How many connection attempts should be running now: enough for the
+    /// callers waiting and the `min_idle` shortfall, within the room left
+    /// and `max_connecting`; one probe while the breaker is open.
+    pub(crate) fn wanted_openers(&self, state: &State<M::Connection>) -> u32 {
+        let config = &self.shared.config;
+        if state.closed {
+            return 0;
+        }
+        let demand = if state.breaker.is_open() {
+            1
+        } else {
+            let idle = self.shared.idle.len() + state.pinging;
+            state
+                .waiters
+                .len()
+                .max(config.min_idle.saturating_sub(idle))
+        };
+        demand
+            .min(config.max_connecting)
+            .min(state.max_size.saturating_sub(state.size))
+    }
+
+    /// Starts connection attempts up to [`Pool::wanted_openers`].
     pub(crate) fn start_openers(&self, state: &mut State<M::Connection>) {
-        let wanted = state.wanted_openers(&self.shared.config);
+        let wanted = self.wanted_openers(state);
         while state.opening < wanted {
             state.opening += 1;
             rt::spawn(crate::connect::run_opener(
@@ -610,7 +654,7 @@ impl<M: Manager> Pool<M> {
     }
 
     fn publish(&self, state: &State<M::Connection>) {
-        self.shared.gauges.publish(state.counts());
+        self.shared.gauges.publish(state.counts(), state.closed);
     }
 
     /// A fresh id for a new connection, and its lifetime's end.
@@ -628,6 +672,16 @@ impl<M: Manager> Pool<M> {
         Conn::new(raw, state.next_id, now, expires_at)
     }
 
+    /// The status as `state` has it (under the lock).
+    fn status_of(&self, state: &State<M::Connection>) -> PoolStatus {
+        self.shared.gauges.status_of(
+            &self.shared.name,
+            state.counts(),
+            self.shared.idle.len(),
+            state.breaker.is_open(),
+        )
+    }
+
     /// The pool's numbers now, read without taking its lock.
     ///
     /// ```
@@ -640,13 +694,16 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub fn status(&self) -> PoolStatus {
-        self.shared.gauges.status(&self.shared.name)
+        self.shared
+            .gauges
+            .status(&self.shared.name, self.shared.idle.len())
     }
 
     /// The pool's counters and latency histograms, read without taking its
     /// lock.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        let (acquired_direct, use_time) = self.shared.idle.hot_stats();
+        self.shared.stats.snapshot(acquired_direct, use_time)
     }
 
     /// The pool's name, from its configuration.
@@ -666,7 +723,7 @@ impl<M: Manager> Pool<M> {
         let Some(threshold) = self.shared.config.leak_detection_threshold else {
             return Vec::new();
         };
-        let mut suspects = self.lock().checkouts.suspects(Instant::now(), threshold);
+        let mut suspects = self.shared.idle.leak_suspects(Instant::now(), threshold);
         suspects.sort_by_key(|suspect| std::cmp::Reverse(suspect.held_for));
         suspects
     }
@@ -694,18 +751,16 @@ impl<M: Manager> Pool<M> {
             ..self.shared.config.clone()
         }
         .validate()?;
-        let retired = self.with_state(|pool, state| {
+        let now = Instant::now();
+        self.with_state(|pool, state| {
             state.max_size = max_size;
-            let surplus = state.size.saturating_sub(max_size) as usize;
-            let retired =
-                state.retire_idle(|_, seen| (seen < surplus).then_some(CloseReason::Resized));
+            pool.publish(state);
+            fence(SeqCst); // pairs with the fence in `release`
+            let settled = pool.settle(state, now);
             pool.start_openers(state);
-            retired
-        });
-        self.shared.gauges.set_max_size(max_size);
-        for (conn, reason) in retired {
-            self.discard(conn, reason);
-        }
+            settled
+        })
+        .finish(self);
         Ok(())
     }
 
@@ -717,18 +772,19 @@ impl<M: Manager> Pool<M> {
         let error = Error::Closed {
             pool: self.shared.name.clone(),
         };
-        let (wakers, idle) = self.with_state(|_, state| {
+        let now = Instant::now();
+        let settled = self.with_state(|pool, state| {
             state.closed = true;
-            let wakers = state.waiters.serve_all(|| Err(error.clone()));
-            let idle: Vec<_> = state.idle.drain(..).collect();
-            state.size -= idle.len() as u32;
-            (wakers, idle)
+            pool.publish(state);
+            fence(SeqCst); // pairs with the fence in `release`
+            let mut settled = pool.settle(state, now);
+            settled
+                .wakers
+                .extend(state.waiters.serve_all(|| Err(error.clone())));
+            settled
         });
-        wakers.into_iter().for_each(Waker::wake);
-        let closed_idle = idle.len() as u32;
-        for conn in idle {
-            self.discard(conn, CloseReason::PoolClosed);
-        }
+        let closed_idle = settled.gone.len() as u32;
+        settled.finish(self);
         let in_use = self.status().size;
         let deadline = Instant::now() + self.shared.config.drain_timeout;
         loop {
@@ -788,38 +844,15 @@ impl<M: Manager> Drop for Waiting<'_, M> {
         let pool = self.pool;
         // A connection already handed to this waiter comes back as from a
         // guard: the pool may have closed or shrunk since.
-        let returned = pool.with_state(|pool, state| match state.waiters.cancel(key) {
+        let settled = pool.with_state(|pool, state| match state.waiters.cancel(key) {
             Some(Ok(checkout)) => {
-                state.checkouts.remove(checkout.key);
+                let _ = pool.shared.idle.check_in(checkout.record, None);
                 Some(pool.check_in(state, checkout.conn, None, Instant::now()))
             }
             Some(Err(_)) | None => None,
         });
-        if let Some((conn, reason)) = returned.and_then(|returned| returned.finish(pool)) {
-            pool.discard(conn, reason);
+        if let Some(settled) = settled {
+            settled.finish(pool);
         }
-    }
-}
-
-/// What [`Pool::check_in`] decided, to carry out once the lock is released.
-struct CheckedIn<C> {
-    /// The waiter that was handed the connection.
-    waker: Option<Waker>,
-    /// The connection to close, and why.
-    gone: Option<(Conn<C>, CloseReason)>,
-    /// The pool is closed and its last connection is gone.
-    drained: bool,
-}
-
-impl<C> CheckedIn<C> {
-    /// Wakes the waiter and `close()`; returns the connection to close.
-    fn finish<M: Manager<Connection = C>>(self, pool: &Pool<M>) -> Option<(Conn<C>, CloseReason)> {
-        if let Some(waker) = self.waker {
-            waker.wake();
-        }
-        if self.drained {
-            pool.shared.drained.notify_waiters();
-        }
-        self.gone
     }
 }

@@ -11,10 +11,16 @@ pub(crate) use tokio::time::Instant;
 use std::future::Future;
 
 #[cfg(not(tidewater_shuttle))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::{
+    Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU64, fence},
+};
 
 #[cfg(tidewater_shuttle)]
-pub(crate) use shuttle::sync::{Mutex, MutexGuard};
+pub(crate) use shuttle::sync::{
+    Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU64, fence},
+};
 
 /// Runs `task` in the background.
 pub(crate) fn spawn(task: impl Future<Output = ()> + Send + 'static) {
@@ -44,4 +50,37 @@ pub(crate) async fn sleep_until(deadline: Instant) {
         let _ = deadline;
         shuttle::future::yield_now().await;
     }
+}
+
+/// How many idle shards a pool has: one per core the process may use.
+/// Three under the model check, so that its tasks land on different shards.
+pub(crate) fn shard_count() -> usize {
+    #[cfg(not(tidewater_shuttle))]
+    return std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(64);
+    #[cfg(tidewater_shuttle)]
+    3
+}
+
+/// A number for the running thread (a task, under the model check), the
+/// same each time it asks: it picks the thread's home shard.
+pub(crate) fn worker_number() -> usize {
+    #[cfg(not(tidewater_shuttle))]
+    {
+        use std::cell::Cell;
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        NUMBER.with(|number| {
+            if number.get() == usize::MAX {
+                number.set(NEXT.fetch_add(1, Relaxed));
+            }
+            number.get()
+        })
+    }
+    #[cfg(tidewater_shuttle)]
+    usize::from(shuttle::current::me())
 }

@@ -5,7 +5,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
+
+use crate::rt::{AtomicBool, AtomicU64 as SyncU64};
 use std::time::Duration;
 
 use crate::histogram::{Histogram, HistogramSnapshot};
@@ -124,11 +129,16 @@ impl CloseReason {
 }
 
 /// The pool's live numbers, written under the pool's lock and read without
-/// it. Size, idle, waiters and opening share one word, so a reader always
-/// sees them from the same moment.
+/// it. Size, waiters, attempts in flight and the size limit share one word,
+/// so a reader always sees them from the same moment. The idle count lives
+/// in the shards (`idle.rs`).
+///
+/// `packed` and `closed` are also how a caller returning a connection
+/// without the pool's lock learns that someone waits, or that the pool
+/// closed or shrank: they are written and read sequentially consistent.
 pub(crate) struct Gauges {
-    packed: AtomicU64,
-    max_size: AtomicU32,
+    packed: SyncU64,
+    closed: AtomicBool,
     breaker_open: AtomicBool,
 }
 
@@ -136,70 +146,98 @@ pub(crate) struct Gauges {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
     pub(crate) size: u32,
-    pub(crate) idle: u32,
     pub(crate) waiters: u32,
     pub(crate) opening: u32,
+    pub(crate) max_size: u32,
 }
 
 impl Counts {
     fn pack(self) -> u64 {
         let field = |v: u32| u64::from(v.min(0xFFFF));
         field(self.size)
-            | field(self.idle) << 16
-            | field(self.waiters) << 32
-            | field(self.opening) << 48
+            | field(self.waiters) << 16
+            | field(self.opening) << 32
+            | field(self.max_size) << 48
     }
 
     fn unpack(word: u64) -> Self {
         let field = |shift: u32| ((word >> shift) & 0xFFFF) as u32;
         Self {
             size: field(0),
-            idle: field(16),
-            waiters: field(32),
-            opening: field(48),
+            waiters: field(16),
+            opening: field(32),
+            max_size: field(48),
         }
     }
 }
 
 impl Gauges {
-    pub(crate) fn new(max_size: u32) -> Self {
+    pub(crate) fn new(counts: Counts) -> Self {
         Self {
-            packed: AtomicU64::new(0),
-            max_size: AtomicU32::new(max_size),
+            packed: SyncU64::new(counts.pack()),
+            closed: AtomicBool::new(false),
             breaker_open: AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn publish(&self, counts: Counts) {
-        self.packed.store(counts.pack(), Relaxed);
+    pub(crate) fn publish(&self, counts: Counts, closed: bool) {
+        self.packed.store(counts.pack(), SeqCst);
+        self.closed.store(closed, SeqCst);
     }
 
-    pub(crate) fn set_max_size(&self, max_size: u32) {
-        self.max_size.store(max_size, Relaxed);
+    pub(crate) fn counts(&self) -> Counts {
+        Counts::unpack(self.packed.load(SeqCst))
+    }
+
+    pub(crate) fn closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    /// Nobody waits for a connection.
+    pub(crate) fn nobody_waits(&self) -> bool {
+        self.counts().waiters == 0
+    }
+
+    /// Idle connections may owe something: to a waiter, to a closed pool,
+    /// or to a pool that shrank.
+    pub(crate) fn needs_settling(&self) -> bool {
+        let counts = self.counts();
+        counts.waiters > 0 || counts.size > counts.max_size || self.closed()
     }
 
     pub(crate) fn set_breaker_open(&self, open: bool) {
         self.breaker_open.store(open, Relaxed);
     }
 
-    pub(crate) fn status(&self, pool: &Arc<str>) -> PoolStatus {
-        let counts = Counts::unpack(self.packed.load(Relaxed));
+    /// The status now.
+    pub(crate) fn status(&self, pool: &Arc<str>, idle: u32) -> PoolStatus {
+        self.status_of(pool, self.counts(), idle, self.breaker_open.load(Relaxed))
+    }
+
+    /// The status from numbers read elsewhere (under the pool's lock).
+    pub(crate) fn status_of(
+        &self,
+        pool: &Arc<str>,
+        counts: Counts,
+        idle: u32,
+        breaker_open: bool,
+    ) -> PoolStatus {
+        let idle = idle.min(counts.size);
         PoolStatus {
             pool: pool.clone(),
-            max_size: self.max_size.load(Relaxed),
+            max_size: counts.max_size,
             size: counts.size,
-            in_use: counts.size.saturating_sub(counts.idle),
-            idle: counts.idle,
+            in_use: counts.size - idle,
+            idle,
             opening: counts.opening,
             waiters: counts.waiters,
-            breaker_open: self.breaker_open.load(Relaxed),
+            breaker_open,
         }
     }
 }
 
 /// The counters and histograms of one pool.
 pub(crate) struct Stats {
-    pub(crate) acquired_direct: AtomicU64,
     pub(crate) acquired_after_wait: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) rejected_unavailable: AtomicU64,
@@ -214,14 +252,12 @@ pub(crate) struct Stats {
     pub(crate) leaks_detected: AtomicU64,
     pub(crate) breaker_opened: AtomicU64,
     pub(crate) wait_time: Histogram,
-    pub(crate) use_time: Histogram,
     pub(crate) create_time: Histogram,
 }
 
 impl Stats {
     pub(crate) fn new() -> Self {
         Self {
-            acquired_direct: AtomicU64::new(0),
             acquired_after_wait: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             rejected_unavailable: AtomicU64::new(0),
@@ -236,9 +272,14 @@ impl Stats {
             leaks_detected: AtomicU64::new(0),
             breaker_opened: AtomicU64::new(0),
             wait_time: Histogram::new(),
-            use_time: Histogram::new(),
             create_time: Histogram::new(),
         }
+    }
+
+    /// Counts a checkout that waited for a connection or validated one.
+    pub(crate) fn record_wait(&self, waited: Duration) {
+        self.wait_time.record(waited);
+        self.acquired_after_wait.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn count_closed(&self, reason: CloseReason, n: u64) {
@@ -249,9 +290,13 @@ impl Stats {
         self.closed[i].fetch_add(n, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+    /// A snapshot, with the two hot-path figures the shards keep.
+    pub(crate) fn snapshot(
+        &self,
+        acquired_direct: u64,
+        use_time: HistogramSnapshot,
+    ) -> StatsSnapshot {
         let read = |counter: &AtomicU64| counter.load(Relaxed);
-        let acquired_direct = read(&self.acquired_direct);
         StatsSnapshot {
             acquired_direct,
             acquired_after_wait: read(&self.acquired_after_wait),
@@ -272,7 +317,7 @@ impl Stats {
             leaks_detected: read(&self.leaks_detected),
             breaker_opened: read(&self.breaker_opened),
             wait_time: self.wait_time.snapshot(acquired_direct),
-            use_time: self.use_time.snapshot(0),
+            use_time,
             create_time: self.create_time.snapshot(0),
         }
     }
@@ -359,17 +404,6 @@ impl StatsSnapshot {
     }
 }
 
-/// Wait time recorded for a checkout that waited or validated.
-pub(crate) fn record_wait(stats: &Stats, waited: Option<Duration>) {
-    match waited {
-        None => stats.acquired_direct.fetch_add(1, Relaxed),
-        Some(waited) => {
-            stats.wait_time.record(waited);
-            stats.acquired_after_wait.fetch_add(1, Relaxed)
-        }
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,9 +412,9 @@ mod tests {
     fn counts_pack_and_unpack() {
         let counts = Counts {
             size: 50,
-            idle: 7,
             waiters: 65_535,
             opening: 2,
+            max_size: 10_000,
         };
         assert_eq!(Counts::unpack(counts.pack()), counts);
         let saturated = Counts {

@@ -1,0 +1,346 @@
+//! Idle connections and checkout records, sharded by thread.
+//!
+//! A single lock shared by every core makes each checkout and return move
+//! the lock's cache line (and the connection's) between cores: on two cores
+//! that alone halves throughput. So idle connections live in shards, one per
+//! core: a thread takes from and returns to its home shard (its own cache
+//! lines, an uncontended lock), and steals from other shards only when its
+//! own is empty. Each shard also keeps the checkout records of connections
+//! taken from it (for leak reports) and the two hot-path statistics
+//! (checkouts served directly, and use time), so the fast path touches no
+//! line another core writes to.
+//!
+//! Order within a shard follows `idle_order` (LIFO by default), so reuse is
+//! most-recently-returned first per thread.
+
+use std::collections::VecDeque;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::config::IdleOrder;
+use crate::guard::{Checkout, Conn};
+use crate::histogram::{Histogram, HistogramSnapshot};
+use crate::leaks::{CheckoutKey, Checkouts, LeakSuspect, Record};
+use crate::rt::{self, Instant, Mutex, MutexGuard};
+
+/// Where a checkout's record is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecordKey {
+    shard: u32,
+    key: CheckoutKey,
+}
+
+/// One shard on cache lines of its own.
+#[repr(align(128))]
+struct Shard<C> {
+    state: Mutex<ShardState<C>>,
+    /// Idle connections here, written under `state`, read without it.
+    len: AtomicU32,
+    acquired_direct: AtomicU64,
+    use_time: Histogram,
+}
+
+impl<C> Default for Shard<C> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(ShardState {
+                idle: VecDeque::new(),
+                checkouts: Checkouts::default(),
+            }),
+            len: AtomicU32::new(0),
+            acquired_direct: AtomicU64::new(0),
+            use_time: Histogram::new(),
+        }
+    }
+}
+
+struct ShardState<C> {
+    idle: VecDeque<Conn<C>>,
+    checkouts: Checkouts,
+}
+
+pub(crate) struct Shards<C> {
+    shards: Box<[Shard<C>]>,
+    order: IdleOrder,
+}
+
+impl<C> Shards<C> {
+    /// One shard per core the process may use.
+    pub(crate) fn new(order: IdleOrder) -> Self {
+        let count = rt::shard_count();
+        let shards = (0..count).map(|_| Shard::default()).collect();
+        Self { shards, order }
+    }
+
+    fn home(&self) -> usize {
+        rt::worker_number() % self.shards.len()
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, ShardState<C>> {
+        self.shards[shard]
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Shard numbers starting from this thread's home.
+    fn home_first(&self) -> impl Iterator<Item = usize> {
+        let (home, count) = (self.home(), self.shards.len());
+        (0..count).map(move |i| (home + i) % count)
+    }
+
+    /// Idle connections in all shards.
+    pub(crate) fn len(&self) -> u32 {
+        self.shards
+            .iter()
+            .map(|shard| shard.len.load(Relaxed))
+            .sum()
+    }
+
+    /// Takes an idle connection (home shard first) and records the checkout
+    /// for `caller` in the shard it came from.
+    pub(crate) fn take(
+        &self,
+        caller: &'static Location<'static>,
+        now: Instant,
+    ) -> Option<Checkout<C>> {
+        self.home_first().find_map(|shard| {
+            if self.shards[shard].len.load(Relaxed) == 0 {
+                return None;
+            }
+            let mut state = self.lock(shard);
+            let conn = match self.order {
+                IdleOrder::Lifo => state.idle.pop_back(),
+                IdleOrder::Fifo => state.idle.pop_front(),
+            }?;
+            self.shards[shard]
+                .len
+                .store(state.idle.len() as u32, Relaxed);
+            Some(check_out(&mut state, shard, conn, caller, now))
+        })
+    }
+
+    /// Records the checkout of a connection that is in no shard (new, or
+    /// passed from one caller to the next), in the home shard.
+    pub(crate) fn check_out(
+        &self,
+        conn: Conn<C>,
+        caller: &'static Location<'static>,
+        now: Instant,
+    ) -> Checkout<C> {
+        let home = self.home();
+        check_out(&mut self.lock(home), home, conn, caller, now)
+    }
+
+    /// Makes `conn` idle in the home shard.
+    pub(crate) fn push(&self, conn: Conn<C>) {
+        let home = self.home();
+        let mut state = self.lock(home);
+        state.idle.push_back(conn);
+        self.shards[home]
+            .len
+            .store(state.idle.len() as u32, Relaxed);
+    }
+
+    /// Ends a checkout: removes its record, and makes the connection idle in
+    /// the home shard when `keep` is given. One lock when the record is
+    /// home (the usual case), two otherwise.
+    pub(crate) fn check_in(&self, record: RecordKey, keep: Option<Conn<C>>) -> Option<Record> {
+        let shard = record.shard as usize;
+        let mut state = self.lock(shard);
+        let removed = state.checkouts.remove(record.key);
+        if let Some(conn) = keep {
+            if shard != self.home() {
+                drop(state);
+                self.push(conn);
+                return removed;
+            }
+            state.idle.push_back(conn);
+            self.shards[shard]
+                .len
+                .store(state.idle.len() as u32, Relaxed);
+        }
+        removed
+    }
+
+    /// Takes out every idle connection for which `pick` gives a value (a
+    /// reason to close it, say), in each shard from least to most recently
+    /// returned. `pick` also sees how many it has picked so far.
+    pub(crate) fn take_where<R>(
+        &self,
+        mut pick: impl FnMut(&Conn<C>, usize) -> Option<R>,
+    ) -> Vec<(Conn<C>, R)> {
+        let mut picked = Vec::new();
+        for shard in 0..self.shards.len() {
+            let mut state = self.lock(shard);
+            let mut kept = VecDeque::with_capacity(state.idle.len());
+            for conn in state.idle.drain(..) {
+                match pick(&conn, picked.len()) {
+                    Some(value) => picked.push((conn, value)),
+                    None => kept.push_back(conn),
+                }
+            }
+            state.idle = kept;
+            self.shards[shard]
+                .len
+                .store(state.idle.len() as u32, Relaxed);
+        }
+        picked
+    }
+
+    /// Counts a checkout served straight from an idle connection.
+    pub(crate) fn count_direct(&self) {
+        self.shards[self.home()]
+            .acquired_direct
+            .fetch_add(1, Relaxed);
+    }
+
+    /// Records how long a caller held a connection.
+    pub(crate) fn record_use(&self, held: Duration) {
+        self.shards[self.home()].use_time.record(held);
+    }
+
+    /// Checkouts served straight from an idle connection, and the use-time
+    /// histogram, over all shards.
+    pub(crate) fn hot_stats(&self) -> (u64, HistogramSnapshot) {
+        let direct = self
+            .shards
+            .iter()
+            .map(|shard| shard.acquired_direct.load(Relaxed))
+            .sum();
+        let use_time = self
+            .shards
+            .iter()
+            .fold(HistogramSnapshot::default(), |all, shard| {
+                all.merge(&shard.use_time.snapshot(0))
+            });
+        (direct, use_time)
+    }
+
+    /// Checkouts held longer than `threshold`, in all shards.
+    pub(crate) fn leak_suspects(&self, now: Instant, threshold: Duration) -> Vec<LeakSuspect> {
+        (0..self.shards.len())
+            .flat_map(|shard| self.lock(shard).checkouts.suspects(now, threshold))
+            .collect()
+    }
+
+    /// Marks and returns the suspects not reported before.
+    pub(crate) fn report_new_leaks(&self, now: Instant, threshold: Duration) -> Vec<LeakSuspect> {
+        (0..self.shards.len())
+            .flat_map(|shard| self.lock(shard).checkouts.report_new(now, threshold))
+            .collect()
+    }
+}
+
+fn check_out<C>(
+    state: &mut ShardState<C>,
+    shard: usize,
+    conn: Conn<C>,
+    caller: &'static Location<'static>,
+    since: Instant,
+) -> Checkout<C> {
+    let record = Record {
+        caller,
+        since,
+        connection_id: conn.id,
+        reported: false,
+    };
+    let key = state.checkouts.insert(record);
+    Checkout {
+        record: RecordKey {
+            shard: shard as u32,
+            key,
+        },
+        since,
+        conn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl<C> Shards<C> {
+        fn with_count(order: IdleOrder, count: usize) -> Self {
+            let mut shards = Self::new(order);
+            shards.shards = (0..count).map(|_| Shard::default()).collect();
+            shards
+        }
+    }
+
+    fn conn(id: u64) -> Conn<u64> {
+        Conn::new(id, id, Instant::now(), None)
+    }
+
+    /// Runs `f` on a fresh thread, which gets a home shard of its own.
+    fn on_new_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|scope| scope.spawn(f).join().unwrap())
+    }
+
+    #[test]
+    fn a_connection_returned_on_one_thread_is_taken_on_another() {
+        let shards = Shards::with_count(IdleOrder::Lifo, 64);
+        let home_of_pusher = on_new_thread(|| {
+            shards.push(conn(1));
+            shards.home()
+        });
+        let (home_of_taker, taken) = on_new_thread(|| {
+            (
+                shards.home(),
+                shards.take(Location::caller(), Instant::now()),
+            )
+        });
+        assert_ne!(
+            home_of_pusher, home_of_taker,
+            "consecutive threads get different shards"
+        );
+        let taken = taken.expect("stolen from the other shard");
+        assert_eq!(taken.conn.id, 1);
+        assert_eq!(
+            taken.record.shard as usize, home_of_pusher,
+            "recorded where it was found"
+        );
+        assert_eq!(shards.len(), 0);
+
+        // Given back on a third thread: the record goes, the connection
+        // lands in that thread's shard.
+        let record = on_new_thread(|| shards.check_in(taken.record, Some(taken.conn)));
+        assert_eq!(record.map(|r| r.connection_id), Some(1));
+        assert_eq!(shards.len(), 1);
+        assert!(
+            shards
+                .leak_suspects(Instant::now(), Duration::ZERO)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn lifo_and_fifo_within_a_shard() {
+        for (order, first) in [(IdleOrder::Lifo, 3), (IdleOrder::Fifo, 1)] {
+            let shards = Shards::with_count(order, 1);
+            (1..=3).for_each(|id| shards.push(conn(id)));
+            assert_eq!(
+                shards
+                    .take(Location::caller(), Instant::now())
+                    .unwrap()
+                    .conn
+                    .id,
+                first
+            );
+        }
+    }
+
+    #[test]
+    fn hot_stats_add_up_over_shards() {
+        let shards = Shards::<u64>::with_count(IdleOrder::Lifo, 8);
+        for _ in 0..3 {
+            on_new_thread(|| {
+                shards.count_direct();
+                shards.record_use(Duration::from_millis(1));
+            });
+        }
+        let (direct, use_time) = shards.hot_stats();
+        assert_eq!((direct, use_time.count()), (3, 3));
+    }
+}
