@@ -19,7 +19,7 @@
 //! | `max_lifetime_jitter` | 0.025 | 0 to 0.5 | each lifetime is shortened by a random fraction up to this, so connections do not all expire together |
 //! | `keepalive_interval` | off | off, or 1 ms to 1 day | ping idle connections unused for this long |
 //! | `leak_detection_threshold` | 60 s | off, or 1 ms to 7 days | report a connection held longer than this as a leak suspect |
-//! | `max_waiters` | 10 000 | 0 to 65 535 | callers that may wait at once; more get `QueueFull` at once |
+//! | `max_waiters` | 10 000 | 0 to 65 535 | callers that may wait at once for a connection to come back (beyond those a new connection is being opened for); more get `QueueFull` at once |
 //! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned |
 //! | `max_connecting` | 2 | 1 to 100 | connection attempts in flight at once (no connection storms) |
 //! | `connect_backoff_initial` | 50 ms | 1 ms to 1 min | first retry delay ceiling after a transient connect failure |
@@ -107,7 +107,7 @@ pub struct PoolConfig {
     /// Report connections held longer than this.
     #[serde(with = "optional_duration")]
     pub leak_detection_threshold: Option<Duration>,
-    /// Callers that may wait at once.
+    /// Callers that may wait at once for a connection to come back.
     pub max_waiters: u32,
     /// Which idle connection to reuse first.
     pub idle_order: IdleOrder,

@@ -122,7 +122,8 @@ pub enum Error {
         /// The pool at that moment.
         status: PoolStatus,
     },
-    /// `max_waiters` callers are already waiting.
+    /// `max_waiters` callers already wait for a connection to come back,
+    /// and the pool is at its size.
     QueueFull {
         /// The pool at that moment.
         status: PoolStatus,
@@ -165,6 +166,21 @@ impl Error {
     }
 
     /// The pool's status when the error happened, where the error has one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// let config = tidewater::PoolConfig { max_size: 1, max_waiters: 0, ..Default::default() };
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), config).unwrap();
+    /// let _held = pool.get().await.unwrap();
+    /// let error = pool.get().await.unwrap_err();
+    /// assert!(error.is_retryable());
+    /// assert_eq!(error.retry_after(), None);
+    /// assert_eq!(error.status().unwrap().in_use, 1);
+    /// # }
+    /// ```
     pub fn status(&self) -> Option<&PoolStatus> {
         match self {
             Self::Timeout { status, .. }

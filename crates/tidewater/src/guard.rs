@@ -108,6 +108,17 @@ impl<M: Manager> PooledConnection<M> {
 
     /// The connection's id, unique within its pool, as in the pool's logs
     /// and leak reports.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// let first = pool.get().await.unwrap();
+    /// let second = pool.get().await.unwrap();
+    /// assert_ne!(first.id(), second.id());
+    /// # }
+    /// ```
     pub fn id(&self) -> u64 {
         self.checkout().conn.id
     }

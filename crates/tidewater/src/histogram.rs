@@ -159,6 +159,21 @@ impl HistogramSnapshot {
     }
 
     /// The samples recorded after `earlier` was taken.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// drop(pool.get().await.unwrap());
+    /// let before = pool.stats().use_time;
+    /// drop(pool.get().await.unwrap());
+    /// let window = pool.stats().use_time.since(&before);
+    /// assert_eq!(window.count(), 1);
+    /// assert!(window.max() >= window.quantile(0.5));
+    /// assert_eq!(window.count_at_most(std::time::Duration::from_secs(1)), 1);
+    /// # }
+    /// ```
     pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
         let mut buckets = self.buckets.clone();
         for (now, before) in buckets.iter_mut().zip(&earlier.buckets) {

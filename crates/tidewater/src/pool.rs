@@ -380,7 +380,7 @@ impl<M: Manager> Pool<M> {
         wait: bool,
     ) -> Result<Found<M::Connection>, Error> {
         let shared = &*self.shared;
-        if shared.gauges.nobody_waits()
+        if shared.gauges.may_take_idle()
             && let Some(checkout) = shared.idle.take(caller, now)
         {
             return Ok(Found::Idle(checkout));
@@ -395,7 +395,10 @@ impl<M: Manager> Pool<M> {
         self.publish(&state);
         fence(SeqCst); // pairs with the fence in `release`: see the module docs
         let took = shared.idle.take(caller, now);
-        let too_many = state.waiters.len() > shared.config.max_waiters;
+        // Each connection the pool may still open serves one caller; beyond
+        // those, at most `max_waiters` wait for one to come back.
+        let room = state.max_size.saturating_sub(state.size);
+        let too_many = state.waiters.len() > shared.config.max_waiters.saturating_add(room);
         if took.is_none() && wait && !state.breaker.is_open() && !too_many {
             self.start_openers(&mut state);
             self.publish(&state);
@@ -701,24 +704,67 @@ impl<M: Manager> Pool<M> {
 
     /// The pool's counters and latency histograms, read without taking its
     /// lock.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// drop(pool.get().await.unwrap());
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.opened, stats.acquired(), stats.timeouts), (1, 1, 0));
+    /// # }
+    /// ```
     pub fn stats(&self) -> StatsSnapshot {
         let (acquired_direct, use_time) = self.shared.idle.hot_stats();
         self.shared.stats.snapshot(acquired_direct, use_time)
     }
 
     /// The pool's name, from its configuration.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// assert_eq!(pool.name(), "default");
+    /// # }
+    /// ```
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// The configuration the pool was built with (`max_size` as built; see
     /// [`status`](Pool::status) for the current one).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// pool.resize(10).unwrap();
+    /// assert_eq!((pool.config().max_size, pool.status().max_size), (50, 10));
+    /// # }
+    /// ```
     pub fn config(&self) -> &PoolConfig {
         &self.shared.config
     }
 
     /// Connections held longer than `leak_detection_threshold` right now,
     /// longest first. Empty when leak detection is off.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// let held = pool.get().await.unwrap();
+    /// tokio::time::sleep(std::time::Duration::from_secs(61)).await; // default threshold: 60 s
+    /// let suspects = pool.leak_suspects();
+    /// assert_eq!(suspects[0].connection_id, held.id());
+    /// assert!(suspects[0].caller.file().ends_with(".rs"));
+    /// # }
+    /// ```
     pub fn leak_suspects(&self) -> Vec<LeakSuspect> {
         let Some(threshold) = self.shared.config.leak_detection_threshold else {
             return Vec::new();
@@ -768,6 +814,23 @@ impl<M: Manager> Pool<M> {
     /// `get()` calls; idle connections close at once; connections in use
     /// close when they come back. Waits up to `drain_timeout` for them, and
     /// reports what came back. Calling it again waits again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// let held = pool.get().await.unwrap();
+    /// let closing = tokio::spawn({
+    ///     let pool = pool.clone();
+    ///     async move { pool.close().await }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// assert!(matches!(pool.get().await, Err(tidewater::Error::Closed { .. })));
+    /// drop(held); // closed on its way back
+    /// assert_eq!(closing.await.unwrap().drained, 1);
+    /// # }
+    /// ```
     pub async fn close(&self) -> CloseReport {
         let error = Error::Closed {
             pool: self.shared.name.clone(),

@@ -193,9 +193,10 @@ impl Gauges {
         self.closed.load(SeqCst)
     }
 
-    /// Nobody waits for a connection.
-    pub(crate) fn nobody_waits(&self) -> bool {
-        self.counts().waiters == 0
+    /// An idle connection may be taken without the pool's lock: the pool
+    /// is open and nobody waits (who would come first).
+    pub(crate) fn may_take_idle(&self) -> bool {
+        self.counts().waiters == 0 && !self.closed()
     }
 
     /// Idle connections may owe something: to a waiter, to a closed pool,
@@ -386,6 +387,20 @@ impl StatsSnapshot {
     }
 
     /// Connections closed for one reason.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// let conn = pool.get().await.unwrap();
+    /// conn.set_broken();
+    /// drop(conn);
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.closed_by(tidewater::CloseReason::Broken), 1);
+    /// assert_eq!((stats.closed_total(), stats.connect_errors()), (1, 0));
+    /// # }
+    /// ```
     pub fn closed_by(&self, reason: CloseReason) -> u64 {
         self.closed
             .iter()

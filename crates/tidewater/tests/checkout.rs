@@ -188,6 +188,25 @@ async fn the_waiter_queue_is_bounded() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn callers_a_new_connection_is_opened_for_are_not_counted_against_max_waiters() {
+    let (pool, _) = pool_with(PoolConfig {
+        max_waiters: 0,
+        ..sized(2)
+    });
+    let first = pool
+        .get()
+        .await
+        .expect("waits for a connection opened for it");
+    let second = pool.get().await.expect("likewise");
+    let error = pool.get().await.unwrap_err();
+    assert!(
+        matches!(error, Error::QueueFull { .. }),
+        "full, and nobody may wait: {error:?}"
+    );
+    drop((first, second));
+}
+
+#[tokio::test(start_paused = true)]
 async fn try_get_never_waits_or_opens() {
     let (pool, script) = pool_with(sized(1));
     assert!(matches!(
