@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tidewater::{ErrorClass, Manager};
+use tidewater::{ErrorClass, Manager, Pool, PoolConfig};
 
 /// What one connection attempt does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +235,28 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.connecting.fetch_sub(1, SeqCst);
     }
+}
+
+/// A pool over a fresh [`ScriptedManager`], and the script that steers it.
+///
+/// # Panics
+/// When `config` is invalid: tests pass valid ones.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let (pool, script) = tidewater_testkit::scripted_pool(Default::default());
+/// drop(pool.get().await.unwrap());
+/// assert_eq!(script.opened(), 1);
+/// # }
+/// ```
+pub fn scripted_pool(config: PoolConfig) -> (Pool<ScriptedManager>, Arc<Script>) {
+    let manager = ScriptedManager::new();
+    let script = manager.script();
+    (
+        Pool::new(manager, config).expect("a valid test configuration"),
+        script,
+    )
 }
 
 /// Lets every task that is ready run, without moving tokio's clock: call it

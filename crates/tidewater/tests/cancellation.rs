@@ -7,16 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater::{CloseReason, Pool, PoolConfig};
-use tidewater_testkit::{CheckStep, Script, ScriptedManager, settle};
+use tidewater_testkit::{CheckStep, Script, ScriptedManager, scripted_pool, settle};
 
 fn pool_of_one() -> (Pool<ScriptedManager>, Arc<Script>) {
-    let manager = ScriptedManager::new();
-    let script = manager.script();
-    let config = PoolConfig {
+    scripted_pool(PoolConfig {
         max_size: 1,
         ..PoolConfig::default()
-    };
-    (Pool::new(manager, config).expect("valid config"), script)
+    })
 }
 
 /// Starts a `get()` in a task and lets it run up to its first wait.

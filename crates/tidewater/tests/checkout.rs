@@ -2,18 +2,11 @@
 //! validation and reset on checkout, detach and resize. Every test runs the
 //! scripted manager under tokio's paused clock.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater::{CloseReason, Error, IdleOrder, Pool, PoolConfig};
-use tidewater_testkit::{CheckStep, Script, ScriptedManager, settle};
+use tidewater_testkit::{CheckStep, ScriptedManager, scripted_pool, settle};
 use tokio::sync::mpsc;
-
-fn pool_with(config: PoolConfig) -> (Pool<ScriptedManager>, Arc<Script>) {
-    let manager = ScriptedManager::new();
-    let script = manager.script();
-    (Pool::new(manager, config).expect("valid config"), script)
-}
 
 fn sized(max_size: u32) -> PoolConfig {
     PoolConfig {
@@ -24,7 +17,7 @@ fn sized(max_size: u32) -> PoolConfig {
 
 #[tokio::test(start_paused = true)]
 async fn a_returned_connection_is_reused() {
-    let (pool, script) = pool_with(sized(4));
+    let (pool, script) = scripted_pool(sized(4));
     let first = pool.get().await.unwrap();
     let id = first.id();
     drop(first);
@@ -37,7 +30,7 @@ async fn a_returned_connection_is_reused() {
 
 #[tokio::test(start_paused = true)]
 async fn an_early_return_with_question_mark_gives_the_connection_back() {
-    let (pool, _) = pool_with(sized(1));
+    let (pool, _) = scripted_pool(sized(1));
     async fn fails(pool: &Pool<ScriptedManager>) -> Result<(), Box<dyn std::error::Error>> {
         let _conn = pool.get().await?;
         Err("query failed")?;
@@ -48,7 +41,7 @@ async fn an_early_return_with_question_mark_gives_the_connection_back() {
 }
 
 async fn reuse_order(order: IdleOrder) -> Vec<u64> {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = scripted_pool(PoolConfig {
         idle_order: order,
         ..sized(3)
     });
@@ -75,7 +68,7 @@ async fn idle_connections_are_reused_lifo_by_default_or_fifo() {
 
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_arrival_order() {
-    let (pool, _) = pool_with(sized(1));
+    let (pool, _) = scripted_pool(sized(1));
     let held = pool.get().await.unwrap();
     let (served, mut order) = mpsc::unbounded_channel();
     for caller in 0..5 {
@@ -97,7 +90,7 @@ async fn waiters_are_served_in_arrival_order() {
 
 #[tokio::test(start_paused = true)]
 async fn a_returned_connection_goes_to_a_waiter_not_to_a_newcomer() {
-    let (pool, _) = pool_with(sized(1));
+    let (pool, _) = scripted_pool(sized(1));
     let held = pool.get().await.unwrap();
     let waiter = tokio::spawn({
         let pool = pool.clone();
@@ -114,7 +107,7 @@ async fn a_returned_connection_goes_to_a_waiter_not_to_a_newcomer() {
 
 #[tokio::test(start_paused = true)]
 async fn never_more_than_max_size_connections() {
-    let (pool, script) = pool_with(sized(3));
+    let (pool, script) = scripted_pool(sized(3));
     script.set_connect_latency(Duration::from_millis(5));
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -137,7 +130,7 @@ async fn get_gives_up_at_acquire_timeout_and_says_why() {
         acquire_timeout: Duration::from_secs(2),
         ..sized(1)
     };
-    let (pool, _) = pool_with(config);
+    let (pool, _) = scripted_pool(config);
     let _held = pool.get().await.unwrap();
     let start = tokio::time::Instant::now();
     let error = pool.get().await.unwrap_err();
@@ -171,7 +164,7 @@ async fn get_gives_up_at_acquire_timeout_and_says_why() {
 
 #[tokio::test(start_paused = true)]
 async fn the_waiter_queue_is_bounded() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = scripted_pool(PoolConfig {
         max_waiters: 2,
         ..sized(1)
     });
@@ -189,7 +182,7 @@ async fn the_waiter_queue_is_bounded() {
 
 #[tokio::test(start_paused = true)]
 async fn callers_a_new_connection_is_opened_for_are_not_counted_against_max_waiters() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = scripted_pool(PoolConfig {
         max_waiters: 0,
         ..sized(2)
     });
@@ -208,7 +201,7 @@ async fn callers_a_new_connection_is_opened_for_are_not_counted_against_max_wait
 
 #[tokio::test(start_paused = true)]
 async fn try_get_never_waits_or_opens() {
-    let (pool, script) = pool_with(sized(1));
+    let (pool, script) = scripted_pool(sized(1));
     assert!(matches!(
         pool.try_get().await,
         Err(Error::NoIdleConnection { .. })
@@ -225,7 +218,7 @@ async fn try_get_never_waits_or_opens() {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_idle_longer_than_validate_after_is_validated() {
-    let (pool, script) = pool_with(sized(1));
+    let (pool, script) = scripted_pool(sized(1));
     drop(pool.get().await.unwrap());
     tokio::time::advance(Duration::from_millis(400)).await;
     drop(pool.get().await.unwrap());
@@ -240,7 +233,7 @@ async fn a_connection_idle_longer_than_validate_after_is_validated() {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_failing_validation_is_replaced() {
-    let (pool, script) = pool_with(sized(1));
+    let (pool, script) = scripted_pool(sized(1));
     drop(pool.get().await.unwrap());
     tokio::time::advance(Duration::from_secs(1)).await;
     script.push_validate(CheckStep::Fail);
@@ -262,7 +255,7 @@ async fn a_hung_validation_is_cut_off_by_validation_timeout() {
         validation_timeout: Duration::from_secs(1),
         ..sized(1)
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     drop(pool.get().await.unwrap());
     tokio::time::advance(Duration::from_secs(1)).await;
     script.push_validate(CheckStep::Hang);
@@ -275,7 +268,7 @@ async fn a_hung_validation_is_cut_off_by_validation_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dirty_connection_is_reset_before_reuse() {
-    let (pool, script) = pool_with(sized(1));
+    let (pool, script) = scripted_pool(sized(1));
     let conn = pool.get().await.unwrap();
     conn.set_dirty();
     drop(conn);
@@ -293,7 +286,7 @@ async fn a_dirty_connection_is_reset_before_reuse() {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_whose_reset_fails_is_replaced() {
-    let (pool, script) = pool_with(sized(1));
+    let (pool, script) = scripted_pool(sized(1));
     let conn = pool.get().await.unwrap();
     conn.set_dirty();
     drop(conn);
@@ -305,7 +298,7 @@ async fn a_connection_whose_reset_fails_is_replaced() {
 
 #[tokio::test(start_paused = true)]
 async fn a_broken_connection_is_discarded_on_return_and_its_slot_freed() {
-    let (pool, script) = pool_with(sized(1));
+    let (pool, script) = scripted_pool(sized(1));
     let conn = pool.get().await.unwrap();
     conn.set_broken();
     drop(conn);
@@ -317,7 +310,7 @@ async fn a_broken_connection_is_discarded_on_return_and_its_slot_freed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_broken_connection_returned_while_callers_wait_is_replaced_for_them() {
-    let (pool, _) = pool_with(sized(1));
+    let (pool, _) = scripted_pool(sized(1));
     let conn = pool.get().await.unwrap();
     let waiter = tokio::spawn({
         let pool = pool.clone();
@@ -331,7 +324,7 @@ async fn a_broken_connection_returned_while_callers_wait_is_replaced_for_them() 
 
 #[tokio::test(start_paused = true)]
 async fn detach_takes_a_connection_out_for_good() {
-    let (pool, script) = pool_with(sized(1));
+    let (pool, script) = scripted_pool(sized(1));
     let raw = pool.get().await.unwrap().detach();
     assert_eq!(pool.status().size, 0);
     assert_eq!(script.closed(), 0, "the caller owns it now");
@@ -346,7 +339,7 @@ async fn detach_takes_a_connection_out_for_good() {
 
 #[tokio::test(start_paused = true)]
 async fn growing_the_pool_serves_waiters() {
-    let (pool, _) = pool_with(sized(1));
+    let (pool, _) = scripted_pool(sized(1));
     let _held = pool.get().await.unwrap();
     let waiter = tokio::spawn({
         let pool = pool.clone();
@@ -359,7 +352,7 @@ async fn growing_the_pool_serves_waiters() {
 
 #[tokio::test(start_paused = true)]
 async fn shrinking_the_pool_closes_idle_now_and_surplus_in_use_on_return() {
-    let (pool, script) = pool_with(sized(4));
+    let (pool, script) = scripted_pool(sized(4));
     let mut idle = take(&pool, 4).await;
     let in_use = idle.split_off(2);
     drop(idle);
@@ -391,7 +384,7 @@ async fn take(
 
 #[tokio::test(start_paused = true)]
 async fn status_and_counters_balance() {
-    let (pool, script) = pool_with(sized(5));
+    let (pool, script) = scripted_pool(sized(5));
     let held = take(&pool, 5).await;
     held[0].set_broken();
     drop(held);

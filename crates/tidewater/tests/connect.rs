@@ -4,18 +4,11 @@
 //! breaker that fails fast while the database is down and closes by itself
 //! when it returns.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater::{Error, ErrorClass, Pool, PoolConfig};
-use tidewater_testkit::{ConnectStep, Script, ScriptedManager, settle};
+use tidewater::{Error, ErrorClass, PoolConfig};
+use tidewater_testkit::{ConnectStep, scripted_pool, settle};
 use tokio::time::Instant;
-
-fn pool_with(config: PoolConfig) -> (Pool<ScriptedManager>, Arc<Script>) {
-    let manager = ScriptedManager::new();
-    let script = manager.script();
-    (Pool::new(manager, config).expect("valid config"), script)
-}
 
 /// Polls `condition` as tokio's paused clock moves on, for at most `limit`.
 async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
@@ -31,7 +24,7 @@ async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test(start_paused = true)]
 async fn transient_errors_are_retried_with_growing_backoff() {
-    let (pool, script) = pool_with(PoolConfig::default());
+    let (pool, script) = scripted_pool(PoolConfig::default());
     for _ in 0..3 {
         script.push_connect(ConnectStep::Fail(ErrorClass::Transient));
     }
@@ -51,7 +44,7 @@ async fn transient_errors_are_retried_with_growing_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_error_reaches_every_waiting_caller_at_once_without_retrying() {
-    let (pool, script) = pool_with(PoolConfig {
+    let (pool, script) = scripted_pool(PoolConfig {
         max_connecting: 1,
         ..PoolConfig::default()
     });
@@ -92,7 +85,7 @@ async fn a_timeout_while_the_database_is_down_carries_the_last_connect_error() {
         breaker_enabled: false,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     script.set_down(Some(ErrorClass::Transient));
     let error = pool.get().await.unwrap_err();
     let Error::Timeout {
@@ -124,7 +117,7 @@ async fn a_hung_connection_attempt_is_cut_off_by_connect_timeout_and_retried() {
         connect_timeout: Duration::from_secs(2),
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     script.push_connect(ConnectStep::Hang);
     let start = Instant::now();
     drop(pool.get().await.unwrap());
@@ -144,7 +137,7 @@ async fn a_burst_of_callers_opens_at_most_max_connecting_at_once() {
         max_connecting: 3,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     script.set_connect_latency(Duration::from_millis(50));
     let callers: Vec<_> = (0..50)
         .map(|_| {
@@ -175,7 +168,7 @@ async fn the_breaker_fails_fast_while_the_database_is_down_and_closes_when_it_re
         breaker_failure_threshold: 3,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     script.set_down(Some(ErrorClass::Transient));
     let queued = tokio::spawn({
         let pool = pool.clone();
@@ -239,7 +232,7 @@ async fn the_breaker_can_be_turned_off() {
         breaker_failure_threshold: 1,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     script.set_down(Some(ErrorClass::Transient));
     assert!(matches!(pool.get().await, Err(Error::Timeout { .. })));
     assert!(!pool.status().breaker_open);
@@ -256,7 +249,7 @@ async fn idle_connections_are_still_served_while_the_breaker_is_open() {
         breaker_failure_threshold: 1,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     let held = pool.get().await.unwrap();
     script.set_down(Some(ErrorClass::Transient));
     let waiter = tokio::spawn({

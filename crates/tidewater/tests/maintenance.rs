@@ -8,13 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidewater::{CloseReason, Error, Pool, PoolConfig};
-use tidewater_testkit::{CheckStep, Script, ScriptedManager, settle};
-
-fn pool_with(config: PoolConfig) -> (Pool<ScriptedManager>, Arc<Script>) {
-    let manager = ScriptedManager::new();
-    let script = manager.script();
-    (Pool::new(manager, config).expect("valid config"), script)
-}
+use tidewater_testkit::{CheckStep, ScriptedManager, scripted_pool, settle};
 
 /// Opens `n` connections and leaves them idle.
 async fn fill(pool: &Pool<ScriptedManager>, n: usize) {
@@ -38,7 +32,7 @@ async fn lifetimes_are_jittered_so_connections_do_not_expire_together() {
         idle_timeout: None,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     fill(&pool, 40).await;
     pass(Duration::from_secs(89)).await;
     assert_eq!(
@@ -63,7 +57,7 @@ async fn a_connection_in_use_past_its_lifetime_is_closed_only_when_returned() {
         max_lifetime: Some(Duration::from_secs(10)),
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     let conn = pool.get().await.unwrap();
     pass(Duration::from_secs(30)).await;
     assert_eq!(script.closed(), 0, "never closed while in use");
@@ -79,7 +73,7 @@ async fn an_expired_idle_connection_is_not_handed_out() {
         maintenance_interval: Duration::from_secs(60),
         ..PoolConfig::default()
     };
-    let (pool, _) = pool_with(config);
+    let (pool, _) = scripted_pool(config);
     fill(&pool, 1).await;
     tokio::time::advance(Duration::from_secs(11)).await; // before maintenance runs
     assert_eq!(pool.get().await.unwrap().id(), 2);
@@ -92,7 +86,7 @@ async fn idle_connections_time_out_down_to_min_idle() {
         min_idle: 2,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     fill(&pool, 5).await;
     settle().await;
     let idle = pool.status().idle;
@@ -117,7 +111,7 @@ async fn min_idle_connections_are_opened_and_refilled() {
         min_idle: 3,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     settle().await;
     assert_eq!(pool.status().idle, 3, "opened at start, before any caller");
     let conn = pool.get().await.unwrap();
@@ -140,7 +134,7 @@ async fn keepalive_pings_idle_connections_and_replaces_dead_ones() {
         min_idle: 1,
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     settle().await;
     pass(Duration::from_secs(31)).await;
     assert_eq!(script.validations(), 1);
@@ -192,7 +186,7 @@ async fn a_leak_is_reported_once_with_the_callers_file_and_line_and_again_on_ret
         leak_detection_threshold: Some(Duration::from_secs(5)),
         ..PoolConfig::default()
     };
-    let (pool, _) = pool_with(config);
+    let (pool, _) = scripted_pool(config);
     let line = line!() + 1;
     let leaked = pool.get().await.unwrap();
     pass(Duration::from_secs(4)).await;
@@ -228,7 +222,7 @@ async fn close_drains_connections_in_use_within_drain_timeout() {
         drain_timeout: Duration::from_secs(10),
         ..PoolConfig::default()
     };
-    let (pool, script) = pool_with(config);
+    let (pool, script) = scripted_pool(config);
     let returns_soon = pool.get().await.unwrap();
     let held_long = pool.get().await.unwrap();
     drop(pool.get().await.unwrap()); // one idle
@@ -262,7 +256,7 @@ async fn close_drains_connections_in_use_within_drain_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn callers_waiting_when_the_pool_closes_get_closed_at_once() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = scripted_pool(PoolConfig {
         max_size: 1,
         ..PoolConfig::default()
     });
@@ -285,13 +279,13 @@ async fn callers_waiting_when_the_pool_closes_get_closed_at_once() {
 #[tokio::test(start_paused = true)]
 async fn the_maintenance_task_ends_with_its_pool() {
     let metrics = tokio::runtime::Handle::current().metrics();
-    let (pool, _) = pool_with(PoolConfig::default());
+    let (pool, _) = scripted_pool(PoolConfig::default());
     assert_eq!(metrics.num_alive_tasks(), 1);
     drop(pool);
     pass(Duration::from_secs(2)).await;
     assert_eq!(metrics.num_alive_tasks(), 0);
 
-    let (pool, _) = pool_with(PoolConfig::default());
+    let (pool, _) = scripted_pool(PoolConfig::default());
     pool.close().await;
     pass(Duration::from_secs(2)).await;
     assert_eq!(metrics.num_alive_tasks(), 0, "closing ends it too");
