@@ -20,7 +20,7 @@
 //! | `keepalive_interval` | off | off, or 1 ms to 1 day | ping idle connections unused for this long |
 //! | `leak_detection_threshold` | 60 s | off, or 1 ms to 7 days | report a connection held longer than this as a leak suspect |
 //! | `max_waiters` | 10 000 | 0 to 65 535 | callers that may wait at once for a connection to come back (beyond those a new connection is being opened for); more get `QueueFull` at once |
-//! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned |
+//! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned, among those idle on the calling thread's core |
 //! | `max_connecting` | 2 | 1 to 100 | connection attempts in flight at once (no connection storms) |
 //! | `connect_backoff_initial` | 50 ms | 1 ms to 1 min | first retry delay ceiling after a transient connect failure |
 //! | `connect_backoff_max` | 2 s | `connect_backoff_initial` to 10 min | largest retry delay ceiling (full jitter below it) |
