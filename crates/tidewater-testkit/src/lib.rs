@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tidewater::{ErrorClass, Manager, Pool, PoolConfig};
+use tokio::task::JoinHandle;
 
 /// What one connection attempt does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,6 +258,22 @@ pub fn scripted_pool(config: PoolConfig) -> (Pool<ScriptedManager>, Arc<Script>)
         Pool::new(manager, config).expect("a valid test configuration"),
         script,
     )
+}
+
+/// Starts a `get()` in a task of its own. The task gives the connection
+/// back at once and ends with its id, or with the error.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let (pool, _) = tidewater_testkit::scripted_pool(Default::default());
+/// let caller = tidewater_testkit::spawn_get(&pool);
+/// assert_eq!(caller.await.unwrap().unwrap(), 1);
+/// # }
+/// ```
+pub fn spawn_get(pool: &Pool<ScriptedManager>) -> JoinHandle<Result<u64, tidewater::Error>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.get().await.map(|conn| conn.id()) })
 }
 
 /// Lets every task that is ready run, without moving tokio's clock: call it

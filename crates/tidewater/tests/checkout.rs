@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tidewater::{CloseReason, Error, IdleOrder, Pool, PoolConfig};
-use tidewater_testkit::{CheckStep, ScriptedManager, scripted_pool, settle};
+use tidewater_testkit::{CheckStep, ScriptedManager, scripted_pool, settle, spawn_get};
 use tokio::sync::mpsc;
 
 fn sized(max_size: u32) -> PoolConfig {
@@ -92,10 +92,7 @@ async fn waiters_are_served_in_arrival_order() {
 async fn a_returned_connection_goes_to_a_waiter_not_to_a_newcomer() {
     let (pool, _) = scripted_pool(sized(1));
     let held = pool.get().await.unwrap();
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id()) }
-    });
+    let waiter = spawn_get(&pool);
     settle().await;
     drop(held); // handed to the waiter, which has not run yet
     assert!(matches!(
@@ -312,10 +309,7 @@ async fn a_broken_connection_is_discarded_on_return_and_its_slot_freed() {
 async fn a_broken_connection_returned_while_callers_wait_is_replaced_for_them() {
     let (pool, _) = scripted_pool(sized(1));
     let conn = pool.get().await.unwrap();
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id()) }
-    });
+    let waiter = spawn_get(&pool);
     settle().await;
     conn.set_broken();
     drop(conn);
@@ -341,10 +335,7 @@ async fn detach_takes_a_connection_out_for_good() {
 async fn growing_the_pool_serves_waiters() {
     let (pool, _) = scripted_pool(sized(1));
     let _held = pool.get().await.unwrap();
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id()) }
-    });
+    let waiter = spawn_get(&pool);
     settle().await;
     pool.resize(2).unwrap();
     assert_eq!(waiter.await.unwrap().unwrap(), 2);

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tidewater::{Error, ErrorClass, PoolConfig};
-use tidewater_testkit::{ConnectStep, scripted_pool, settle};
+use tidewater_testkit::{ConnectStep, scripted_pool, settle, spawn_get};
 use tokio::time::Instant;
 
 /// Polls `condition` as tokio's paused clock moves on, for at most `limit`.
@@ -170,10 +170,7 @@ async fn the_breaker_fails_fast_while_the_database_is_down_and_closes_when_it_re
     };
     let (pool, script) = scripted_pool(config);
     script.set_down(Some(ErrorClass::Transient));
-    let queued = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id()) }
-    });
+    let queued = spawn_get(&pool);
     eventually(Duration::from_secs(5), || pool.status().breaker_open).await;
     assert_eq!(script.attempts(), 3);
     assert_eq!(pool.stats().breaker_opened, 1);
@@ -252,10 +249,7 @@ async fn idle_connections_are_still_served_while_the_breaker_is_open() {
     let (pool, script) = scripted_pool(config);
     let held = pool.get().await.unwrap();
     script.set_down(Some(ErrorClass::Transient));
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(drop) }
-    });
+    let waiter = spawn_get(&pool);
     eventually(Duration::from_secs(1), || pool.status().breaker_open).await;
     drop(held); // the queued caller takes it, then gives it back
     waiter.await.unwrap().unwrap();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidewater::{CloseReason, Error, Pool, PoolConfig};
-use tidewater_testkit::{CheckStep, ScriptedManager, scripted_pool, settle};
+use tidewater_testkit::{CheckStep, ScriptedManager, scripted_pool, settle, spawn_get};
 
 /// Opens `n` connections and leaves them idle.
 async fn fill(pool: &Pool<ScriptedManager>, n: usize) {
@@ -226,10 +226,7 @@ async fn close_drains_connections_in_use_within_drain_timeout() {
     let returns_soon = pool.get().await.unwrap();
     let held_long = pool.get().await.unwrap();
     drop(pool.get().await.unwrap()); // one idle
-    let queued = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(drop) }
-    });
+    let queued = spawn_get(&pool);
     drop(queued); // detached: the pool is full, so it waits
 
     let closing = tokio::spawn({
@@ -261,10 +258,7 @@ async fn callers_waiting_when_the_pool_closes_get_closed_at_once() {
         ..PoolConfig::default()
     });
     let held = pool.get().await.unwrap();
-    let queued = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(drop) }
-    });
+    let queued = spawn_get(&pool);
     settle().await;
     let close = tokio::spawn({
         let pool = pool.clone();

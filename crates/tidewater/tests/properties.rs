@@ -34,7 +34,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use tidewater::PooledConnection;
 use tidewater::{CloseReason, CloseReport, Error, ErrorClass, IdleOrder, Pool, PoolConfig};
-use tidewater_testkit::{ConnectStep, Script, ScriptedManager};
+use tidewater_testkit::{ConnectStep, Script, ScriptedManager, spawn_get};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -816,10 +816,7 @@ async fn served_waiter_not_yet_run(
     for _ in 0..max_size {
         held.push(pool.get().await.expect("a connection"));
     }
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id()) }
-    });
+    let waiter = spawn_get(&pool);
     tidewater_testkit::settle().await;
     assert_eq!(pool.status().waiters, 1);
     held.pop();
