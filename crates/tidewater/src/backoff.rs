@@ -7,21 +7,35 @@
 
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Backoff {
-    pub(crate) initial: Duration,
-    pub(crate) max: Duration,
+/// Delays for retries: exponential, capped, with full jitter. The pool
+/// paces its connection attempts with it; backends use it for their own
+/// retries (a transaction that hit a serialization failure, say).
+///
+/// ```
+/// use std::time::Duration;
+/// use tidewater::Backoff;
+///
+/// let backoff = Backoff { initial: Duration::from_millis(10), max: Duration::from_secs(1) };
+/// assert_eq!(backoff.ceiling(3), Duration::from_millis(40));
+/// assert!(backoff.delay(3) <= Duration::from_millis(40));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Ceiling of the first delay.
+    pub initial: Duration,
+    /// Largest ceiling.
+    pub max: Duration,
 }
 
 impl Backoff {
     /// The largest delay after `failures` consecutive failures.
-    pub(crate) fn ceiling(self, failures: u32) -> Duration {
+    pub fn ceiling(self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
         self.initial.saturating_mul(1 << doublings).min(self.max)
     }
 
     /// A random delay in `0..=ceiling(failures)`.
-    pub(crate) fn delay(self, failures: u32) -> Duration {
+    pub fn delay(self, failures: u32) -> Duration {
         self.ceiling(failures).mul_f64(fastrand::f64())
     }
 }

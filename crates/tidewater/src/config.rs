@@ -360,21 +360,36 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Serde for durations written as `"30s"`, `"1m 30s"` or `"500ms"`.
-mod duration {
+/// Serde for durations written as `"30s"`, `"1m 30s"` or `"500ms"`, for
+/// use with `#[serde(with = "tidewater::config::duration")]` in backend and
+/// service settings, so every duration reads the same.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Settings {
+///     #[serde(with = "tidewater::config::duration")]
+///     grace: std::time::Duration,
+/// }
+/// let settings: Settings = toml::from_str(r#"grace = "1m 30s""#).unwrap();
+/// assert_eq!(settings.grace.as_secs(), 90);
+/// ```
+pub mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// Writes `value` as `"30s"`.
     pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&super::show(*value))
     }
 
+    /// Reads `"30s"`, `"500ms"`, `"1m 30s"`.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
         parse(&text).map_err(D::Error::custom)
     }
 
+    /// Parses a duration, with a message that shows how to write one.
     pub fn parse(text: &str) -> Result<Duration, String> {
         humantime::parse_duration(text.trim()).map_err(|error| {
             format!(
@@ -385,11 +400,22 @@ mod duration {
 }
 
 /// Serde for optional durations: a duration string, or `"off"`.
-mod optional_duration {
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Settings {
+///     #[serde(with = "tidewater::config::optional_duration")]
+///     timeout: Option<std::time::Duration>,
+/// }
+/// let settings: Settings = toml::from_str(r#"timeout = "off""#).unwrap();
+/// assert_eq!(settings.timeout, None);
+/// ```
+pub mod optional_duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// Writes a duration, or `"off"`.
     pub fn serialize<S: Serializer>(
         value: &Option<Duration>,
         serializer: S,
@@ -400,6 +426,7 @@ mod optional_duration {
         }
     }
 
+    /// Reads a duration, or `"off"`.
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Duration>, D::Error> {

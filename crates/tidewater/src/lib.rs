@@ -80,6 +80,7 @@ mod rt;
 mod stats;
 mod waiters;
 
+pub use backoff::Backoff;
 pub use config::{ConfigError, IdleOrder, PoolConfig};
 pub use error::{ConnectError, Error};
 pub use guard::PooledConnection;

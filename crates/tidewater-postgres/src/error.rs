@@ -1,0 +1,192 @@
+//! The backend's error, and which failures are worth retrying.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use tidewater::ErrorClass;
+use tokio_postgres::error::SqlState;
+
+use crate::tls::is_tls_failure;
+
+/// What went wrong talking to PostgreSQL. Its message names the cause in
+/// words an operator can act on, and never contains a password.
+///
+/// ```
+/// use tidewater_postgres::PgError;
+/// let error = PgError::Config("invalid port".into());
+/// assert_eq!(error.to_string(), "invalid PostgreSQL configuration: invalid port");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PgError {
+    /// An error from the server or the driver.
+    Postgres(tokio_postgres::Error),
+    /// A socket could not be opened.
+    Io {
+        /// The address tried.
+        addr: String,
+        /// The socket error.
+        source: io::Error,
+    },
+    /// The connection settings are wrong (this never fixes itself).
+    Config(String),
+    /// The server is a standby, or a primary, where
+    /// `target_session_attrs` asked for the other.
+    WrongSessionAttrs(String),
+    /// A query outlived the statement timeout and was cancelled on the
+    /// server.
+    QueryTimeout {
+        /// The statement timeout.
+        after: Duration,
+        /// Whether the connection survived the cancel (it is discarded if not).
+        connection_kept: bool,
+    },
+}
+
+impl PgError {
+    /// The SQLSTATE code, when the server sent one.
+    ///
+    /// ```
+    /// # use tidewater_postgres::PgError;
+    /// assert!(PgError::Config("x".into()).code().is_none());
+    /// ```
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            Self::Postgres(error) => error.code(),
+            _ => None,
+        }
+    }
+
+    /// Transient (retrying can help) or permanent.
+    ///
+    /// ```
+    /// # use tidewater_postgres::PgError;
+    /// use tidewater::ErrorClass;
+    /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// let error = PgError::Io { addr: "127.0.0.1:5432".into(), source: refused };
+    /// assert_eq!(error.class(), ErrorClass::Transient);
+    /// assert_eq!(PgError::Config("bad".into()).class(), ErrorClass::Permanent);
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } | Self::WrongSessionAttrs(_) | Self::QueryTimeout { .. } => {
+                ErrorClass::Transient
+            }
+            Self::Config(_) => ErrorClass::Permanent,
+            Self::Postgres(error) => match error.code() {
+                Some(code) => class_of(code),
+                None if is_tls_failure(error) => ErrorClass::Permanent,
+                None => ErrorClass::Transient,
+            },
+        }
+    }
+}
+
+/// Permanent: authentication, authorization and naming errors, and
+/// settings the server rejects. Transient: everything else, notably
+/// `57P01` admin shutdown, `57P03` cannot connect now, `53300` too many
+/// connections, `08xxx` connection exceptions.
+fn class_of(code: &SqlState) -> ErrorClass {
+    let permanent = matches!(&code.code()[..2], "28" | "3D" | "42" | "0A" | "22" | "3F");
+    if permanent {
+        ErrorClass::Permanent
+    } else {
+        ErrorClass::Transient
+    }
+}
+
+/// What a SQLSTATE means, for the codes an operator meets when connecting.
+fn meaning(code: &SqlState) -> Option<&'static str> {
+    Some(match code.code() {
+        "28P01" => "bad password",
+        "28000" => "role not allowed to connect",
+        "3D000" => "unknown database",
+        "57P01" => "server shutting down",
+        "57P02" => "server crashed",
+        "57P03" => "server starting up or in recovery",
+        "53300" => "server has too many connections",
+        "53000" => "server out of resources",
+        "40001" => "serialization failure",
+        "40P01" => "deadlock",
+        "57014" => "query cancelled",
+        _ => return None,
+    })
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres(error) => match error.as_db_error() {
+                Some(db) => {
+                    write!(
+                        f,
+                        "{}: {} (SQLSTATE {}",
+                        db.severity(),
+                        db.message(),
+                        db.code().code()
+                    )?;
+                    if let Some(meaning) = meaning(db.code()) {
+                        write!(f, ": {meaning}")?;
+                    }
+                    f.write_str(")")
+                }
+                None => write!(f, "{error}"),
+            },
+            Self::Io { addr, source } => write!(f, "cannot reach PostgreSQL at {addr}: {source}"),
+            Self::Config(message) => write!(f, "invalid PostgreSQL configuration: {message}"),
+            Self::WrongSessionAttrs(message) => write!(f, "{message}"),
+            Self::QueryTimeout {
+                after,
+                connection_kept,
+            } => {
+                write!(f, "query cancelled after the statement timeout ({after:?})")?;
+                if !*connection_kept {
+                    f.write_str(
+                        "; the server did not answer the cancel, so the connection was discarded",
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Postgres(error) => Some(error),
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Postgres(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_codes_are_classified_as_the_issue_lists() {
+        for (code, class) in [
+            (SqlState::ADMIN_SHUTDOWN, ErrorClass::Transient),
+            (SqlState::CANNOT_CONNECT_NOW, ErrorClass::Transient),
+            (SqlState::TOO_MANY_CONNECTIONS, ErrorClass::Transient),
+            (SqlState::INVALID_PASSWORD, ErrorClass::Permanent),
+            (SqlState::INVALID_CATALOG_NAME, ErrorClass::Permanent),
+            (
+                SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+                ErrorClass::Permanent,
+            ),
+            (SqlState::T_R_SERIALIZATION_FAILURE, ErrorClass::Transient),
+        ] {
+            assert_eq!(class_of(&code), class, "{}", code.code());
+        }
+    }
+}

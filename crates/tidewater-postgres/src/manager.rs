@@ -1,0 +1,261 @@
+//! The [`Manager`] for PostgreSQL, and its settings.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig};
+
+use crate::capacity::check_capacity;
+use crate::connect;
+use crate::connection::PgConnection;
+use crate::error::PgError;
+use crate::tls::Tls;
+
+/// What a connection's session gets before its next use.
+///
+/// ```
+/// use tidewater_postgres::SessionReset;
+/// assert_eq!(SessionReset::default(), SessionReset::Rollback);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionReset {
+    /// Roll back a transaction left open (or failed); nothing otherwise.
+    /// Free when no transaction was left open.
+    #[default]
+    Rollback,
+    /// Also `DISCARD ALL` before every reuse: settings, temporary tables,
+    /// prepared statements, advisory locks, listeners all go. For
+    /// applications that change session state; costs a round trip per
+    /// checkout.
+    DiscardAll,
+}
+
+/// Settings of a [`PgManager`]. Serde-ready, so a service can load them
+/// from TOML or the environment.
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `url` | `postgres://postgres@localhost/postgres` | a libpq URL or key/value string; several hosts, `target_session_attrs`, `load_balance_hosts`, `sslmode` (`require` = TLS with verified certificates) |
+/// | `statement_timeout` | 30 s | queries run through [`PgConnection`]'s methods are cancelled on the server after this (`"off"` to disable) |
+/// | `session_reset` | `"rollback"` | `"rollback"` or `"discard_all"`, see [`SessionReset`] |
+/// | `transaction_pooler` | false | behind PgBouncer in transaction mode: no session state, named statements kept inside transactions |
+/// | `ssl_root_cert` | none | a PEM file of CA certificates trusted besides the system's |
+/// | `capacity_replicas` | 1 | copies of this pool running against the server, for [`check_capacity`] |
+///
+/// ```
+/// let options: tidewater_postgres::PgOptions = toml::from_str(r#"
+///     url = "postgres://app:secret@db1,db2/orders?target_session_attrs=read-write"
+///     statement_timeout = "5s"
+/// "#).unwrap();
+/// assert!(!format!("{options:?}").contains("secret"));
+/// ```
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgOptions {
+    /// Where and how to connect.
+    pub url: String,
+    /// Bound on queries run through [`PgConnection`]'s methods.
+    #[serde(with = "tidewater::config::optional_duration")]
+    pub statement_timeout: Option<Duration>,
+    /// What a session gets before reuse.
+    pub session_reset: SessionReset,
+    /// Connections go through a transaction pooler (PgBouncer, transaction mode).
+    pub transaction_pooler: bool,
+    /// Extra CA certificates (PEM) for `sslmode=require`.
+    pub ssl_root_cert: Option<PathBuf>,
+    /// How many copies of this pool run against the server (service
+    /// replicas), for the capacity check.
+    pub capacity_replicas: u32,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@localhost/postgres".into(),
+            statement_timeout: Some(Duration::from_secs(30)),
+            session_reset: SessionReset::Rollback,
+            transaction_pooler: false,
+            ssl_root_cert: None,
+            capacity_replicas: 1,
+        }
+    }
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact(&self.url))
+            .field("statement_timeout", &self.statement_timeout)
+            .field("session_reset", &self.session_reset)
+            .field("transaction_pooler", &self.transaction_pooler)
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("capacity_replicas", &self.capacity_replicas)
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs and errors.
+///
+/// ```
+/// use tidewater_postgres::redact;
+/// assert_eq!(redact("postgres://app:s3cret@db/orders"), "postgres://app:***@db/orders");
+/// assert_eq!(redact("host=db password=s3cret user=app"), "host=db password=*** user=app");
+/// ```
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((credentials, host)) = rest.split_once('@') {
+            if let Some((user, _)) = credentials.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Opens and looks after PostgreSQL sessions for a [`tidewater::Pool`].
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tidewater::{Pool, PoolConfig};
+/// use tidewater_postgres::{PgManager, PgOptions};
+///
+/// let options = PgOptions { url: "postgres://app@localhost/orders".into(), ..Default::default() };
+/// let pool = Pool::new(PgManager::new(options)?, PoolConfig::default())?;
+/// let conn = pool.get().await?;
+/// let rows = conn.query("SELECT id FROM orders WHERE paid", &[]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgManager {
+    config: tokio_postgres::Config,
+    options: PgOptions,
+    tls: Tls,
+}
+
+impl PgManager {
+    /// Checks `options` and prepares to connect; opens nothing yet.
+    ///
+    /// # Errors
+    /// [`PgError::Config`] naming what is wrong in the URL or options.
+    ///
+    /// ```
+    /// use tidewater_postgres::{PgManager, PgOptions};
+    /// let options = PgOptions { url: "postgres://db:notaport/x".into(), ..Default::default() };
+    /// assert!(PgManager::new(options).unwrap_err().to_string().starts_with("invalid PostgreSQL configuration"));
+    /// ```
+    pub fn new(options: PgOptions) -> Result<Self, PgError> {
+        let mut config = tokio_postgres::Config::from_str(&options.url)
+            .map_err(|error| PgError::Config(format!("{error} in url {}", redact(&options.url))))?;
+        if config.get_application_name().is_none() {
+            config.application_name("tidewater");
+        }
+        let tls = Tls::for_mode(config.get_ssl_mode(), options.ssl_root_cert.as_deref())?;
+        Ok(Self {
+            config,
+            options,
+            tls,
+        })
+    }
+
+    /// The settings it was made with.
+    pub fn options(&self) -> &PgOptions {
+        &self.options
+    }
+
+    /// Builds a pool over this manager, then checks in the background
+    /// whether it fits on the server ([`check_capacity`] for
+    /// `capacity_replicas` copies), logging a warning with the numbers when
+    /// it does not. Needs a Tokio runtime.
+    ///
+    /// # Errors
+    /// A pool configuration key out of range.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tidewater_postgres::{PgManager, PgOptions};
+    /// let options = PgOptions { capacity_replicas: 4, ..Default::default() };
+    /// let pool = PgManager::new(options)?.into_pool(Default::default())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_pool(self, config: PoolConfig) -> Result<Pool<PgManager>, ConfigError> {
+        let replicas = self.options.capacity_replicas;
+        let pool = Pool::new(self, config)?;
+        let probe = pool.clone();
+        tokio::spawn(async move {
+            match check_capacity(&probe, replicas).await {
+                Ok(capacity) => match capacity.warning() {
+                    Some(warning) => tracing::warn!(pool = probe.name(), "{warning}"),
+                    None => tracing::info!(pool = probe.name(), "{capacity}"),
+                },
+                Err(error) => {
+                    tracing::warn!(pool = probe.name(), %error, "could not check the server's capacity")
+                }
+            }
+        });
+        Ok(pool)
+    }
+}
+
+impl std::fmt::Debug for PgManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgManager")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager for PgManager {
+    type Connection = PgConnection;
+    type Error = PgError;
+
+    async fn connect(&self) -> Result<PgConnection, PgError> {
+        let opened = connect::open(&self.config, &self.tls).await?;
+        Ok(PgConnection::new(
+            opened,
+            self.options.statement_timeout,
+            self.options.transaction_pooler,
+        ))
+    }
+
+    /// An empty simple query: one round trip, no plan, no snapshot.
+    async fn validate(&self, conn: &mut PgConnection) -> Result<(), PgError> {
+        conn.client().simple_query("").await?;
+        Ok(())
+    }
+
+    fn is_broken(&self, conn: &mut PgConnection) -> bool {
+        conn.is_broken()
+    }
+
+    fn needs_reset(&self, conn: &mut PgConnection) -> bool {
+        !conn.transaction_status().is_clean()
+            || (self.options.session_reset == SessionReset::DiscardAll
+                && !self.options.transaction_pooler)
+    }
+
+    async fn reset(&self, conn: &mut PgConnection) -> Result<(), PgError> {
+        if !conn.transaction_status().is_clean() {
+            conn.client().batch_execute("ROLLBACK").await?;
+        }
+        if self.options.session_reset == SessionReset::DiscardAll
+            && !self.options.transaction_pooler
+        {
+            conn.client().batch_execute("DISCARD ALL").await?;
+        }
+        Ok(())
+    }
+
+    fn classify(&self, error: &PgError) -> ErrorClass {
+        error.class()
+    }
+}
