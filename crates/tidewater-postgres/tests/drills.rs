@@ -1,0 +1,442 @@
+//! Failure drills against private PostgreSQL clusters (never the shared
+//! server): each runs a steady load of callers through the pool while the
+//! server restarts, crashes, hangs, drops its sessions, fills up, refuses a
+//! password, or the wire goes half-open or slow; then checks that
+//!
+//! - every caller's wait ended by its deadline,
+//! - every error named its cause,
+//! - the pool recovered by itself: once the fault ended, a `get()` and a
+//!   query succeeded within the bound recorded in docs/fault-matrix.md,
+//! - no capacity was lost: all slots are back once the load stops.
+//!
+//! The measured recovery times are printed (`--nocapture`) for the fault
+//! matrix; the assertions only check the generous bounds, never a speed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::Duration;
+
+use tidewater::{Pool, PoolConfig};
+use tidewater_postgres::{PgError, PgManager, PgOptions};
+use tidewater_testkit::{FaultProxy, PgCluster, Shutdown};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const CALLERS: usize = 12;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest any caller may take: acquire, then a query cut off at the
+/// statement timeout, then the cancel request's grace (5 s), plus slack
+/// for a loaded 2-core machine.
+const CALLER_DEADLINE: Duration = Duration::from_secs(10);
+/// The bound on recovery once a fault ends (docs/fault-matrix.md lists
+/// what was measured; the bound leaves room for the backoff ceiling, 2 s,
+/// and a slow machine).
+const RECOVERY_BOUND: Duration = Duration::from_secs(15);
+
+fn config(max_size: u32) -> PoolConfig {
+    PoolConfig {
+        max_size,
+        acquire_timeout: ACQUIRE_TIMEOUT,
+        connect_timeout: Duration::from_secs(2),
+        validation_timeout: Duration::from_secs(1),
+        maintenance_interval: Duration::from_millis(100),
+        ..PoolConfig::default()
+    }
+}
+
+fn pool_for(url: String, max_size: u32) -> Pool<PgManager> {
+    let options = PgOptions {
+        url,
+        statement_timeout: Some(STATEMENT_TIMEOUT),
+        ..PgOptions::default()
+    };
+    Pool::new(PgManager::new(options).unwrap(), config(max_size)).unwrap()
+}
+
+/// One caller's attempt: when it started, how long it took, its error.
+#[derive(Debug)]
+struct Outcome {
+    started: Instant,
+    took: Duration,
+    error: Option<String>,
+}
+
+/// Callers that each loop get, `SELECT 1`, drop, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    callers: Vec<JoinHandle<Vec<Outcome>>>,
+}
+
+async fn one_call(pool: &Pool<PgManager>) -> Result<(), String> {
+    let conn = pool.get().await.map_err(|error| error.to_string())?;
+    conn.query_one("SELECT 1", &[])
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(())
+}
+
+impl Load {
+    fn start(pool: &Pool<PgManager>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let callers = (0..CALLERS)
+            .map(|_| {
+                let (pool, stop) = (pool.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    while !stop.load(SeqCst) {
+                        let started = Instant::now();
+                        let error = one_call(&pool).await.err();
+                        outcomes.push(Outcome {
+                            started,
+                            took: started.elapsed(),
+                            error,
+                        });
+                        // Think time between requests: a steady load, not a spin.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        Self { stop, callers }
+    }
+
+    async fn stop(self) -> Vec<Outcome> {
+        self.stop.store(true, SeqCst);
+        let mut all = Vec::new();
+        for caller in self.callers {
+            all.extend(caller.await.unwrap());
+        }
+        all
+    }
+}
+
+/// What an error says is its cause; `None` when it names none.
+fn cause(error: &str) -> Option<&'static str> {
+    const CAUSES: [(&str, &str); 16] = [
+        ("database unavailable", "breaker open"),
+        ("timed out after", "acquire timeout"),
+        ("SQLSTATE 28P01", "bad password"),
+        ("SQLSTATE 3D000", "unknown database"),
+        ("SQLSTATE 53300", "too many connections"),
+        ("SQLSTATE 57P01", "server shutting down"),
+        ("SQLSTATE 57P02", "server crashed"),
+        ("SQLSTATE 57P03", "server starting up"),
+        (
+            "query cancelled after the statement timeout",
+            "statement timeout",
+        ),
+        ("connection closed", "connection closed"),
+        ("error communicating with the server", "connection lost"),
+        ("cannot reach PostgreSQL", "server unreachable"),
+        ("connect_timeout expired", "connect timeout"),
+        ("unexpected EOF", "connection lost"),
+        ("Connection reset", "connection lost"),
+        ("connection attempt timed out", "connect timeout"),
+    ];
+    CAUSES
+        .iter()
+        .find(|(text, _)| error.contains(text))
+        .map(|(_, cause)| *cause)
+}
+
+/// Checks the outcomes of a drill and prints a summary for the matrix.
+fn check(drill: &str, outcomes: &[Outcome]) {
+    assert!(!outcomes.is_empty(), "{drill}: the load made no calls");
+    let slowest = outcomes.iter().map(|o| o.took).max().unwrap();
+    assert!(
+        slowest <= CALLER_DEADLINE,
+        "{drill}: a caller waited {slowest:?}"
+    );
+    let mut causes = std::collections::BTreeMap::new();
+    for outcome in outcomes {
+        if let Some(error) = &outcome.error {
+            let named =
+                cause(error).unwrap_or_else(|| panic!("{drill}: an error names no cause: {error}"));
+            *causes.entry(named).or_insert(0) += 1;
+        }
+    }
+    let failed: usize = causes.values().sum();
+    println!(
+        "{drill}: {} calls, {failed} failed {causes:?}, slowest {slowest:?}",
+        outcomes.len()
+    );
+}
+
+/// Time from `since` until a fresh `get()` and query succeed.
+async fn recovery(pool: &Pool<PgManager>, since: Instant) -> Duration {
+    loop {
+        if one_call(pool).await.is_ok() {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < RECOVERY_BOUND,
+            "no recovery within {RECOVERY_BOUND:?}: {}",
+            pool.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Once the load stopped: nothing is checked out, and every slot serves.
+async fn assert_all_slots_back(pool: &Pool<PgManager>) {
+    let status = pool.status();
+    assert_eq!((status.in_use, status.waiters), (0, 0), "{status}");
+    let max = status.max_size as usize;
+    let mut held = Vec::new();
+    for _ in 0..max {
+        held.push(
+            pool.get()
+                .await
+                .unwrap_or_else(|error| panic!("a slot was lost: {error}")),
+        );
+    }
+    for conn in &held {
+        conn.query_one("SELECT 1", &[]).await.unwrap();
+    }
+}
+
+/// Runs `fault` under load, then `heal`, and checks everything.
+async fn drill<F, H>(name: &str, pool: &Pool<PgManager>, fault: F, heal: H)
+where
+    F: AsyncFnOnce(),
+    H: AsyncFnOnce(),
+{
+    // Warm up: the pool at full size, serving.
+    assert_all_slots_back(pool).await;
+    let load = Load::start(pool);
+    tokio::time::sleep(Duration::from_millis(300)).await; // steady state before the fault
+    fault().await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the fault lasts a while under load
+    heal().await;
+    let healed = Instant::now();
+    let recovered = recovery(pool, healed).await;
+    let mut outcomes = load.stop().await;
+    outcomes.retain(|outcome| outcome.started < healed + recovered);
+    check(name, &outcomes);
+    println!("{name}: recovered {recovered:?} after the fault ended");
+    assert_all_slots_back(pool).await;
+}
+
+async fn nothing() {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_fast() {
+    let cluster = PgCluster::new().await.unwrap();
+    let pool = pool_for(cluster.url(), 5);
+    drill(
+        "restart (fast)",
+        &pool,
+        async || cluster.restart(Shutdown::Fast).await.unwrap(),
+        nothing,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_immediate() {
+    let cluster = PgCluster::new().await.unwrap();
+    let pool = pool_for(cluster.url(), 5);
+    drill(
+        "restart (immediate)",
+        &pool,
+        async || cluster.restart(Shutdown::Immediate).await.unwrap(),
+        nothing,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_crash_and_start() {
+    let cluster = PgCluster::new().await.unwrap();
+    let pool = pool_for(cluster.url(), 5);
+    drill(
+        "crash (SIGKILL) and start",
+        &pool,
+        async || cluster.kill().await.unwrap(),
+        async || cluster.start().await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_hung_then_resumed() {
+    let cluster = PgCluster::new().await.unwrap();
+    let pool = pool_for(cluster.url(), 5);
+    drill(
+        "hung (SIGSTOP) then resumed",
+        &pool,
+        async || cluster.pause().await.unwrap(),
+        async || cluster.resume().await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_sessions_terminated_on_the_server() {
+    let cluster = PgCluster::new().await.unwrap();
+    let pool = pool_for(cluster.url(), 5);
+    drill(
+        "backends terminated",
+        &pool,
+        async || {
+            let terminated = cluster.terminate_backends().await.unwrap();
+            assert!(terminated >= 1);
+        },
+        nothing,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_full() {
+    let cluster = PgCluster::new().await.unwrap();
+    cluster.set_max_connections(8).await.unwrap(); // 5 for ordinary roles, 3 reserved
+    cluster.create_role("app", "app", None).await.unwrap();
+    let url = cluster.url_for("app", "app", "postgres");
+    // Others hold every ordinary slot: the pool's attempts get "too many
+    // clients" (53300) while its callers wait.
+    let mut hogs = Vec::new();
+    for _ in 0..5 {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        hogs.push(client);
+    }
+    let pool = pool_for(url, 3);
+    let load = Load::start(&pool);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(pool.status().size == 0, "the server had no slot to give");
+    hogs.clear();
+    let freed = Instant::now();
+    let recovered = recovery(&pool, freed).await;
+    let mut outcomes = load.stop().await;
+    outcomes.retain(|outcome| outcome.started < freed + recovered);
+    check("server full (too many clients)", &outcomes);
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.error.as_deref().is_some_and(|e| e.contains("53300"))),
+        "the callers learned the server is full"
+    );
+    println!("server full (too many clients): recovered {recovered:?} after slots were freed");
+    assert_all_slots_back(&pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_unknown_database_fail_fast_without_a_retry_storm() {
+    let cluster = PgCluster::new().await.unwrap();
+    for (name, url, code) in [
+        (
+            "wrong password",
+            cluster.url_for("postgres", "wrong", "postgres"),
+            "28P01",
+        ),
+        (
+            "unknown database",
+            cluster.url_for("postgres", PgCluster::PASSWORD, "nowhere"),
+            "3D000",
+        ),
+    ] {
+        let pool = pool_for(url, 5);
+        let load = Load::start(&pool);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let outcomes = load.stop().await;
+        check(name, &outcomes);
+        assert!(
+            outcomes.iter().all(|o| o.error.is_some()),
+            "{name}: nothing can succeed"
+        );
+        let fail_fast = outcomes.iter().filter(|o| o.took < ACQUIRE_TIMEOUT).count();
+        assert_eq!(
+            fail_fast,
+            outcomes.len(),
+            "{name}: every caller failed before its acquire timeout"
+        );
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| o.error.as_deref().is_some_and(|e| e.contains(code))),
+            "{name}: the cause {code} reached the callers"
+        );
+        let attempts = pool.stats().connect_errors();
+        println!(
+            "{name}: {} calls, {attempts} connection attempts",
+            outcomes.len()
+        );
+        assert!(
+            attempts <= 12 && (attempts as usize) * 5 < outcomes.len(),
+            "{name}: {attempts} attempts for {} calls is a retry storm",
+            outcomes.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_through_a_blackhole() {
+    let cluster = PgCluster::new().await.unwrap();
+    let proxy = FaultProxy::start(cluster.addr()).await.unwrap();
+    let pool = pool_for(cluster.url_at(proxy.addr()), 5);
+    drill(
+        "half-open (blackhole)",
+        &pool,
+        async || proxy.set_blackhole(true),
+        async || {
+            // The partition heals; connections stuck in it are dropped so the
+            // server sees them go.
+            proxy.set_blackhole(false);
+            proxy.reset_all().await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_spike() {
+    let cluster = PgCluster::new().await.unwrap();
+    let proxy = FaultProxy::start(cluster.addr()).await.unwrap();
+    let pool = pool_for(cluster.url_at(proxy.addr()), 5);
+    drill(
+        "latency spike (+100 ms each way)",
+        &pool,
+        async || proxy.set_latency(Duration::from_millis(100)),
+        async || proxy.set_latency(Duration::ZERO),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_hanging_past_the_statement_timeout() {
+    let cluster = PgCluster::new().await.unwrap();
+    let pool = pool_for(cluster.url(), 5);
+    let hung = Arc::new(tokio::sync::Mutex::new(None));
+    drill(
+        "query hangs (pg_sleep)",
+        &pool,
+        async || {
+            let pool = pool.clone();
+            *hung.lock().await = Some(tokio::spawn(async move {
+                let conn = pool.get().await.unwrap();
+                let error = conn.query("SELECT pg_sleep(60)", &[]).await.unwrap_err();
+                let kept = matches!(
+                    error,
+                    PgError::QueryTimeout {
+                        connection_kept: true,
+                        ..
+                    }
+                );
+                (kept, conn.query_one("SELECT 1", &[]).await.is_ok())
+            }));
+        },
+        async || {
+            let (kept, usable) = hung.lock().await.take().unwrap().await.unwrap();
+            assert!(
+                kept && usable,
+                "the cancelled query's connection stays usable"
+            );
+        },
+    )
+    .await;
+}
