@@ -131,7 +131,7 @@ impl fmt::Display for PgError {
                     }
                     f.write_str(")")
                 }
-                None => write!(f, "{error}"),
+                None => f.write_str(&with_causes(error)),
             },
             Self::Io { addr, source } => write!(f, "cannot reach PostgreSQL at {addr}: {source}"),
             Self::Config(message) => write!(f, "invalid PostgreSQL configuration: {message}"),
@@ -150,6 +150,23 @@ impl fmt::Display for PgError {
             }
         }
     }
+}
+
+/// An error's message followed by those of the errors behind it, which
+/// the driver's own messages leave out ("error performing TLS handshake:
+/// invalid peer certificate: UnknownIssuer").
+pub(crate) fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 impl std::error::Error for PgError {

@@ -154,8 +154,13 @@ impl PgManager {
     /// assert!(PgManager::new(options).unwrap_err().to_string().starts_with("invalid PostgreSQL configuration"));
     /// ```
     pub fn new(options: PgOptions) -> Result<Self, PgError> {
-        let mut config = tokio_postgres::Config::from_str(&options.url)
-            .map_err(|error| PgError::Config(format!("{error} in url {}", redact(&options.url))))?;
+        let mut config = tokio_postgres::Config::from_str(&options.url).map_err(|error| {
+            PgError::Config(format!(
+                "{} in url {}",
+                crate::error::with_causes(&error),
+                redact(&options.url)
+            ))
+        })?;
         if config.get_application_name().is_none() {
             config.application_name("tidewater");
         }
