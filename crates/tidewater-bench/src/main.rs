@@ -19,9 +19,14 @@
 //! ```text
 //! cargo run --release -p tidewater-bench -- --quick --pools tidewater,bb8
 //! ```
+//!
+//! `tidewater-bench postgres` runs tidewater-postgres and its peers
+//! (deadpool-postgres, bb8-postgres, sqlx) against a real PostgreSQL server
+//! instead: see the [`postgres`] module.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +34,8 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Barrier;
+
+mod postgres;
 
 /// (pool size, workers) of the throughput measurements.
 const THROUGHPUT: [(u32, u32); 5] = [(8, 8), (8, 64), (16, 256), (50, 50), (50, 1024)];
@@ -43,8 +50,11 @@ const MAX_WAIT_NS: u64 = 60_000_000_000;
 /// Compares tidewater with deadpool, bb8, mobc and qp on a no-op backend,
 /// printing one JSON object a line.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// Another benchmark instead of the no-op one.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// A smoke run: 2^14 operations a configuration instead of 2^20, and one
     /// run unless `--runs` says otherwise.
     #[arg(long)]
@@ -55,6 +65,15 @@ struct Args {
     /// Runs of each configuration (default 5, or 1 with `--quick`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     runs: Option<u32>,
+}
+
+/// The benchmarks besides the default (no-op) one.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// tidewater-postgres against deadpool-postgres, bb8-postgres, sqlx and
+    /// 50 dedicated connections on a PostgreSQL server: 1000 tasks, a pool
+    /// of 50, get + `SELECT 1` + drop.
+    Postgres(postgres::PgArgs),
 }
 
 /// A pool under comparison; its name on the command line and in the output.
@@ -423,17 +442,21 @@ struct Waits {
 impl Waits {
     /// The percentiles of `histogram` (nanoseconds).
     fn of(histogram: &Histogram<u64>) -> Self {
-        let us = |quantile| histogram.value_at_quantile(quantile) as f64 / 1_000.0;
         Self {
-            wait_p50_us: us(0.5),
-            wait_p99_us: us(0.99),
-            wait_p9999_us: us(0.9999),
+            wait_p50_us: micros_at(histogram, 0.5),
+            wait_p99_us: micros_at(histogram, 0.99),
+            wait_p9999_us: micros_at(histogram, 0.9999),
         }
     }
 }
 
+/// The value at `quantile` of `histogram` (nanoseconds), in microseconds.
+fn micros_at(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    histogram.value_at_quantile(quantile) as f64 / 1_000.0
+}
+
 /// Prints `line` as one line of JSON.
-fn print<T: Serialize>(line: &Line<T>) {
+fn print(line: &impl Serialize) {
     println!(
         "{}",
         serde_json::to_string(line).expect("output serializes")
@@ -452,8 +475,33 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> ExitCode {
     let args = Args::parse();
+    match args.command {
+        None => {
+            noop(args).await;
+            ExitCode::SUCCESS
+        }
+        Some(Command::Postgres(pg)) => match postgres::run(pg).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                // The driver's messages leave their causes out ("db error").
+                let mut message = error.to_string();
+                let mut cause = error.source();
+                while let Some(inner) = cause {
+                    message = format!("{message}: {inner}");
+                    cause = inner.source();
+                }
+                eprintln!("tidewater-bench postgres: {message}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The no-op benchmark: throughput at each of [`THROUGHPUT`], then
+/// fairness at [`FAIRNESS`].
+async fn noop(args: Args) {
     let ops: u64 = if args.quick { 1 << 14 } else { 1 << 20 };
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 5 });
     let pools = if args.pools.is_empty() {

@@ -49,7 +49,10 @@ async fn enable_tls(cluster: &PgCluster, scratch: &Path) -> PathBuf {
     // The reload is a signal: wait until new sessions see it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while cluster.execute("SHOW ssl").await.unwrap() != "on" {
-        assert!(tokio::time::Instant::now() < deadline, "TLS did not turn on");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "TLS did not turn on"
+        );
     }
     let ca_file = scratch.join("ca.crt");
     std::fs::write(&ca_file, ca.pem()).unwrap();
