@@ -1,13 +1,15 @@
 //! A pooled PostgreSQL session: the driver's `Client`, its transaction
 //! status, and queries bounded by the statement timeout.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row, SimpleQueryMessage, ToStatement};
+use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
 use crate::connect::Opened;
 use crate::error::PgError;
@@ -16,6 +18,15 @@ use crate::tap::TransactionStatus;
 /// How long, after sending a cancel request, a query may take to stop
 /// before its connection is given up.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// Statements a session keeps prepared; past this the cache starts over.
+const STATEMENT_CACHE: usize = 256;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A PostgreSQL session from the pool. Derefs to
 /// [`tokio_postgres::Client`]; its own query methods (same names) are
@@ -30,36 +41,50 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// # }
 /// ```
 pub struct PgConnection {
+    // Boxed: the pool moves a connection at every checkout and return, and
+    // a pointer moves faster than the session's few hundred bytes.
+    inner: Box<Inner>,
+}
+
+struct Inner {
     opened: Opened,
     statement_timeout: Option<Duration>,
     pooler: bool,
     /// Set when a cancelled query did not stop: the pool discards it.
     broken: AtomicBool,
+    /// Statements prepared on this session, by their SQL (none behind a
+    /// transaction pooler, where named statements must not outlive a
+    /// transaction).
+    statements: Mutex<HashMap<Box<str>, Statement>>,
 }
 
 impl PgConnection {
     pub(crate) fn new(opened: Opened, statement_timeout: Option<Duration>, pooler: bool) -> Self {
-        Self {
+        let inner = Inner {
             opened,
             statement_timeout,
             pooler,
             broken: AtomicBool::new(false),
+            statements: Mutex::default(),
+        };
+        Self {
+            inner: Box::new(inner),
         }
     }
 
     /// The driver's client, for anything the bounded methods do not cover.
     pub fn client(&self) -> &Client {
-        &self.opened.client
+        &self.inner.opened.client
     }
 
     /// The session's transaction status, as of the server's last answer.
     pub fn transaction_status(&self) -> TransactionStatus {
-        self.opened.status.get()
+        self.inner.opened.status.get()
     }
 
     /// Whether the session can no longer be used.
     pub fn is_broken(&self) -> bool {
-        self.broken.load(Relaxed) || self.opened.client.is_closed()
+        self.inner.broken.load(Relaxed) || self.inner.opened.client.is_closed()
     }
 
     /// Asks the server to cancel the query running on this session.
@@ -67,7 +92,7 @@ impl PgConnection {
     /// # Errors
     /// When the server cannot be reached.
     pub async fn cancel(&self) -> Result<(), PgError> {
-        self.opened.cancel.cancel().await
+        self.inner.opened.cancel.cancel().await
     }
 
     /// Runs `query` (a future on this session) within the statement timeout.
@@ -81,7 +106,7 @@ impl PgConnection {
         &self,
         query: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, PgError> {
-        let Some(limit) = self.statement_timeout else {
+        let Some(limit) = self.inner.statement_timeout else {
             return Ok(query.await?);
         };
         let mut query = std::pin::pin!(query);
@@ -100,7 +125,7 @@ impl PgConnection {
         .await
         .unwrap_or(false);
         if !stopped {
-            self.broken.store(true, Relaxed);
+            self.inner.broken.store(true, Relaxed);
         }
         Err(PgError::QueryTimeout {
             after: limit,
@@ -108,70 +133,96 @@ impl PgConnection {
         })
     }
 
-    /// Bounded [`Client::query`]. Behind a transaction pooler, outside a
-    /// transaction, it runs in one of its own (named statements must not
-    /// outlive a transaction there).
+    /// Bounded [`Client::query`], on a statement prepared once per session
+    /// and cached (one round trip a query after the first). Behind a
+    /// transaction pooler nothing is cached, and outside a transaction the
+    /// statement runs in one of its own.
     ///
     /// # Errors
     /// As [`bounded`](Self::bounded).
-    pub async fn query<T>(
+    pub async fn query(
         &self,
-        statement: &T,
+        sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, PgError>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.pooler_safe(self.client().query(statement, params))
-            .await
+    ) -> Result<Vec<Row>, PgError> {
+        match self.cached(sql).await? {
+            Some(statement) => self.bounded(self.client().query(&statement, params)).await,
+            None => self.pooler_safe(self.client().query(sql, params)).await,
+        }
     }
 
-    /// Bounded [`Client::query_one`].
+    /// Bounded [`Client::query_one`], on a cached statement like [`query`](Self::query).
     ///
     /// # Errors
     /// As [`bounded`](Self::bounded).
-    pub async fn query_one<T>(
+    pub async fn query_one(
         &self,
-        statement: &T,
+        sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, PgError>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.pooler_safe(self.client().query_one(statement, params))
-            .await
+    ) -> Result<Row, PgError> {
+        match self.cached(sql).await? {
+            Some(statement) => {
+                self.bounded(self.client().query_one(&statement, params))
+                    .await
+            }
+            None => self.pooler_safe(self.client().query_one(sql, params)).await,
+        }
     }
 
-    /// Bounded [`Client::query_opt`].
+    /// Bounded [`Client::query_opt`], on a cached statement like [`query`](Self::query).
     ///
     /// # Errors
     /// As [`bounded`](Self::bounded).
-    pub async fn query_opt<T>(
+    pub async fn query_opt(
         &self,
-        statement: &T,
+        sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, PgError>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.pooler_safe(self.client().query_opt(statement, params))
-            .await
+    ) -> Result<Option<Row>, PgError> {
+        match self.cached(sql).await? {
+            Some(statement) => {
+                self.bounded(self.client().query_opt(&statement, params))
+                    .await
+            }
+            None => self.pooler_safe(self.client().query_opt(sql, params)).await,
+        }
     }
 
-    /// Bounded [`Client::execute`].
+    /// Bounded [`Client::execute`], on a cached statement like [`query`](Self::query).
     ///
     /// # Errors
     /// As [`bounded`](Self::bounded).
-    pub async fn execute<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, PgError>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.pooler_safe(self.client().execute(statement, params))
-            .await
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, PgError> {
+        match self.cached(sql).await? {
+            Some(statement) => {
+                self.bounded(self.client().execute(&statement, params))
+                    .await
+            }
+            None => self.pooler_safe(self.client().execute(sql, params)).await,
+        }
+    }
+
+    /// The session's prepared statement for `sql`, preparing it the first
+    /// time; `None` behind a transaction pooler.
+    async fn cached(&self, sql: &str) -> Result<Option<Statement>, PgError> {
+        if self.inner.pooler {
+            return Ok(None);
+        }
+        if let Some(statement) = lock(&self.inner.statements).get(sql) {
+            return Ok(Some(statement.clone()));
+        }
+        let statement = self.bounded(self.client().prepare(sql)).await?;
+        let mut statements = lock(&self.inner.statements);
+        if statements.len() >= STATEMENT_CACHE {
+            statements.clear(); // dropping them closes them on the server
+        }
+        statements.insert(sql.into(), statement.clone());
+        Ok(Some(statement))
+    }
+
+    /// Forgets the cached statements (after `DISCARD ALL` removed them on
+    /// the server).
+    pub(crate) fn forget_statements(&mut self) {
+        lock(&self.inner.statements).clear();
     }
 
     /// Bounded [`Client::query_typed`]: one round trip, no named statement,
@@ -210,7 +261,7 @@ impl PgConnection {
         &self,
         query: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, PgError> {
-        if !self.pooler || !self.transaction_status().is_clean() {
+        if !self.inner.pooler || !self.transaction_status().is_clean() {
             return self.bounded(query).await;
         }
         self.bounded(self.client().batch_execute("BEGIN")).await?;
@@ -227,13 +278,13 @@ impl Deref for PgConnection {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        &self.opened.client
+        &self.inner.opened.client
     }
 }
 
 impl DerefMut for PgConnection {
     fn deref_mut(&mut self) -> &mut Client {
-        &mut self.opened.client
+        &mut self.inner.opened.client
     }
 }
 

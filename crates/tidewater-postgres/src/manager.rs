@@ -255,6 +255,7 @@ impl Manager for PgManager {
         if self.options.session_reset == SessionReset::DiscardAll
             && !self.options.transaction_pooler
         {
+            conn.forget_statements();
             conn.client().batch_execute("DISCARD ALL").await?;
         }
         Ok(())

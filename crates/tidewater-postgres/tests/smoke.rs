@@ -150,6 +150,48 @@ async fn discard_all_clears_session_state() {
 }
 
 #[tokio::test]
+async fn statements_are_prepared_once_per_session() {
+    let pool = shared(1);
+    let conn = pool.get().await.unwrap();
+    let prepared = "SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql";
+    let before: i64 = conn.client().query_one(prepared, &[]).await.unwrap().get(0);
+    for round in 0..3 {
+        let echoed: i32 = conn
+            .query_one("SELECT $1::int", &[&round])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(echoed, round);
+    }
+    let after: i64 = conn.client().query_one(prepared, &[]).await.unwrap().get(0);
+    assert_eq!(
+        after - before,
+        1,
+        "three queries, one prepared statement kept"
+    );
+}
+
+#[tokio::test]
+async fn discard_all_forgets_the_cached_statements_it_deallocates() {
+    let options = PgOptions {
+        url: SHARED.into(),
+        session_reset: SessionReset::DiscardAll,
+        ..PgOptions::default()
+    };
+    let pool = pool_with(options, 1);
+    for _ in 0..2 {
+        let conn = pool.get().await.unwrap();
+        assert_eq!(
+            conn.query_one("SELECT 7", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            7
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_query_past_the_statement_timeout_is_cancelled_on_the_server() {
     let options = PgOptions {
         url: SHARED.into(),
