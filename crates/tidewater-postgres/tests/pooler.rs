@@ -6,47 +6,13 @@
 
 use std::time::Duration;
 
+mod common;
+use common::AppError;
+
 use tidewater::{Pool, PoolConfig};
-use tidewater_postgres::{
-    PgError, PgManager, PgOptions, RetryPolicy, TransactionStatus, transaction,
-};
+use tidewater_postgres::{PgManager, PgOptions, RetryPolicy, TransactionStatus, transaction};
 use tidewater_testkit::{PgBouncer, PgBouncerOptions, PgCluster, PoolMode};
 use tokio_postgres::types::Type;
-
-#[derive(Debug)]
-enum TestError {
-    Pool(tidewater::Error),
-    Db(PgError),
-}
-
-impl From<tidewater::Error> for TestError {
-    fn from(error: tidewater::Error) -> Self {
-        Self::Pool(error)
-    }
-}
-
-impl From<PgError> for TestError {
-    fn from(error: PgError) -> Self {
-        Self::Db(error)
-    }
-}
-
-impl From<tokio_postgres::Error> for TestError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        Self::Db(error.into())
-    }
-}
-
-impl std::fmt::Display for TestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Pool(error) => write!(f, "{error}"),
-            Self::Db(error) => write!(f, "{error}"),
-        }
-    }
-}
-
-impl std::error::Error for TestError {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tasks_share_few_server_connections_through_pgbouncer() {
@@ -91,11 +57,11 @@ async fn many_tasks_share_few_server_connections_through_pgbouncer() {
                     transaction(&pool, RetryPolicy::default(), async |tx| {
                         tx.execute("UPDATE counters SET n = n + 1 WHERE id = $1", &[&1])
                             .await?;
-                        Ok::<_, TestError>(())
+                        Ok::<_, AppError>(())
                     })
                     .await?;
                 }
-                Ok::<_, TestError>(())
+                Ok::<_, AppError>(())
             })
         })
         .collect();

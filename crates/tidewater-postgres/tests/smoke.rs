@@ -10,6 +10,9 @@ use tidewater_postgres::{
     transaction,
 };
 
+mod common;
+use common::AppError;
+
 const SHARED: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn pool_with(options: PgOptions, max_size: u32) -> Pool<PgManager> {
@@ -293,50 +296,6 @@ async fn target_session_attrs_are_checked() {
         error.to_string().contains("target_session_attrs=read-only"),
         "{error}"
     );
-}
-
-#[derive(Debug)]
-enum AppError {
-    Pool(tidewater::Error),
-    Db(PgError),
-    Refused,
-}
-
-impl From<tidewater::Error> for AppError {
-    fn from(error: tidewater::Error) -> Self {
-        Self::Pool(error)
-    }
-}
-
-impl From<PgError> for AppError {
-    fn from(error: PgError) -> Self {
-        Self::Db(error)
-    }
-}
-
-impl From<tokio_postgres::Error> for AppError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        Self::Db(error.into())
-    }
-}
-
-impl std::fmt::Display for AppError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Pool(error) => write!(f, "{error}"),
-            Self::Db(error) => write!(f, "{error}"),
-            Self::Refused => f.write_str("refused"),
-        }
-    }
-}
-
-impl std::error::Error for AppError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Db(error) => Some(error),
-            _ => None,
-        }
-    }
 }
 
 async fn balance(pool: &Pool<PgManager>, table: &str, id: i32) -> i64 {
