@@ -53,5 +53,6 @@ pub use connection::PgConnection;
 pub use error::PgError;
 pub use manager::{PgManager, PgOptions, SessionReset, redact};
 pub use tap::TransactionStatus;
+pub use tidewater::RetryPolicy;
 pub use tokio_postgres;
-pub use transaction::{RetryPolicy, is_conflict, transaction};
+pub use transaction::{is_conflict, transaction};

@@ -2,40 +2,12 @@
 //! error or panic, retried with backoff on serialization failure and
 //! deadlock.
 
-use std::time::Duration;
-
-use tidewater::{Backoff, Pool};
+use tidewater::{Pool, RetryPolicy};
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
 use crate::error::PgError;
 use crate::manager::PgManager;
-
-/// How often, and how patiently, a conflicting transaction is retried.
-///
-/// ```
-/// let policy = tidewater_postgres::RetryPolicy::default();
-/// assert_eq!(policy.max_attempts, 5);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// Ceiling of the first retry's random delay; doubles each retry.
-    pub backoff_initial: Duration,
-    /// Largest delay ceiling.
-    pub backoff_max: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            backoff_initial: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(1),
-        }
-    }
-}
 
 /// Whether `error`, or any error behind it, is a serialization failure
 /// (`40001`) or a deadlock (`40P01`): a conflict that a retry resolves.
@@ -113,11 +85,7 @@ where
             Err(error) if attempt < policy.max_attempts && is_conflict(&error) => {
                 drop(conn);
                 tracing::debug!(attempt, %error, "transaction conflict; retrying");
-                let backoff = Backoff {
-                    initial: policy.backoff_initial,
-                    max: policy.backoff_max,
-                };
-                tokio::time::sleep(backoff.delay(attempt)).await;
+                tokio::time::sleep(policy.backoff.delay(attempt)).await;
                 attempt += 1;
             }
             outcome => return outcome,

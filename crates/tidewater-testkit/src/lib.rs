@@ -36,6 +36,7 @@
 //! ```
 
 mod command;
+pub mod conformance;
 mod fault_proxy;
 mod pg_cluster;
 mod pgbouncer;

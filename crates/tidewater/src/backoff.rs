@@ -40,6 +40,35 @@ impl Backoff {
     }
 }
 
+/// How often, and how patiently, a backend's transaction helper retries a
+/// transaction that met a conflict (serialization failure, deadlock, lock
+/// timeout, busy database).
+///
+/// ```
+/// let policy = tidewater::RetryPolicy::default();
+/// assert_eq!(policy.max_attempts, 5);
+/// assert!(policy.backoff.delay(1) <= std::time::Duration::from_millis(10));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The delay before each retry (the n-th retry follows `delay(n)`).
+    pub backoff: Backoff,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff: Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_secs(1),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,7 +80,7 @@ mod rt;
 mod stats;
 mod waiters;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, RetryPolicy};
 pub use config::{ConfigError, IdleOrder, PoolConfig};
 pub use error::{ConnectError, Error};
 pub use guard::PooledConnection;
