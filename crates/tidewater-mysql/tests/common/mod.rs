@@ -1,0 +1,248 @@
+//! What the backend's test files share. Everything runs against the
+//! machine's shared MariaDB (127.0.0.1:3306, root, no password), which the
+//! tests never stop, reconfigure or fill: each test works in a database of
+//! its own, `tidewater_<test>_<unix time>_<random>`, dropped when its
+//! [`TestDb`] goes (on failure too); databases and users of that form older
+//! than an hour, left by a killed run, are dropped by the next run.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use tidewater::{Pool, PoolConfig};
+use tidewater_mysql::{MySqlError, MySqlManager, MySqlOptions};
+use tokio::sync::OnceCell;
+
+/// The shared server.
+pub const ADDR: &str = "127.0.0.1:3306";
+
+pub fn addr() -> SocketAddr {
+    ADDR.parse().unwrap()
+}
+
+/// An administrator's session on the shared server (no database).
+pub async fn admin() -> Conn {
+    let url = format!("mysql://root@{ADDR}?prefer_socket=false");
+    Conn::new(Opts::from_url(&url).unwrap())
+        .await
+        .expect("the shared MariaDB at 127.0.0.1:3306 accepts root")
+}
+
+/// Runs statements as the administrator.
+pub async fn admin_exec(sql: &str) {
+    let mut conn = admin().await;
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    conn.disconnect().await.unwrap();
+}
+
+/// A name for something a test creates: `tidewater_<what>_<unix time>_<random>`.
+pub fn unique(what: &str) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    format!(
+        "tidewater_{what}_{}_{:04x}",
+        now.as_secs(),
+        fastrand::u16(..)
+    )
+}
+
+/// Whether a name made by [`unique`] is more than an hour old.
+fn stale(name: &str) -> bool {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let made = name
+        .rsplit('_')
+        .nth(1)
+        .and_then(|secs| secs.parse::<u64>().ok());
+    made.is_some_and(|made| now.as_secs().saturating_sub(made) > 3600)
+}
+
+/// Drops the databases and users a killed run left behind, once per test
+/// binary.
+async fn sweep() {
+    static SWEPT: OnceCell<()> = OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let mut conn = admin().await;
+            let databases: Vec<String> = conn
+                .query("SHOW DATABASES LIKE 'tidewater\\_%'")
+                .await
+                .unwrap();
+            let users: Vec<(String, String)> = conn
+                .query("SELECT user, host FROM mysql.user WHERE user LIKE 'tidewater\\_%'")
+                .await
+                .unwrap();
+            for name in databases.iter().filter(|name| stale(name)) {
+                let _ = conn
+                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .await;
+            }
+            for (user, host) in users.iter().filter(|(user, _)| stale(user)) {
+                let _ = conn
+                    .query_drop(format!("DROP USER IF EXISTS '{user}'@'{host}'"))
+                    .await;
+            }
+            conn.disconnect().await.unwrap();
+        })
+        .await;
+}
+
+/// Runs `sql` as the administrator on a thread and runtime of its own, so
+/// it also works from `Drop` during a failing test.
+fn admin_exec_detached(sql: String) {
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cleanup = async {
+                let mut conn = admin().await;
+                let result = conn.query_drop(&sql).await;
+                let _ = conn.disconnect().await;
+                result
+            };
+            match tokio::time::timeout(Duration::from_secs(10), cleanup).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => eprintln!("cleanup `{sql}` failed: {error}"),
+                Err(_) => eprintln!("cleanup `{sql}` timed out"),
+            }
+        });
+    });
+    let _ = worker.join();
+}
+
+/// A database of one test's own, dropped with it.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn create(test: &str) -> Self {
+        sweep().await;
+        let name = unique(test);
+        admin_exec(&format!("CREATE DATABASE `{name}`")).await;
+        Self { name }
+    }
+
+    /// A URL to this database as root.
+    pub fn url(&self) -> String {
+        self.url_at(ADDR)
+    }
+
+    /// A URL to this database as root, through `addr` (a proxy).
+    pub fn url_at(&self, addr: impl std::fmt::Display) -> String {
+        format!("mysql://root@{addr}/{}", self.name)
+    }
+
+    /// A pool on this database with default options but `url`.
+    pub fn pool(&self, max_size: u32) -> Pool<MySqlManager> {
+        self.pool_with(
+            MySqlOptions {
+                url: self.url(),
+                ..MySqlOptions::default()
+            },
+            max_size,
+        )
+    }
+
+    /// A pool with `options` (whose url should point here).
+    pub fn pool_with(&self, options: MySqlOptions, max_size: u32) -> Pool<MySqlManager> {
+        pool_sized(options, max_size)
+    }
+}
+
+/// A pool of 2 on `url`, default options.
+pub fn pool_for(url: &str) -> Pool<MySqlManager> {
+    let options = MySqlOptions {
+        url: url.to_owned(),
+        ..MySqlOptions::default()
+    };
+    pool_sized(options, 2)
+}
+
+/// A pool of `max_size` with `options` (acquire timeout 10 s).
+pub fn pool_sized(options: MySqlOptions, max_size: u32) -> Pool<MySqlManager> {
+    let config = PoolConfig {
+        max_size,
+        acquire_timeout: Duration::from_secs(10),
+        ..PoolConfig::default()
+    };
+    Pool::new(MySqlManager::new(options).unwrap(), config).unwrap()
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        admin_exec_detached(format!("DROP DATABASE IF EXISTS `{}`", self.name));
+    }
+}
+
+/// A user of one test's own (`'name'@'%'`), dropped with it.
+pub struct TestUser {
+    pub name: String,
+}
+
+impl TestUser {
+    /// Creates the user with `password`, all rights on `db`, and
+    /// `limits` (say `WITH MAX_USER_CONNECTIONS 3`): per account, so the
+    /// shared server's settings stay as they are.
+    pub async fn create(db: &TestDb, password: &str, limits: &str) -> Self {
+        let name = unique("user");
+        admin_exec(&format!(
+            "CREATE USER '{name}'@'%' IDENTIFIED BY '{password}' {limits}"
+        ))
+        .await;
+        admin_exec(&format!("GRANT ALL ON `{}`.* TO '{name}'@'%'", db.name)).await;
+        Self { name }
+    }
+
+    pub fn url(&self, password: &str, db: &TestDb) -> String {
+        format!("mysql://{}:{password}@{ADDR}/{}", self.name, db.name)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        admin_exec_detached(format!("DROP USER IF EXISTS '{}'@'%'", self.name));
+    }
+}
+
+/// An application's error, as the transaction helper expects one:
+/// convertible from the pool's and the database's errors, with the cause
+/// behind it for `is_conflict`.
+#[derive(Debug)]
+pub struct AppError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl AppError {
+    /// The application refused: an error that is not the database's.
+    pub fn refused() -> Self {
+        Self("refused by the application".into())
+    }
+}
+
+impl From<tidewater::Error> for AppError {
+    fn from(error: tidewater::Error) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<MySqlError> for AppError {
+    fn from(error: MySqlError) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}

@@ -1,0 +1,165 @@
+//! The conformance suite (crates/tidewater-testkit/src/conformance.rs) on
+//! the shared MariaDB: a database of its own for each check, dropped when
+//! the check's target goes.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+use mysql_async::prelude::Queryable;
+use tidewater::Pool;
+use tidewater_mysql::{MySqlManager, MySqlOptions, RetryPolicy, SessionReset, transaction};
+use tidewater_testkit::FaultProxy;
+use tidewater_testkit::conformance::{BoxError, Conn, Ending, SessionProbe, Target};
+use tokio::sync::oneshot;
+
+mod common;
+use common::{AppError, TestDb};
+
+tidewater_testkit::conformance!(MySqlTarget::default());
+
+#[derive(Default)]
+struct MySqlTarget {
+    databases: Mutex<Vec<TestDb>>,
+    proxies: Mutex<Vec<Arc<FaultProxy>>>,
+}
+
+impl MySqlTarget {
+    fn manager(url: String) -> MySqlManager {
+        let options = MySqlOptions {
+            url,
+            session_reset: SessionReset::ResetConnection,
+            ..MySqlOptions::default()
+        };
+        MySqlManager::new(options).unwrap()
+    }
+
+    fn proxy(&self, token: u64) -> Arc<FaultProxy> {
+        self.proxies.lock().unwrap()[token as usize].clone()
+    }
+}
+
+impl Target for MySqlTarget {
+    type Manager = MySqlManager;
+
+    async fn fresh(&self) -> MySqlManager {
+        let db = TestDb::create("conformance").await;
+        let manager = Self::manager(db.url());
+        self.databases.lock().unwrap().push(db);
+        manager
+    }
+
+    async fn permanently_failing(&self) -> MySqlManager {
+        Self::manager(format!("mysql://root:wrong-password@{}/test", common::ADDR))
+    }
+
+    async fn transiently_failing(&self) -> (MySqlManager, u64) {
+        let proxy = FaultProxy::start(common::addr()).await.unwrap();
+        proxy.set_refuse(true).await.unwrap(); // connection refused: transient
+        let manager = Self::manager(format!("mysql://root@{}/test", proxy.addr()));
+        let mut proxies = self.proxies.lock().unwrap();
+        proxies.push(Arc::new(proxy));
+        (manager, proxies.len() as u64 - 1)
+    }
+
+    async fn heal(&self, token: u64) {
+        self.proxy(token).set_refuse(false).await.unwrap();
+    }
+
+    async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
+        Ok(conn.query_drop(sql).await?)
+    }
+
+    async fn query_i64(conn: &mut Conn<Self>, sql: &str) -> Result<i64, BoxError> {
+        let value: Option<i64> = conn.query_first(sql).await?;
+        Ok(value.ok_or("no row")?)
+    }
+
+    fn session_probe(&self) -> SessionProbe {
+        SessionProbe {
+            set: "SET @flag = 7",
+            probe: "SELECT COALESCE(@flag, 0)",
+            clean: 0,
+        }
+    }
+
+    async fn break_connection(&self, conn: &mut Conn<Self>) {
+        let id = conn.connection_id();
+        let mut admin = common::admin().await;
+        admin.query_drop(format!("KILL {id}")).await.unwrap();
+        admin.disconnect().await.unwrap();
+    }
+
+    async fn insert_in_transaction(
+        &self,
+        pool: &Pool<MySqlManager>,
+        id: i64,
+        ending: Ending,
+    ) -> Result<(), BoxError> {
+        insert(pool, id, ending).await.map_err(Into::into)
+    }
+
+    async fn conflicting_increment(
+        &self,
+        pool: &Pool<MySqlManager>,
+        id: i64,
+    ) -> Result<u32, BoxError> {
+        conflicting_increment(pool, id).await.map_err(Into::into)
+    }
+}
+
+// Free functions hold the helper's `async move` closures, because within
+// a Target method the compiler fails to show that their futures are Send.
+
+async fn insert(pool: &Pool<MySqlManager>, id: i64, ending: Ending) -> Result<(), AppError> {
+    transaction(pool, RetryPolicy::default(), async move |tx| {
+        tx.exec_drop("INSERT INTO items VALUES (?, 1)", (id,))
+            .await?;
+        match ending {
+            Ending::Commit => Ok(()),
+            Ending::Fail => Err(AppError::refused()),
+            Ending::Panic => panic!("the body panics mid-transaction"),
+        }
+    })
+    .await
+}
+
+/// The first attempt's update waits for a row lock another transaction
+/// holds, until the lock wait timeout (1 s for these sessions) ends it
+/// with 1205; the helper rolls back and retries, and the second attempt
+/// lets the other transaction go first.
+async fn conflicting_increment(pool: &Pool<MySqlManager>, id: i64) -> Result<u32, AppError> {
+    let (locked_tx, locked_rx) = oneshot::channel::<()>();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let (mut locked_rx, mut release_tx) = (Some(locked_rx), Some(release_tx));
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counted = attempts.clone();
+    let increment = transaction(pool, RetryPolicy::default(), async move |tx| {
+        match counted.fetch_add(1, SeqCst) {
+            0 => locked_rx.take().unwrap().await.unwrap(),
+            _ => {
+                if let Some(release) = release_tx.take() {
+                    release.send(()).unwrap();
+                }
+            }
+        }
+        tx.query_drop("SET SESSION innodb_lock_wait_timeout = 1")
+            .await?;
+        tx.exec_drop("UPDATE items SET n = n + 1 WHERE id = ?", (id,))
+            .await?;
+        Ok::<_, AppError>(())
+    });
+    let hold_lock = async {
+        let mut conn = pool.get().await.unwrap();
+        conn.query_drop("START TRANSACTION").await.unwrap();
+        conn.exec_drop("SELECT n FROM items WHERE id = ? FOR UPDATE", (id,))
+            .await
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.await.unwrap();
+        conn.query_drop("ROLLBACK").await.unwrap();
+    };
+    let (result, ()) = tokio::join!(increment, hold_lock);
+    result?;
+    Ok(attempts.load(SeqCst))
+}
