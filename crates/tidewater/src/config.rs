@@ -28,6 +28,15 @@
 //! | `breaker_failure_threshold` | 5 | 1 to 1 000 | consecutive connect failures (with no idle connection left) that open the breaker |
 //! | `maintenance_interval` | 1 s | 10 ms to 1 min | how often the maintenance task runs |
 //! | `drain_timeout` | 30 s | 0 to 1 h | how long `close()` waits for connections in use to come back |
+//! | `expected_wait_p99` | 1 s | 1 ms to 1 h | the health check's bound on the recent p99 acquisition wait (degraded above it) |
+//! | `alerts.enabled` | true | true, false | evaluate the in-process alert rules |
+//! | `alerts.window` | 1 min | 1 s to 1 h | the recent window the timeout, slow-wait, connection-error rules and the wait p99 look at |
+//! | `alerts.utilization_threshold` | 0.8 | 0.05 to 1 | connections in use over `max_size` that counts as high |
+//! | `alerts.utilization_for` | 1 min | 0 to 1 h | how long utilization must stay high before the alert fires |
+//! | `alerts.slow_wait_threshold` | 5 s | 1 ms to 1 h | an acquisition that waited longer than this fires the slow-wait alert |
+//! | `alerts.connect_errors_threshold` | 5 | 1 to 100 000 | failed connection attempts within the window that fire the connection-errors alert |
+//! | `alerts.capacity_headroom` | 0.1 | 0 to 1 | the server's free connections, as a share of its `max_connections`, below which the capacity alert fires |
+//! | `alerts.resolve_after` | 1 min | 0 to 1 h | how long a firing alert's condition must stay clear before it resolves (no flapping) |
 //!
 //! Waiters are always served in FIFO order.
 
@@ -129,6 +138,64 @@ pub struct PoolConfig {
     /// How long `close()` waits for connections in use.
     #[serde(with = "duration")]
     pub drain_timeout: Duration,
+    /// The health check's bound on the recent p99 acquisition wait.
+    #[serde(with = "duration")]
+    pub expected_wait_p99: Duration,
+    /// The in-process alert rules' thresholds.
+    pub alerts: AlertConfig,
+}
+
+/// Thresholds and durations of the in-process alert rules; see the
+/// [module documentation](self) and [`crate::alerts`].
+///
+/// ```
+/// let config: tidewater::PoolConfig = toml::from_str(r#"
+///     [alerts]
+///     utilization_threshold = 0.9
+///     utilization_for = "30s"
+/// "#).unwrap();
+/// assert_eq!(config.alerts.utilization_threshold, 0.9);
+/// assert_eq!(config.alerts.slow_wait_threshold, std::time::Duration::from_secs(5));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertConfig {
+    /// Evaluate the rules.
+    pub enabled: bool,
+    /// The recent window the windowed rules look at.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// Share of `max_size` in use that counts as high.
+    pub utilization_threshold: f64,
+    /// How long utilization must stay high before firing.
+    #[serde(with = "duration")]
+    pub utilization_for: Duration,
+    /// A wait longer than this fires the slow-wait alert.
+    #[serde(with = "duration")]
+    pub slow_wait_threshold: Duration,
+    /// Failed connection attempts within the window that fire.
+    pub connect_errors_threshold: u32,
+    /// Free server connections, as a share of `max_connections`, below which
+    /// the capacity alert fires.
+    pub capacity_headroom: f64,
+    /// How long a condition must stay clear before its alert resolves.
+    #[serde(with = "duration")]
+    pub resolve_after: Duration,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: Duration::from_secs(60),
+            utilization_threshold: 0.8,
+            utilization_for: Duration::from_secs(60),
+            slow_wait_threshold: Duration::from_secs(5),
+            connect_errors_threshold: 5,
+            capacity_headroom: 0.1,
+            resolve_after: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for PoolConfig {
@@ -155,6 +222,8 @@ impl Default for PoolConfig {
             breaker_failure_threshold: 5,
             maintenance_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(30),
+            expected_wait_p99: Duration::from_secs(1),
+            alerts: AlertConfig::default(),
         }
     }
 }
@@ -263,6 +332,18 @@ impl PoolConfig {
             MINUTE,
         )?;
         within("drain_timeout", self.drain_timeout, Duration::ZERO, HOUR)?;
+        within("expected_wait_p99", self.expected_wait_p99, MS, HOUR)?;
+        let alerts = &self.alerts;
+        within("alerts.window", alerts.window, Duration::from_secs(1), HOUR)?;
+        let share = alerts.utilization_threshold;
+        check("alerts.utilization_threshold", share, (0.05..=1.0).contains(&share), "0.05 to 1")?;
+        within("alerts.utilization_for", alerts.utilization_for, Duration::ZERO, HOUR)?;
+        within("alerts.slow_wait_threshold", alerts.slow_wait_threshold, MS, HOUR)?;
+        let errors = alerts.connect_errors_threshold;
+        check("alerts.connect_errors_threshold", errors, (1..=100_000).contains(&errors), "1 to 100000")?;
+        let headroom = alerts.capacity_headroom;
+        check("alerts.capacity_headroom", headroom, (0.0..=1.0).contains(&headroom), "0 to 1")?;
+        within("alerts.resolve_after", alerts.resolve_after, Duration::ZERO, HOUR)?;
         Ok(())
     }
 }

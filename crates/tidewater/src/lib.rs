@@ -64,6 +64,7 @@
 // Maintenance is not started under the model check, so parts of it go unused there.
 #![cfg_attr(tidewater_shuttle, allow(dead_code))]
 
+pub mod alerts;
 mod backoff;
 mod breaker;
 pub mod config;
@@ -81,7 +82,7 @@ mod stats;
 mod waiters;
 
 pub use backoff::{Backoff, RetryPolicy};
-pub use config::{ConfigError, IdleOrder, PoolConfig};
+pub use config::{AlertConfig, ConfigError, IdleOrder, PoolConfig};
 pub use error::{ConnectError, Error};
 pub use guard::PooledConnection;
 pub use histogram::HistogramSnapshot;

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::time::MissedTickBehavior;
 
+use crate::alerts::{self, Observation};
 use crate::guard::{Conn, PooledConnection};
 use crate::manager::Manager;
 use crate::pool::Pool;
@@ -91,5 +92,36 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
     for checkout in pings {
         rt::spawn(PooledConnection::new(pool.clone(), checkout).keepalive());
     }
+    evaluate_alerts(pool, now);
     true
+}
+
+/// Keeps a sample of the statistics for the window, evaluates the alert
+/// rules, and tells the sinks what fired or resolved.
+fn evaluate_alerts<M: Manager>(pool: &Pool<M>, now: Instant) {
+    let stats = pool.stats();
+    let status = pool.status();
+    let leaks = pool.leak_suspects();
+    let last_connect_error = pool.lock().breaker.last_error().map(ToString::to_string);
+    let (events, sinks) = {
+        let mut monitor = pool.monitor();
+        let recent = monitor.window.recent(&stats);
+        monitor.window.record(now, &stats);
+        let seen = Observation {
+            now,
+            status: &status,
+            recent: &recent,
+            leaks: &leaks,
+            last_connect_error,
+            capacity: monitor.capacity,
+        };
+        let events = monitor.alerts.evaluate(&seen);
+        (events, monitor.sinks.clone())
+    };
+    for event in &events {
+        alerts::trace(event);
+        for sink in &sinks {
+            sink.notify(event);
+        }
+    }
 }

@@ -37,6 +37,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
 use crate::backoff::Backoff;
+use crate::alerts::{Alert, AlertSink, Monitor, ServerCapacity};
 use crate::breaker::Breaker;
 use crate::config::{ConfigError, PoolConfig};
 use crate::error::Error;
@@ -103,6 +104,7 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) gauges: Gauges,
     pub(crate) stats: Stats,
     drained: Notify,
+    pub(crate) monitor: std::sync::Mutex<Monitor>,
 }
 
 /// What a served waiter receives.
@@ -259,6 +261,7 @@ impl<M: Manager> Pool<M> {
             ),
             next_id: 0,
         };
+        let monitor = Monitor::new(&config.alerts);
         let pool = Self {
             shared: Arc::new(Shared {
                 manager: Arc::new(manager),
@@ -269,6 +272,7 @@ impl<M: Manager> Pool<M> {
                 state: Mutex::new(state),
                 stats: Stats::new(),
                 drained: Notify::new(),
+                monitor: std::sync::Mutex::new(monitor),
             }),
         };
         #[cfg(not(tidewater_shuttle))]
@@ -867,6 +871,64 @@ impl<M: Manager> Pool<M> {
             drained: in_use - still_in_use,
             still_in_use,
         }
+    }
+
+    /// The alerts firing now (see [`crate::alerts`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// assert!(pool.alerts().is_empty());
+    /// # }
+    /// ```
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.monitor().alerts.firing()
+    }
+
+    /// Sends this pool's alerts, as they fire and resolve, to `sink` too
+    /// (besides the tracing events every pool emits).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// pool.add_alert_sink(|event: &tidewater::alerts::AlertEvent| {
+    ///     eprintln!("{} {}", event.alert.name.as_str(), if event.is_firing() { "fired" } else { "resolved" });
+    /// });
+    /// # }
+    /// ```
+    pub fn add_alert_sink(&self, sink: impl AlertSink) {
+        self.monitor().sinks.push(Arc::new(sink));
+    }
+
+    /// Records what the database server can still give this pool, as a
+    /// backend measured it; the capacity alert and the metrics use the last
+    /// report.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// use tidewater::alerts::ServerCapacity;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// pool.report_capacity(ServerCapacity { max_connections: 100, available: 40 });
+    /// assert_eq!(pool.capacity().unwrap().available, 40);
+    /// # }
+    /// ```
+    pub fn report_capacity(&self, capacity: ServerCapacity) {
+        self.monitor().capacity = Some(capacity);
+    }
+
+    /// The last capacity report, if a backend made one.
+    pub fn capacity(&self) -> Option<ServerCapacity> {
+        self.monitor().capacity
+    }
+
+    pub(crate) fn monitor(&self) -> std::sync::MutexGuard<'_, Monitor> {
+        self.shared.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn downgrade(&self) -> Weak<Shared<M>> {
