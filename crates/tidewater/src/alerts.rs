@@ -209,7 +209,10 @@ fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::
     serializer.collect_str(&humantime::format_rfc3339_millis(*time))
 }
 
-fn optional_rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, serializer: S) -> Result<S::Ok, S::Error> {
+fn optional_rfc3339<S: serde::Serializer>(
+    time: &Option<SystemTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match time {
         Some(time) => rfc3339(time, serializer),
         None => serializer.serialize_none(),
@@ -246,14 +249,23 @@ impl Window {
     /// A window whose first sample is the pool's start: every count zero.
     pub(crate) fn new(span: Duration, start: Instant) -> Self {
         let mut samples = VecDeque::with_capacity(STEPS as usize + 2);
-        samples.push_back(Sample { at: start, wait_time: HistogramSnapshot::default(), timeouts: 0, connect_errors: 0 });
+        samples.push_back(Sample {
+            at: start,
+            wait_time: HistogramSnapshot::default(),
+            timeouts: 0,
+            connect_errors: 0,
+        });
         Self { samples, span }
     }
 
     /// Keeps `stats` as a sample when a step has passed since the last one.
     pub(crate) fn record(&mut self, now: Instant, stats: &StatsSnapshot) {
         let step = self.span / STEPS;
-        if self.samples.back().is_some_and(|last| now.saturating_duration_since(last.at) < step) {
+        if self
+            .samples
+            .back()
+            .is_some_and(|last| now.saturating_duration_since(last.at) < step)
+        {
             return;
         }
         self.samples.push_back(Sample {
@@ -306,12 +318,18 @@ pub(crate) struct Alerts {
 
 impl Alerts {
     pub(crate) fn new(config: AlertConfig) -> Self {
-        Self { config, rules: Default::default() }
+        Self {
+            config,
+            rules: Default::default(),
+        }
     }
 
     /// The alerts firing now.
     pub(crate) fn firing(&self) -> Vec<Alert> {
-        self.rules.iter().filter_map(|rule| rule.firing.clone()).collect()
+        self.rules
+            .iter()
+            .filter_map(|rule| rule.firing.clone())
+            .collect()
     }
 
     /// Evaluates every rule; returns the alerts that fired or resolved.
@@ -322,7 +340,15 @@ impl Alerts {
         let mut events = Vec::new();
         for (name, rule) in AlertName::ALL.into_iter().zip(&mut self.rules) {
             let (fires, clear, wait_for) = condition(&self.config, name, seen);
-            let event = step(rule, seen, name, fires, clear, wait_for, self.config.resolve_after);
+            let event = step(
+                rule,
+                seen,
+                name,
+                fires,
+                clear,
+                wait_for,
+                self.config.resolve_after,
+            );
             events.extend(event);
         }
         events
@@ -331,22 +357,36 @@ impl Alerts {
 
 /// Whether `name`'s condition holds now, whether its clear condition holds,
 /// and how long it must hold before firing.
-fn condition(config: &AlertConfig, name: AlertName, seen: &Observation<'_>) -> (bool, bool, Duration) {
+fn condition(
+    config: &AlertConfig,
+    name: AlertName,
+    seen: &Observation<'_>,
+) -> (bool, bool, Duration) {
     let status = seen.status;
     let recent = seen.recent;
     match name {
         AlertName::PoolUtilizationHigh => {
             let used = f64::from(status.in_use) / f64::from(status.max_size.max(1));
             let high = used >= config.utilization_threshold;
-            (high, used < config.utilization_threshold - 0.1, config.utilization_for)
+            (
+                high,
+                used < config.utilization_threshold - 0.1,
+                config.utilization_for,
+            )
         }
         AlertName::AcquireWaitSlow => {
             let slow = slow_waits(config, recent);
             (slow > 0, slow == 0, Duration::ZERO)
         }
         AlertName::AcquireTimeouts => (recent.timeouts > 0, recent.timeouts == 0, Duration::ZERO),
-        AlertName::LeakSuspected => (!seen.leaks.is_empty(), seen.leaks.is_empty(), Duration::ZERO),
-        AlertName::DatabaseUnreachable => (status.breaker_open, !status.breaker_open, Duration::ZERO),
+        AlertName::LeakSuspected => (
+            !seen.leaks.is_empty(),
+            seen.leaks.is_empty(),
+            Duration::ZERO,
+        ),
+        AlertName::DatabaseUnreachable => {
+            (status.breaker_open, !status.breaker_open, Duration::ZERO)
+        }
         AlertName::ConnectErrorsRising => {
             let many = recent.connect_errors >= u64::from(config.connect_errors_threshold);
             (many, !many, Duration::ZERO)
@@ -397,7 +437,10 @@ fn step(
             rule.firing = Some(alert.clone());
             rule.pending_since = None;
             rule.clear_since = None;
-            Some(AlertEvent { alert, resolved_at: None })
+            Some(AlertEvent {
+                alert,
+                resolved_at: None,
+            })
         }
         Some(alert) => {
             if !clear {
@@ -411,7 +454,10 @@ fn step(
             }
             let alert = rule.firing.take().expect("a firing rule has its alert");
             rule.clear_since = None;
-            Some(AlertEvent { alert, resolved_at: Some(SystemTime::now()) })
+            Some(AlertEvent {
+                alert,
+                resolved_at: Some(SystemTime::now()),
+            })
         }
     }
 }
@@ -441,9 +487,14 @@ fn describe(name: AlertName, seen: &Observation<'_>) -> String {
             }
             text
         }
-        AlertName::DatabaseUnreachable => "the circuit breaker is open; new callers fail fast".to_owned(),
+        AlertName::DatabaseUnreachable => {
+            "the circuit breaker is open; new callers fail fast".to_owned()
+        }
         AlertName::ConnectErrorsRising => {
-            format!("{} connection attempts failed recently", recent.connect_errors)
+            format!(
+                "{} connection attempts failed recently",
+                recent.connect_errors
+            )
         }
         AlertName::CapacityHeadroomLow => match seen.capacity {
             Some(capacity) => format!(
@@ -455,8 +506,12 @@ fn describe(name: AlertName, seen: &Observation<'_>) -> String {
             None => String::new(),
         },
     };
-    if matches!(name, AlertName::DatabaseUnreachable | AlertName::ConnectErrorsRising | AlertName::AcquireTimeouts)
-        && let Some(error) = &seen.last_connect_error
+    if matches!(
+        name,
+        AlertName::DatabaseUnreachable
+            | AlertName::ConnectErrorsRising
+            | AlertName::AcquireTimeouts
+    ) && let Some(error) = &seen.last_connect_error
     {
         let _ = write!(text, "; last connection error: {error}");
     }

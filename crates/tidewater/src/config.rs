@@ -336,14 +336,44 @@ impl PoolConfig {
         let alerts = &self.alerts;
         within("alerts.window", alerts.window, Duration::from_secs(1), HOUR)?;
         let share = alerts.utilization_threshold;
-        check("alerts.utilization_threshold", share, (0.05..=1.0).contains(&share), "0.05 to 1")?;
-        within("alerts.utilization_for", alerts.utilization_for, Duration::ZERO, HOUR)?;
-        within("alerts.slow_wait_threshold", alerts.slow_wait_threshold, MS, HOUR)?;
+        check(
+            "alerts.utilization_threshold",
+            share,
+            (0.05..=1.0).contains(&share),
+            "0.05 to 1",
+        )?;
+        within(
+            "alerts.utilization_for",
+            alerts.utilization_for,
+            Duration::ZERO,
+            HOUR,
+        )?;
+        within(
+            "alerts.slow_wait_threshold",
+            alerts.slow_wait_threshold,
+            MS,
+            HOUR,
+        )?;
         let errors = alerts.connect_errors_threshold;
-        check("alerts.connect_errors_threshold", errors, (1..=100_000).contains(&errors), "1 to 100000")?;
+        check(
+            "alerts.connect_errors_threshold",
+            errors,
+            (1..=100_000).contains(&errors),
+            "1 to 100000",
+        )?;
         let headroom = alerts.capacity_headroom;
-        check("alerts.capacity_headroom", headroom, (0.0..=1.0).contains(&headroom), "0 to 1")?;
-        within("alerts.resolve_after", alerts.resolve_after, Duration::ZERO, HOUR)?;
+        check(
+            "alerts.capacity_headroom",
+            headroom,
+            (0.0..=1.0).contains(&headroom),
+            "0 to 1",
+        )?;
+        within(
+            "alerts.resolve_after",
+            alerts.resolve_after,
+            Duration::ZERO,
+            HOUR,
+        )?;
         Ok(())
     }
 }

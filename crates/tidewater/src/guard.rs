@@ -215,27 +215,40 @@ impl<M: Manager> PooledConnection<M> {
     /// Pings an idle connection for keepalive, then gives it back (or
     /// discards it when the ping fails).
     pub(crate) async fn keepalive(mut self) {
+        self.keepalive = true;
+        let _ = self.validate_now().await;
+    }
+
+    /// Validates the connection now, within `validation_timeout`; a
+    /// connection that fails (or whose validation is cancelled) is discarded
+    /// when the guard drops.
+    pub(crate) async fn validate_now(&mut self) -> Result<(), String> {
         let Self {
             pool,
             checkout,
             discard_as,
-            keepalive,
-        } = &mut self;
-        *keepalive = true;
+            ..
+        } = self;
         *discard_as = Some(CloseReason::Interrupted);
         let shared = &*pool.shared;
         let conn = &mut checkout.as_mut().expect(HOLDS).conn;
-        let limit = Instant::now() + shared.config.validation_timeout;
-        match rt::timeout_at(limit, shared.manager.validate(&mut conn.raw)).await {
-            Some(Ok(())) => {
-                conn.last_checked = Instant::now();
-                *discard_as = None;
-            }
-            _ => {
-                shared.stats.validation_failures.fetch_add(1, Relaxed);
-                *discard_as = Some(CloseReason::ValidationFailed);
-            }
+        let limit = shared.config.validation_timeout;
+        let outcome = rt::timeout_at(
+            Instant::now() + limit,
+            shared.manager.validate(&mut conn.raw),
+        )
+        .await;
+        if let Some(Ok(())) = outcome {
+            conn.last_checked = Instant::now();
+            *discard_as = None;
+            return Ok(());
         }
+        shared.stats.validation_failures.fetch_add(1, Relaxed);
+        *discard_as = Some(CloseReason::ValidationFailed);
+        Err(match outcome {
+            Some(Err(error)) => format!("validation failed: {error}"),
+            _ => format!("validation timed out after {limit:?}"),
+        })
     }
 }
 

@@ -71,14 +71,19 @@ pub mod config;
 mod connect;
 mod error;
 mod guard;
+pub mod health;
 mod histogram;
 mod idle;
 mod leaks;
 mod maintenance;
 mod manager;
+mod metrics;
 mod pool;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod rt;
 mod stats;
+mod view;
 mod waiters;
 
 pub use backoff::{Backoff, RetryPolicy};
@@ -90,3 +95,4 @@ pub use leaks::LeakSuspect;
 pub use manager::{ErrorClass, Manager};
 pub use pool::{CloseReport, Pool};
 pub use stats::{CloseReason, PoolStatus, StatsSnapshot};
+pub use view::PoolView;

@@ -36,8 +36,8 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
-use crate::backoff::Backoff;
 use crate::alerts::{Alert, AlertSink, Monitor, ServerCapacity};
+use crate::backoff::Backoff;
 use crate::breaker::Breaker;
 use crate::config::{ConfigError, PoolConfig};
 use crate::error::Error;
@@ -928,7 +928,10 @@ impl<M: Manager> Pool<M> {
     }
 
     pub(crate) fn monitor(&self) -> std::sync::MutexGuard<'_, Monitor> {
-        self.shared.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared
+            .monitor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn downgrade(&self) -> Weak<Shared<M>> {

@@ -22,15 +22,31 @@ impl Received {
 
     /// (alert, firing?) for every event so far.
     fn seen(&self) -> Vec<(AlertName, bool)> {
-        self.0.lock().unwrap().iter().map(|e| (e.alert.name, e.is_firing())).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| (e.alert.name, e.is_firing()))
+            .collect()
     }
 
     fn of(&self, name: AlertName) -> Vec<bool> {
-        self.seen().into_iter().filter(|(n, _)| *n == name).map(|(_, firing)| firing).collect()
+        self.seen()
+            .into_iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, firing)| firing)
+            .collect()
     }
 
     fn last(&self, name: AlertName) -> AlertEvent {
-        self.0.lock().unwrap().iter().rev().find(|e| e.alert.name == name).cloned().expect("an event")
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|e| e.alert.name == name)
+            .cloned()
+            .expect("an event")
     }
 }
 
@@ -43,7 +59,11 @@ async fn pass(by: Duration) {
 #[tokio::test(start_paused = true)]
 async fn utilization_fires_after_a_sustained_period_and_resolves_below_the_threshold() {
     // Connections held for minutes on purpose: not leaks here.
-    let config = PoolConfig { max_size: 5, leak_detection_threshold: None, ..PoolConfig::default() };
+    let config = PoolConfig {
+        max_size: 5,
+        leak_detection_threshold: None,
+        ..PoolConfig::default()
+    };
     let (pool, _) = scripted_pool(config);
     let received = Received::attach(&pool);
     let mut held = Vec::new();
@@ -55,19 +75,37 @@ async fn utilization_fires_after_a_sustained_period_and_resolves_below_the_thres
     pass(Duration::from_secs(3)).await;
     assert_eq!(received.of(AlertName::PoolUtilizationHigh), [true]);
     let alert = received.last(AlertName::PoolUtilizationHigh).alert;
-    assert!(alert.description.starts_with("4 of 5 connections in use (80%)"), "{}", alert.description);
-    assert_eq!(received.seen(), [(AlertName::PoolUtilizationHigh, true)], "nothing else fired");
+    assert!(
+        alert
+            .description
+            .starts_with("4 of 5 connections in use (80%)"),
+        "{}",
+        alert.description
+    );
+    assert_eq!(
+        received.seen(),
+        [(AlertName::PoolUtilizationHigh, true)],
+        "nothing else fired"
+    );
     assert_eq!(pool.alerts().len(), 1);
 
     held.pop(); // 60%: below the threshold minus 10 points
     pass(Duration::from_secs(120)).await;
-    assert_eq!(received.of(AlertName::PoolUtilizationHigh), [true, false], "fired once, resolved once");
+    assert_eq!(
+        received.of(AlertName::PoolUtilizationHigh),
+        [true, false],
+        "fired once, resolved once"
+    );
     assert!(pool.alerts().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn utilization_hovering_at_the_threshold_does_not_flap() {
-    let config = PoolConfig { max_size: 10, leak_detection_threshold: None, ..PoolConfig::default() };
+    let config = PoolConfig {
+        max_size: 10,
+        leak_detection_threshold: None,
+        ..PoolConfig::default()
+    };
     let (pool, _) = scripted_pool(config);
     let received = Received::attach(&pool);
     let mut held = Vec::new();
@@ -81,12 +119,20 @@ async fn utilization_hovering_at_the_threshold_does_not_flap() {
         held.push(extra);
         pass(Duration::from_secs(20)).await;
     }
-    assert_eq!(received.of(AlertName::PoolUtilizationHigh), [true], "no flapping around the threshold");
+    assert_eq!(
+        received.of(AlertName::PoolUtilizationHigh),
+        [true],
+        "no flapping around the threshold"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_wait_fires_and_resolves_once_the_window_is_clear() {
-    let config = PoolConfig { max_size: 1, acquire_timeout: Duration::from_secs(30), ..PoolConfig::default() };
+    let config = PoolConfig {
+        max_size: 1,
+        acquire_timeout: Duration::from_secs(30),
+        ..PoolConfig::default()
+    };
     let (pool, _) = scripted_pool(config);
     let received = Received::attach(&pool);
     let held = pool.get().await.unwrap();
@@ -96,14 +142,24 @@ async fn a_slow_wait_fires_and_resolves_once_the_window_is_clear() {
     waiter.await.unwrap().unwrap();
     pass(Duration::from_secs(2)).await;
     assert_eq!(received.of(AlertName::AcquireWaitSlow), [true]);
-    assert!(received.last(AlertName::AcquireWaitSlow).alert.description.contains("waited up to"));
+    assert!(
+        received
+            .last(AlertName::AcquireWaitSlow)
+            .alert
+            .description
+            .contains("waited up to")
+    );
     pass(Duration::from_secs(150)).await; // the window forgets it, then the clear period passes
     assert_eq!(received.of(AlertName::AcquireWaitSlow), [true, false]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_acquire_timeout_fires_a_critical_alert() {
-    let config = PoolConfig { max_size: 1, acquire_timeout: Duration::from_secs(1), ..PoolConfig::default() };
+    let config = PoolConfig {
+        max_size: 1,
+        acquire_timeout: Duration::from_secs(1),
+        ..PoolConfig::default()
+    };
     let (pool, _) = scripted_pool(config);
     let received = Received::attach(&pool);
     let held = pool.get().await.unwrap();
@@ -119,7 +175,10 @@ async fn an_acquire_timeout_fires_a_critical_alert() {
 
 #[tokio::test(start_paused = true)]
 async fn a_leak_fires_with_the_call_site_and_resolves_when_returned() {
-    let config = PoolConfig { leak_detection_threshold: Some(Duration::from_secs(5)), ..PoolConfig::default() };
+    let config = PoolConfig {
+        leak_detection_threshold: Some(Duration::from_secs(5)),
+        ..PoolConfig::default()
+    };
     let (pool, _) = scripted_pool(config);
     let received = Received::attach(&pool);
     let line = line!() + 1;
@@ -128,7 +187,11 @@ async fn a_leak_fires_with_the_call_site_and_resolves_when_returned() {
     let fired = received.last(AlertName::LeakSuspected);
     assert!(fired.is_firing());
     let site = format!("{}:{line}", file!());
-    assert!(fired.alert.description.contains(&site), "names {site}: {}", fired.alert.description);
+    assert!(
+        fired.alert.description.contains(&site),
+        "names {site}: {}",
+        fired.alert.description
+    );
     drop(held);
     pass(Duration::from_secs(62)).await;
     assert_eq!(received.of(AlertName::LeakSuspected), [true, false]);
@@ -148,7 +211,11 @@ async fn an_unreachable_database_fires_both_database_alerts_which_resolve_after_
     pass(Duration::from_secs(20)).await;
     let unreachable = received.last(AlertName::DatabaseUnreachable);
     assert!(unreachable.is_firing());
-    assert!(unreachable.alert.description.contains("connection refused"), "{}", unreachable.alert.description);
+    assert!(
+        unreachable.alert.description.contains("connection refused"),
+        "{}",
+        unreachable.alert.description
+    );
     assert_eq!(received.of(AlertName::ConnectErrorsRising), [true]);
 
     script.set_down(None);
@@ -162,19 +229,32 @@ async fn an_unreachable_database_fires_both_database_alerts_which_resolve_after_
 async fn low_server_capacity_fires_and_resolves() {
     let (pool, _) = scripted_pool(PoolConfig::default());
     let received = Received::attach(&pool);
-    pool.report_capacity(ServerCapacity { max_connections: 100, available: 5 });
+    pool.report_capacity(ServerCapacity {
+        max_connections: 100,
+        available: 5,
+    });
     pass(Duration::from_secs(2)).await;
     let fired = received.last(AlertName::CapacityHeadroomLow);
     assert!(fired.is_firing());
-    assert_eq!(fired.alert.description, "the server has 5 of 100 connections left (5%)");
-    pool.report_capacity(ServerCapacity { max_connections: 100, available: 60 });
+    assert_eq!(
+        fired.alert.description,
+        "the server has 5 of 100 connections left (5%)"
+    );
+    pool.report_capacity(ServerCapacity {
+        max_connections: 100,
+        available: 60,
+    });
     pass(Duration::from_secs(62)).await;
     assert_eq!(received.of(AlertName::CapacityHeadroomLow), [true, false]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn alerts_can_be_turned_off() {
-    let mut config = PoolConfig { max_size: 1, acquire_timeout: Duration::from_secs(1), ..PoolConfig::default() };
+    let mut config = PoolConfig {
+        max_size: 1,
+        acquire_timeout: Duration::from_secs(1),
+        ..PoolConfig::default()
+    };
     config.alerts.enabled = false;
     let (pool, _) = scripted_pool(config);
     let received = Received::attach(&pool);

@@ -1,0 +1,186 @@
+//! The Prometheus exposition parsed back by a Prometheus text parser: the
+//! names, labels and types of every series, and values that match the
+//! pools' own numbers.
+#![cfg(feature = "prometheus")]
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use prometheus_parse::{Sample, Scrape, Value};
+use tidewater::alerts::ServerCapacity;
+use tidewater::prometheus::PoolMetrics;
+use tidewater::{CloseReason, PoolConfig};
+use tidewater_testkit::scripted_pool;
+
+fn parse(text: &str) -> Scrape {
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("valid exposition text")
+}
+
+/// `# TYPE` of each metric family in the text.
+fn types(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .map(|rest| {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            (name.to_owned(), kind.to_owned())
+        })
+        .collect()
+}
+
+fn find<'a>(scrape: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> &'a Sample {
+    scrape
+        .samples
+        .iter()
+        .find(|sample| {
+            sample.metric == metric && labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v))
+        })
+        .unwrap_or_else(|| panic!("no sample {metric} {labels:?}"))
+}
+
+fn number(sample: &Sample) -> f64 {
+    match sample.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+        ref other => panic!("not a number: {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_series_is_named_typed_labelled_and_true() {
+    let config = PoolConfig {
+        name: "orders".into(),
+        max_size: 4,
+        acquire_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let (orders, _) = scripted_pool(config);
+    let (audit, _) = scripted_pool(PoolConfig {
+        name: "audit".into(),
+        ..Default::default()
+    });
+    let metrics = PoolMetrics::new();
+    metrics.register(orders.clone());
+    metrics.register(audit.clone());
+
+    let held: Vec<_> = [
+        orders.get().await.unwrap(),
+        orders.get().await.unwrap(),
+        orders.get().await.unwrap(),
+    ]
+    .into();
+    held[0].set_broken();
+    let mut held = held.into_iter();
+    drop(held.next()); // broken: closed
+    drop(held.next()); // idle
+    let _still_held = held.next();
+    orders.resize(1).unwrap(); // the idle one goes: closed as resized
+    assert!(orders.get().await.is_err(), "full: a timeout");
+    orders.report_capacity(ServerCapacity {
+        max_connections: 100,
+        available: 30,
+    });
+    drop(audit.get().await.unwrap());
+
+    let text = metrics.render();
+    let scrape = parse(&text);
+    let status = orders.status();
+    let stats = orders.stats();
+
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .all(|sample| sample.labels.get("pool_name").is_some()),
+        "pool_name on every series"
+    );
+    let pools: BTreeSet<&str> = scrape
+        .samples
+        .iter()
+        .filter_map(|s| s.labels.get("pool_name"))
+        .collect();
+    assert_eq!(pools, BTreeSet::from(["audit", "orders"]));
+
+    let orders_label = ("pool_name", "orders");
+    let gauge = |metric: &str, extra: &[(&str, &str)]| {
+        let mut labels = vec![orders_label];
+        labels.extend_from_slice(extra);
+        number(find(&scrape, metric, &labels))
+    };
+    assert_eq!(
+        gauge("db_client_connection_count", &[("state", "used")]),
+        f64::from(status.in_use)
+    );
+    assert_eq!(
+        gauge("db_client_connection_count", &[("state", "idle")]),
+        f64::from(status.idle)
+    );
+    assert_eq!(
+        gauge("db_client_connection_max", &[]),
+        1.0,
+        "after the resize"
+    );
+    assert_eq!(gauge("db_client_connection_pending_requests", &[]), 0.0);
+    assert_eq!(gauge("tidewater_breaker_open", &[]), 0.0);
+    assert_eq!(gauge("tidewater_server_connections_available", &[]), 30.0);
+    assert_eq!(
+        gauge(
+            "tidewater_alerts_firing",
+            &[("alertname", "TidewaterDatabaseUnreachable")]
+        ),
+        0.0
+    );
+    assert_eq!(gauge("db_client_connection_timeouts_total", &[]), 1.0);
+    assert_eq!(
+        gauge("tidewater_connections_opened_total", &[]),
+        stats.opened as f64
+    );
+    assert_eq!(
+        gauge(
+            "tidewater_connections_closed_total",
+            &[("reason", "broken")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        gauge(
+            "tidewater_connections_closed_total",
+            &[("reason", "resized")]
+        ),
+        stats.closed_by(CloseReason::Resized) as f64
+    );
+    assert_eq!(
+        gauge("tidewater_acquired_total", &[("path", "waited")]),
+        stats.acquired_after_wait as f64
+    );
+
+    let wait = find(
+        &scrape,
+        "db_client_connection_wait_time_seconds",
+        &[orders_label],
+    );
+    let Value::Histogram(buckets) = &wait.value else {
+        panic!("{wait:?}")
+    };
+    let total = buckets
+        .iter()
+        .find(|b| b.less_than.is_infinite())
+        .expect("a +Inf bucket")
+        .count;
+    assert_eq!(total, stats.wait_time.count() as f64);
+    assert!(
+        buckets
+            .windows(2)
+            .all(|pair| pair[0].count <= pair[1].count),
+        "cumulative"
+    );
+    assert!(
+        buckets.iter().any(|b| b.less_than == 0.00001)
+            && buckets.iter().any(|b| b.less_than == 60.0),
+        "10 µs to 60 s"
+    );
+
+    let kinds = types(&text);
+    assert_eq!(kinds["db_client_connection_count"], "gauge");
+    assert_eq!(kinds["db_client_connection_timeouts"], "counter");
+    assert_eq!(kinds["db_client_connection_wait_time_seconds"], "histogram");
+    assert!(text.ends_with("# EOF\n"));
+}
