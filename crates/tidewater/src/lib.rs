@@ -78,6 +78,8 @@ mod leaks;
 mod maintenance;
 mod manager;
 mod metrics;
+#[cfg(feature = "metrics")]
+mod metrics_facade;
 mod pool;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
@@ -85,6 +87,8 @@ mod rt;
 mod stats;
 mod view;
 mod waiters;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 pub use backoff::{Backoff, RetryPolicy};
 pub use config::{AlertConfig, ConfigError, IdleOrder, PoolConfig};

@@ -93,6 +93,8 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
         rt::spawn(PooledConnection::new(pool.clone(), checkout).keepalive());
     }
     evaluate_alerts(pool, now);
+    #[cfg(feature = "metrics")]
+    crate::metrics_facade::publish(pool);
     true
 }
 

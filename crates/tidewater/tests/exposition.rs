@@ -184,3 +184,77 @@ async fn every_series_is_named_typed_labelled_and_true() {
     assert_eq!(kinds["db_client_connection_wait_time_seconds"], "histogram");
     assert!(text.ends_with("# EOF\n"));
 }
+
+/// The base names the exposition exports (histograms without their
+/// `_bucket`, `_sum`, `_count` series), from a rendering of a pool that has
+/// every optional series.
+async fn exported_names() -> BTreeSet<String> {
+    let (pool, _) = scripted_pool(PoolConfig::default());
+    pool.report_capacity(ServerCapacity {
+        max_connections: 10,
+        available: 5,
+    });
+    let metrics = PoolMetrics::new();
+    metrics.register(pool);
+    parse(&metrics.render())
+        .samples
+        .iter()
+        .map(|sample| base_name(&sample.metric))
+        .collect()
+}
+
+/// A histogram series' name without its `_bucket`, `_sum` or `_count`.
+fn base_name(name: &str) -> String {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|suffix| {
+            name.strip_suffix(suffix)
+                .filter(|base| base.ends_with("_seconds"))
+        })
+        .unwrap_or(name)
+        .to_owned()
+}
+
+/// Every metric name a deploy/ file mentions.
+fn mentioned(file: &str) -> BTreeSet<String> {
+    let path = format!("{}/../../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
+    let mut names = BTreeSet::new();
+    for (start, _) in text
+        .match_indices("tidewater_")
+        .chain(text.match_indices("db_client_"))
+    {
+        if start > 0 && text.as_bytes()[start - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        let name: String = text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        names.insert(base_name(&name));
+    }
+    names
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_dashboard_and_the_alert_rules_name_only_exported_metrics() {
+    let exported = exported_names().await;
+    let listed: BTreeSet<String> = mentioned("metric-names.txt");
+    assert_eq!(
+        listed, exported,
+        "deploy/metric-names.txt lists exactly what is exported"
+    );
+    for file in ["grafana/tidewater.json", "prometheus/tidewater-alerts.yml"] {
+        let unknown: Vec<_> = mentioned(file).difference(&exported).cloned().collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names metrics nobody exports: {unknown:?}"
+        );
+    }
+    let on_dashboard = mentioned("grafana/tidewater.json");
+    let missing: Vec<_> = exported.difference(&on_dashboard).collect();
+    assert!(
+        missing.is_empty(),
+        "metrics without a dashboard panel: {missing:?}"
+    );
+}
