@@ -54,6 +54,18 @@ impl Capacity {
         self.available() / self.replicas.max(1)
     }
 
+    /// The server's free connections now, for the pool's capacity alert.
+    pub fn server(&self) -> tidewater::alerts::ServerCapacity {
+        let free = self
+            .max_connections
+            .saturating_sub(self.reserved)
+            .saturating_sub(self.in_use);
+        tidewater::alerts::ServerCapacity {
+            max_connections: self.max_connections,
+            available: free,
+        }
+    }
+
     /// A warning, with the numbers, when the pools could exhaust the server.
     pub fn warning(&self) -> Option<String> {
         (self.demand() > self.available()).then(|| self.to_string())

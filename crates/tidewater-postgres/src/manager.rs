@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig};
+use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig, WeakPool};
 
 use crate::capacity::check_capacity;
 use crate::connect;
@@ -180,7 +180,8 @@ impl PgManager {
     /// Builds a pool over this manager, then checks in the background
     /// whether it fits on the server ([`check_capacity`] for
     /// `capacity_replicas` copies), logging a warning with the numbers when
-    /// it does not. Needs a Tokio runtime.
+    /// it does not, and reports the server's free connections to the pool
+    /// every minute for its capacity alert. Needs a Tokio runtime.
     ///
     /// # Errors
     /// A pool configuration key out of range.
@@ -195,18 +196,7 @@ impl PgManager {
     pub fn into_pool(self, config: PoolConfig) -> Result<Pool<PgManager>, ConfigError> {
         let replicas = self.options.capacity_replicas;
         let pool = Pool::new(self, config)?;
-        let probe = pool.clone();
-        tokio::spawn(async move {
-            match check_capacity(&probe, replicas).await {
-                Ok(capacity) => match capacity.warning() {
-                    Some(warning) => tracing::warn!(pool = probe.name(), "{warning}"),
-                    None => tracing::info!(pool = probe.name(), "{capacity}"),
-                },
-                Err(error) => {
-                    tracing::warn!(pool = probe.name(), %error, "could not check the server's capacity")
-                }
-            }
-        });
+        tokio::spawn(watch_capacity(pool.weak(), replicas));
         Ok(pool)
     }
 }
@@ -263,5 +253,34 @@ impl Manager for PgManager {
 
     fn classify(&self, error: &PgError) -> ErrorClass {
         error.class()
+    }
+}
+
+/// How often the capacity is read again after the first check.
+const CAPACITY_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Checks the server's capacity at start (a warning with the numbers when
+/// the pools could exhaust it) and every minute after, reporting it to the
+/// pool for its capacity alert, until the pool goes.
+async fn watch_capacity(pool: WeakPool<PgManager>, replicas: u32) {
+    let mut first = true;
+    loop {
+        let Some(probe) = pool.upgrade() else { return };
+        match check_capacity(&probe, replicas).await {
+            Ok(capacity) => {
+                probe.report_capacity(capacity.server());
+                match capacity.warning() {
+                    Some(warning) if first => tracing::warn!(pool = probe.name(), "{warning}"),
+                    None if first => tracing::info!(pool = probe.name(), "{capacity}"),
+                    _ => {}
+                }
+            }
+            Err(error) => {
+                tracing::debug!(pool = probe.name(), %error, "could not check the server's capacity")
+            }
+        }
+        first = false;
+        drop(probe);
+        tokio::time::sleep(CAPACITY_CHECK_INTERVAL).await;
     }
 }

@@ -432,3 +432,30 @@ async fn the_capacity_check_reads_the_servers_budget() {
     let warning = many.warning().expect("2 x 1000 replicas cannot fit");
     assert!(warning.contains("could exhaust the server"), "{warning}");
 }
+
+#[tokio::test]
+async fn into_pool_reports_the_servers_capacity_to_the_pool() {
+    let options = PgOptions {
+        url: SHARED.into(),
+        ..PgOptions::default()
+    };
+    let pool = PgManager::new(options)
+        .unwrap()
+        .into_pool(PoolConfig {
+            max_size: 2,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let capacity = loop {
+        if let Some(capacity) = pool.capacity() {
+            break capacity;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no capacity report");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        capacity.max_connections >= 10 && capacity.available < capacity.max_connections,
+        "{capacity:?}"
+    );
+}

@@ -97,6 +97,6 @@ pub use guard::PooledConnection;
 pub use histogram::HistogramSnapshot;
 pub use leaks::LeakSuspect;
 pub use manager::{ErrorClass, Manager};
-pub use pool::{CloseReport, Pool};
+pub use pool::{CloseReport, Pool, WeakPool};
 pub use stats::{CloseReason, PoolStatus, StatsSnapshot};
 pub use view::PoolView;

@@ -938,8 +938,48 @@ impl<M: Manager> Pool<M> {
         Arc::downgrade(&self.shared)
     }
 
+    /// A handle that does not keep the pool alive: for background work
+    /// (a periodic check, say) that should end when the pool goes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// let weak = pool.weak();
+    /// assert!(weak.upgrade().is_some());
+    /// drop(pool);
+    /// assert!(weak.upgrade().is_none());
+    /// # }
+    /// ```
+    pub fn weak(&self) -> WeakPool<M> {
+        WeakPool(self.downgrade())
+    }
+
     pub(crate) fn from_shared(shared: Arc<Shared<M>>) -> Self {
         Self { shared }
+    }
+}
+
+/// A [`Pool`] handle that does not keep it alive; see [`Pool::weak`].
+pub struct WeakPool<M: Manager>(Weak<Shared<M>>);
+
+impl<M: Manager> WeakPool<M> {
+    /// The pool, while something else keeps it alive.
+    pub fn upgrade(&self) -> Option<Pool<M>> {
+        self.0.upgrade().map(Pool::from_shared)
+    }
+}
+
+impl<M: Manager> Clone for WeakPool<M> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<M: Manager> std::fmt::Debug for WeakPool<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakPool").finish_non_exhaustive()
     }
 }
 
