@@ -43,7 +43,7 @@ use crate::stats::{PoolStatus, StatsSnapshot};
 /// assert_eq!(AlertName::DatabaseUnreachable.as_str(), "TidewaterDatabaseUnreachable");
 /// assert_eq!(AlertName::ALL.len(), 7);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AlertName {
     /// Most connections in use for a sustained time.
     PoolUtilizationHigh,
@@ -104,6 +104,12 @@ impl AlertName {
             Self::ConnectErrorsRising => "connection attempts keep failing",
             Self::CapacityHeadroomLow => "the database server is running out of connections",
         }
+    }
+}
+
+impl Serialize for AlertName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -481,11 +487,12 @@ fn describe(name: AlertName, seen: &Observation<'_>) -> String {
         ),
         AlertName::AcquireTimeouts => format!("{} get() calls timed out recently", recent.timeouts),
         AlertName::LeakSuspected => {
-            let mut text = format!("{} connection(s) held too long:", seen.leaks.len());
-            for leak in seen.leaks {
-                let _ = write!(text, " {leak};");
-            }
-            text
+            let leaks: Vec<String> = seen.leaks.iter().map(ToString::to_string).collect();
+            format!(
+                "{} connection(s) held too long: {}",
+                seen.leaks.len(),
+                leaks.join("; ")
+            )
         }
         AlertName::DatabaseUnreachable => {
             "the circuit breaker is open; new callers fail fast".to_owned()

@@ -52,7 +52,8 @@ pub struct LeakSuspect {
     /// Where `get()` was called.
     #[serde(serialize_with = "serialize_location")]
     pub caller: &'static Location<'static>,
-    /// How long it has been held.
+    /// How long it has been held (`held_for_seconds` in JSON).
+    #[serde(rename = "held_for_seconds", serialize_with = "serialize_seconds")]
     pub held_for: Duration,
 }
 
@@ -64,6 +65,10 @@ impl fmt::Display for LeakSuspect {
             self.connection_id, self.caller, self.held_for
         )
     }
+}
+
+fn serialize_seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
 }
 
 fn serialize_location<S: Serializer>(
