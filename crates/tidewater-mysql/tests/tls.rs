@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tidewater::{Error, ErrorClass, Pool};
 use tidewater_mysql::{MySqlManager, MySqlOptions};
+use tidewater_testkit::TestCertificates;
 
 mod common;
 
@@ -99,18 +99,11 @@ impl Drop for PrivateServer {
 /// A CA, and a certificate for `localhost` that it signed; returns the CA
 /// file's path.
 fn write_certificates(dir: &Path) -> PathBuf {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    std::fs::write(dir.join("server.crt"), server.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let certificates = TestCertificates::for_localhost();
+    std::fs::write(dir.join("server.crt"), certificates.server_certificate).unwrap();
+    std::fs::write(dir.join("server.key"), certificates.server_key).unwrap();
     let ca_file = dir.join("ca.crt");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&ca_file, certificates.ca).unwrap();
     ca_file
 }
 

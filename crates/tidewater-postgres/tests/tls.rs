@@ -9,28 +9,19 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tidewater::{Error, ErrorClass, Pool, PoolConfig};
 use tidewater_postgres::{PgManager, PgOptions, TransactionStatus};
-use tidewater_testkit::PgCluster;
+use tidewater_testkit::{PgCluster, TestCertificates};
 
 /// Writes a CA and a server certificate for `localhost` into the cluster's
 /// data folder, turns TLS on, and returns the CA file's path.
 async fn enable_tls(cluster: &PgCluster, scratch: &Path) -> PathBuf {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-
+    let certificates = TestCertificates::for_localhost();
     let data = cluster.data_dir();
     let owner = std::fs::metadata(data).unwrap();
     for (name, pem, mode) in [
-        ("server.crt", server.pem(), 0o644),
-        ("server.key", key.serialize_pem(), 0o600),
+        ("server.crt", certificates.server_certificate, 0o644),
+        ("server.key", certificates.server_key, 0o600),
     ] {
         let path = data.join(name);
         std::fs::write(&path, pem).unwrap();
@@ -55,7 +46,7 @@ async fn enable_tls(cluster: &PgCluster, scratch: &Path) -> PathBuf {
         );
     }
     let ca_file = scratch.join("ca.crt");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&ca_file, certificates.ca).unwrap();
     ca_file
 }
 

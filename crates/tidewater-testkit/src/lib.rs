@@ -42,6 +42,7 @@ mod pg_cluster;
 mod pgbouncer;
 mod procfs;
 mod scripted;
+mod test_ca;
 mod wait;
 mod watchdog;
 
@@ -52,6 +53,7 @@ pub use scripted::{
     CheckStep, ConnectStep, Script, ScriptedConnection, ScriptedError, ScriptedManager,
     scripted_pool, settle, spawn_get,
 };
+pub use test_ca::TestCertificates;
 
 /// Locks `mutex`, also when a panicking test poisoned it.
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
