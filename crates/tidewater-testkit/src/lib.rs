@@ -12,6 +12,9 @@
 //!   latency, swallows traffic (a half-open server), resets connections or
 //!   refuses new ones.
 //! - [`PgBouncer`] runs PgBouncer in front of a server.
+//! - `browser::Browser` (feature `browser`) is a headless Chromium that
+//!   opens a served page, reads and waits for it, and records the page's
+//!   JavaScript errors.
 //!
 //! Everything that starts a process shuts it down and removes its files when
 //! dropped, and a watchdog process does the same if the test process dies
@@ -35,6 +38,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "browser")]
+pub mod browser;
 mod command;
 pub mod conformance;
 mod fault_proxy;

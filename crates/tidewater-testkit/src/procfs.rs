@@ -50,3 +50,20 @@ pub(crate) fn children(pid: u32) -> Vec<u32> {
 pub(crate) fn cwd(pid: u32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/cwd")).ok()
 }
+
+/// The live processes that have `arg`, exactly, among their command-line
+/// arguments.
+#[cfg(feature = "browser")]
+pub(crate) fn with_arg(arg: &str) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            !is_gone(pid)
+                && fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|line| line.split(|&byte| byte == 0).any(|a| a == arg.as_bytes()))
+        })
+        .collect()
+}

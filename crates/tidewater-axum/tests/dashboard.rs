@@ -1,0 +1,241 @@
+//! The dashboard in headless Chromium with two pools: one page per pool,
+//! chosen by its tab or by `?pool=NAME`, each with its own numbers and
+//! alerts, and the other pool's alerts flagged on its tab. Also checks that
+//! the browser check does catch a page's JavaScript errors.
+//!
+//! Needs Chromium: `/usr/bin/chromium` or `$CHROMIUM` (scripts/test installs
+//! Debian's package); without it the tests fail and say so.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use tidewater::{AlertConfig, PoolConfig};
+use tidewater_axum::Monitoring;
+use tidewater_testkit::browser::{Browser, Tab};
+use tidewater_testkit::scripted_pool;
+
+use common::{serve, until_status};
+
+/// A pool whose utilization alert fires as soon as it is full.
+fn config(name: &str, max_size: u32) -> PoolConfig {
+    PoolConfig {
+        name: name.into(),
+        max_size,
+        maintenance_interval: Duration::from_millis(50),
+        alerts: AlertConfig {
+            utilization_for: Duration::ZERO,
+            ..AlertConfig::default()
+        },
+        ..PoolConfig::default()
+    }
+}
+
+/// The number the page shows for `name` (`null` while none).
+fn metric(name: &str) -> String {
+    format!(
+        "(() => {{ const v = document.querySelector('[data-metric=\"{name}\"]')?.dataset.value; \
+         return v === undefined || v === '' ? null : Number(v); }})()"
+    )
+}
+
+/// What the page shows: its pool, `max_size`, `in_use`, the alerts listed,
+/// and the pool whose tab is marked current.
+const SHOWN: &str = "(() => ({ \
+    pool: document.getElementById('main').dataset.pool, \
+    max_size: document.querySelector('[data-metric=\"max_size\"]').dataset.value, \
+    in_use: document.querySelector('[data-metric=\"in_use\"]').dataset.value, \
+    alerts: [...document.querySelectorAll('#alerts li')].map((li) => li.dataset.alert), \
+    current: document.querySelector('#pool-tabs a[aria-current=\"page\"]')?.dataset.pool ?? null, \
+    title: document.title, \
+}))()";
+
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Shown {
+    pool: String,
+    max_size: String,
+    in_use: String,
+    alerts: Vec<String>,
+    current: Option<String>,
+    title: String,
+}
+
+impl Shown {
+    fn of(pool: &str, max_size: u32, in_use: u32, alerts: &[&str]) -> Self {
+        Self {
+            pool: pool.into(),
+            max_size: max_size.to_string(),
+            in_use: in_use.to_string(),
+            alerts: alerts.iter().map(|&alert| alert.into()).collect(),
+            current: Some(pool.into()),
+            title: format!("{pool} · tidewater"),
+        }
+    }
+}
+
+/// Waits until the page shows `expected` (failing, says what it showed
+/// and the JavaScript errors it logged).
+async fn until_shown(tab: &Tab, what: &str, expected: &Shown) {
+    common::eventually(what, || async {
+        let shown: Shown = tab.eval(SHOWN).await;
+        if shown == *expected {
+            Ok(())
+        } else {
+            Err((shown, tab.js_errors()))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_page_per_pool_chosen_by_tab_or_query() {
+    let (orders, _orders_script) = scripted_pool(config("orders", 5));
+    let (billing, _billing_script) = scripted_pool(config("billing", 2));
+    let monitoring = Monitoring::with_sampling(Duration::from_millis(200), 600);
+    monitoring.register(orders.clone());
+    monitoring.register(billing.clone());
+    let server = serve(Router::new().merge(monitoring.router())).await;
+
+    let _order = orders.get().await.unwrap();
+    let _bills = (billing.get().await.unwrap(), billing.get().await.unwrap());
+    until_status("billing is full", &billing, |s| s.in_use == 2).await;
+    const ALERT: &str = "TidewaterPoolUtilizationHigh";
+    common::eventually("billing's alert fires", || async {
+        let alerts = billing.alerts();
+        if alerts.iter().any(|alert| alert.name.as_str() == ALERT) {
+            Ok(())
+        } else {
+            Err(alerts)
+        }
+    })
+    .await;
+
+    let browser = Browser::launch()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let tab = browser.open(&server.url("/dashboard")).await;
+
+    // The first pool by default, a tab per pool; billing's tab flags its
+    // alert while orders is shown.
+    until_shown(&tab, "orders is shown", &Shown::of("orders", 5, 1, &[])).await;
+    let tabs: Vec<String> = tab
+        .eval("[...document.querySelectorAll('#pool-tabs a')].map((a) => a.dataset.pool)")
+        .await;
+    assert_eq!(tabs, ["orders", "billing"]);
+    let dots: Vec<(bool, String)> = tab
+        .eval("[...document.querySelectorAll('#pool-tabs .dot')].map((d) => [d.hidden, d.textContent])")
+        .await;
+    assert_eq!(dots, [(true, "0".into()), (false, "1".into())]);
+    let label: String = tab
+        .eval("document.querySelector('#pool-tabs a[data-pool=\"billing\"]').getAttribute('aria-label')")
+        .await;
+    assert_eq!(label, "billing, 1 alert firing");
+    let alerts_count: f64 = tab.eval(&metric("alerts_count")).await;
+    assert_eq!(alerts_count, 0.0);
+
+    // Its tab shows billing, in place, with the address to come back to.
+    tab.eval::<Option<bool>>(
+        "document.querySelector('#pool-tabs a[data-pool=\"billing\"]').click()",
+    )
+    .await;
+    until_shown(
+        &tab,
+        "billing is shown",
+        &Shown::of("billing", 2, 2, &[ALERT]),
+    )
+    .await;
+    let search: String = tab.eval("window.location.search").await;
+    assert_eq!(search, "?pool=billing");
+
+    // Back: orders again.
+    tab.eval::<Option<bool>>("history.back()").await;
+    until_shown(
+        &tab,
+        "orders is shown again",
+        &Shown::of("orders", 5, 1, &[]),
+    )
+    .await;
+
+    // The address alone chooses the pool; an unknown name shows the first.
+    tab.goto(&server.url("/dashboard?pool=billing")).await;
+    tab.wait_for::<bool>(
+        "the first render",
+        "document.body.dataset.ready === 'true' || null",
+    )
+    .await;
+    until_shown(
+        &tab,
+        "billing is shown by ?pool=",
+        &Shown::of("billing", 2, 2, &[ALERT]),
+    )
+    .await;
+    tab.goto(&server.url("/dashboard?pool=nope")).await;
+    tab.wait_for::<bool>(
+        "the first render",
+        "document.body.dataset.ready === 'true' || null",
+    )
+    .await;
+    until_shown(
+        &tab,
+        "an unknown pool shows the first",
+        &Shown::of("orders", 5, 1, &[]),
+    )
+    .await;
+
+    let errors = tab.js_errors();
+    drop(tab);
+    browser.close().await;
+    assert!(
+        errors.is_empty(),
+        "the page logged JavaScript errors: {errors:#?}"
+    );
+}
+
+/// The browser check can fail: an uncaught exception, a rejected promise,
+/// `console.error` and a failed load are all reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_check_catches_javascript_errors() {
+    let (pool, _script) = scripted_pool(config("orders", 5));
+    let monitoring = Monitoring::new();
+    monitoring.register(pool);
+    let server = serve(Router::new().merge(monitoring.router())).await;
+    let browser = Browser::launch()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let tab = browser.open(&server.url("/dashboard")).await;
+    tab.wait_for::<bool>(
+        "the first render",
+        "document.body.dataset.ready === 'true' || null",
+    )
+    .await;
+    assert_eq!(tab.js_errors(), Vec::<String>::new());
+
+    tab.eval::<Option<bool>>(
+        "setTimeout(() => { throw new Error('thrown on purpose'); }); \
+         Promise.reject(new Error('rejected on purpose')); \
+         console.error('logged on purpose'); \
+         fetch('dashboard/missing.js').then(() => {}); \
+         undefined",
+    )
+    .await;
+    let expected = [
+        "thrown on purpose",
+        "rejected on purpose",
+        "logged on purpose",
+        "404",
+    ];
+    let errors = common::eventually("every error is reported", || async {
+        let errors = tab.js_errors();
+        let all = errors.join("\n");
+        if expected.iter().all(|text| all.contains(text)) {
+            Ok(errors)
+        } else {
+            Err(errors)
+        }
+    })
+    .await;
+    drop(tab);
+    browser.close().await;
+    eprintln!("reported: {errors:#?}");
+}

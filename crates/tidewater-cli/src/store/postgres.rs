@@ -1,0 +1,204 @@
+//! The store's SQL for PostgreSQL. A transfer locks both accounts
+//! (`SELECT ... FOR UPDATE`, in id order) under READ COMMITTED, and claims
+//! its idempotency key with `INSERT ... ON CONFLICT DO NOTHING`.
+
+use tidewater::Pool;
+use tidewater_postgres::PgManager;
+use tidewater_postgres::tokio_postgres::Row;
+
+use super::migrations::{self, TABLE};
+use super::{
+    Account, LedgerEntry, NewTransfer, Step, Transfer, check_transfer, now_ms, retry_policy,
+};
+use crate::error::ApiError;
+
+/// The key of the advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x7469_6465_7761_7465; // "tidewate"
+
+const TRANSFER_COLUMNS: &str = "id, from_account, to_account, amount, idempotency_key, created_at";
+
+fn transfer_row(row: &Row) -> Transfer {
+    Transfer {
+        id: row.get(0),
+        from: row.get(1),
+        to: row.get(2),
+        amount: row.get(3),
+        idempotency_key: row.get(4),
+        created_at: row.get(5),
+    }
+}
+
+fn account_row(row: &Row) -> Account {
+    Account {
+        id: row.get(0),
+        name: row.get(1),
+        balance: row.get(2),
+        created_at: row.get(3),
+    }
+}
+
+pub(super) async fn migrate(pool: &Pool<PgManager>) -> Result<Vec<i64>, ApiError> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+    ))
+    .await?;
+    let applied: Vec<i64> = tx
+        .query(&format!("SELECT version FROM {TABLE}"), &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let pending = migrations::pending(&applied).map_err(ApiError::Invalid)?;
+    let mut done = Vec::new();
+    for migration in pending {
+        tx.batch_execute(migration.postgres).await?;
+        tx.execute(
+            &format!("INSERT INTO {TABLE} (version, name, applied_at) VALUES ($1, $2, $3)"),
+            &[&migration.version, &migration.name, &now_ms()],
+        )
+        .await?;
+        done.push(migration.version);
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+pub(super) async fn create_account(
+    pool: &Pool<PgManager>,
+    name: String,
+    balance: i64,
+    created_at: i64,
+) -> Result<Account, ApiError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "INSERT INTO accounts (name, balance, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, name, balance, created_at",
+            &[&name, &balance, &created_at],
+        )
+        .await?;
+    Ok(account_row(&row))
+}
+
+pub(super) async fn account(pool: &Pool<PgManager>, id: i64) -> Result<Option<Account>, ApiError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT id, name, balance, created_at FROM accounts WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(account_row))
+}
+
+pub(super) async fn ledger(
+    pool: &Pool<PgManager>,
+    id: i64,
+    limit: i64,
+) -> Result<Vec<LedgerEntry>, ApiError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT id, transfer_id, amount, balance_after, created_at FROM ledger_entries \
+             WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+            &[&id, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| LedgerEntry {
+            id: row.get(0),
+            transfer_id: row.get(1),
+            amount: row.get(2),
+            balance_after: row.get(3),
+            created_at: row.get(4),
+        })
+        .collect())
+}
+
+pub(super) async fn transfer(
+    pool: &Pool<PgManager>,
+    id: i64,
+) -> Result<Option<Transfer>, ApiError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(transfer_row))
+}
+
+pub(super) async fn make_transfer(
+    pool: &Pool<PgManager>,
+    new: NewTransfer,
+) -> Result<Step, ApiError> {
+    tidewater_postgres::transaction(pool, retry_policy(), async move |tx| {
+        if let Some(key) = &new.key {
+            let existing = tx
+                .query_opt(
+                    &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE idempotency_key = $1"),
+                    &[key],
+                )
+                .await?;
+            if let Some(existing) = existing {
+                return Ok(Step::Existing(transfer_row(&existing)));
+            }
+        }
+        let ids = [new.from, new.to];
+        let rows = tx
+            .query(
+                "SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&&ids[..]],
+            )
+            .await?;
+        let balance = |id: i64| {
+            rows.iter()
+                .find(|row| row.get::<_, i64>(0) == id)
+                .map(|row| row.get::<_, i64>(1))
+        };
+        let (from_balance, to_balance) = check_transfer(&new, balance(new.from), balance(new.to))?;
+        let created_at = now_ms();
+        let claimed = tx
+            .query_opt(
+                "INSERT INTO transfers (from_account, to_account, amount, idempotency_key, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                &[&new.from, &new.to, &new.amount, &new.key, &created_at],
+            )
+            .await?;
+        let Some(claimed) = claimed else {
+            return Err(ApiError::KeyClaimed);
+        };
+        let id: i64 = claimed.get(0);
+        for (account, change, after) in [
+            (new.from, -new.amount, from_balance - new.amount),
+            (new.to, new.amount, to_balance + new.amount),
+        ] {
+            tx.execute(
+                "UPDATE accounts SET balance = $1 WHERE id = $2",
+                &[&after, &account],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&id, &account, &change, &after, &created_at],
+            )
+            .await?;
+        }
+        Ok(Step::Created(Transfer {
+            id,
+            from: new.from,
+            to: new.to,
+            amount: new.amount,
+            idempotency_key: new.key.clone(),
+            created_at,
+        }))
+    })
+    .await
+}
