@@ -385,14 +385,25 @@ fn rfc3339<S: Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_millis(time))
 }
 
+/// One account's side of a transfer: the change to its balance and the
+/// balance after it, written as one ledger entry.
+pub(crate) struct Posting {
+    /// The account.
+    pub(crate) account: i64,
+    /// The change: negative for the debit.
+    pub(crate) change: i64,
+    /// The account's balance after the change.
+    pub(crate) balance_after: i64,
+}
+
 /// The checks of a transfer inside its transaction, the same on every
 /// backend: both accounts exist (`from_balance`, `to_balance`), and the
-/// source holds enough.
+/// source holds enough. Returns the debit and the credit to write.
 pub(crate) fn check_transfer(
     new: &NewTransfer,
     from_balance: Option<i64>,
     to_balance: Option<i64>,
-) -> Result<(i64, i64), ApiError> {
+) -> Result<[Posting; 2], ApiError> {
     let from = from_balance.ok_or(ApiError::NotFound {
         what: "account",
         id: new.from,
@@ -408,5 +419,30 @@ pub(crate) fn check_transfer(
             amount: new.amount,
         });
     }
-    Ok((from, to))
+    Ok([
+        Posting {
+            account: new.from,
+            change: -new.amount,
+            balance_after: from - new.amount,
+        },
+        Posting {
+            account: new.to,
+            change: new.amount,
+            balance_after: to + new.amount,
+        },
+    ])
+}
+
+impl NewTransfer {
+    /// The transfer as made: row `id`, at `created_at`.
+    pub(crate) fn made(&self, id: i64, created_at: i64) -> Transfer {
+        Transfer {
+            id,
+            from: self.from,
+            to: self.to,
+            amount: self.amount,
+            idempotency_key: self.key.clone(),
+            created_at,
+        }
+    }
 }

@@ -8,7 +8,8 @@ use tidewater_mysql::{MySqlConnection, MySqlManager};
 
 use super::migrations::{self, TABLE};
 use super::{
-    Account, LedgerEntry, NewTransfer, Step, Transfer, check_transfer, now_ms, retry_policy,
+    Account, LedgerEntry, NewTransfer, Posting, Step, Transfer, check_transfer, now_ms,
+    retry_policy,
 };
 use crate::error::ApiError;
 
@@ -189,7 +190,7 @@ pub(super) async fn make_transfer(
             )
             .await?;
         let balance = |id: i64| rows.iter().find(|row| row.0 == id).map(|row| row.1);
-        let (from_balance, to_balance) = check_transfer(&new, balance(new.from), balance(new.to))?;
+        let postings = check_transfer(&new, balance(new.from), balance(new.to))?;
         let created_at = now_ms();
         let inserted = conn
             .exec_drop(
@@ -208,10 +209,12 @@ pub(super) async fn make_transfer(
             .last_insert_id()
             .and_then(|id| i64::try_from(id).ok())
             .ok_or_else(no_id)?;
-        for (account, change, after) in [
-            (new.from, -new.amount, from_balance - new.amount),
-            (new.to, new.amount, to_balance + new.amount),
-        ] {
+        for Posting {
+            account,
+            change,
+            balance_after: after,
+        } in postings
+        {
             conn.exec_drop(
                 "UPDATE accounts SET balance = ? WHERE id = ?",
                 (after, account),
@@ -224,14 +227,7 @@ pub(super) async fn make_transfer(
             )
             .await?;
         }
-        Ok::<_, ApiError>(Step::Created(Transfer {
-            id,
-            from: new.from,
-            to: new.to,
-            amount: new.amount,
-            idempotency_key: new.key.clone(),
-            created_at,
-        }))
+        Ok::<_, ApiError>(Step::Created(new.made(id, created_at)))
     })
     .await
 }

@@ -8,7 +8,8 @@ use tidewater_postgres::tokio_postgres::Row;
 
 use super::migrations::{self, TABLE};
 use super::{
-    Account, LedgerEntry, NewTransfer, Step, Transfer, check_transfer, now_ms, retry_policy,
+    Account, LedgerEntry, NewTransfer, Posting, Step, Transfer, check_transfer, now_ms,
+    retry_policy,
 };
 use crate::error::ApiError;
 
@@ -162,7 +163,7 @@ pub(super) async fn make_transfer(
                 .find(|row| row.get::<_, i64>(0) == id)
                 .map(|row| row.get::<_, i64>(1))
         };
-        let (from_balance, to_balance) = check_transfer(&new, balance(new.from), balance(new.to))?;
+        let postings = check_transfer(&new, balance(new.from), balance(new.to))?;
         let created_at = now_ms();
         let claimed = tx
             .query_opt(
@@ -175,10 +176,12 @@ pub(super) async fn make_transfer(
             return Err(ApiError::KeyClaimed);
         };
         let id: i64 = claimed.get(0);
-        for (account, change, after) in [
-            (new.from, -new.amount, from_balance - new.amount),
-            (new.to, new.amount, to_balance + new.amount),
-        ] {
+        for Posting {
+            account,
+            change,
+            balance_after: after,
+        } in postings
+        {
             tx.execute(
                 "UPDATE accounts SET balance = $1 WHERE id = $2",
                 &[&after, &account],
@@ -191,14 +194,7 @@ pub(super) async fn make_transfer(
             )
             .await?;
         }
-        Ok(Step::Created(Transfer {
-            id,
-            from: new.from,
-            to: new.to,
-            amount: new.amount,
-            idempotency_key: new.key.clone(),
-            created_at,
-        }))
+        Ok(Step::Created(new.made(id, created_at)))
     })
     .await
 }

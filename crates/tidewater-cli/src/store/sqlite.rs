@@ -9,7 +9,8 @@ use tidewater_sqlite::{SqliteError, SqliteManager};
 
 use super::migrations::{self, TABLE};
 use super::{
-    Account, LedgerEntry, NewTransfer, Step, Transfer, check_transfer, now_ms, retry_policy,
+    Account, LedgerEntry, NewTransfer, Posting, Step, Transfer, check_transfer, now_ms,
+    retry_policy,
 };
 use crate::error::ApiError;
 
@@ -163,7 +164,7 @@ pub(super) async fn make_transfer(
                 .query_row([id], |row| row.get(0))
                 .optional()?)
         };
-        let (from_balance, to_balance) =
+        let postings =
             check_transfer(&new, balance(new.from)?, balance(new.to)?)?;
         let created_at = now_ms();
         tx.prepare_cached(
@@ -177,21 +178,16 @@ pub(super) async fn make_transfer(
             "INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for (account, change, after) in [
-            (new.from, -new.amount, from_balance - new.amount),
-            (new.to, new.amount, to_balance + new.amount),
-        ] {
+        for Posting {
+            account,
+            change,
+            balance_after: after,
+        } in postings
+        {
             update.execute(params![after, account])?;
             entry.execute(params![id, account, change, after, created_at])?;
         }
-        Ok(Step::Created(Transfer {
-            id,
-            from: new.from,
-            to: new.to,
-            amount: new.amount,
-            idempotency_key: new.key.clone(),
-            created_at,
-        }))
+        Ok(Step::Created(new.made(id, created_at)))
     })
     .await
 }
