@@ -23,7 +23,7 @@
 //! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned, among those idle on the calling thread's core |
 //! | `max_connecting` | 2 | 1 to 100 | connection attempts in flight at once (no connection storms) |
 //! | `connect_backoff_initial` | 50 ms | 1 ms to 1 min | first retry delay ceiling after a transient connect failure |
-//! | `connect_backoff_max` | 2 s | `connect_backoff_initial` to 10 min | largest retry delay ceiling (full jitter below it) |
+//! | `connect_backoff_max` | 500 ms | `connect_backoff_initial` to 10 min | largest retry delay ceiling (full jitter below it) |
 //! | `breaker_enabled` | true | true, false | fail fast while the database is unreachable |
 //! | `breaker_failure_threshold` | 5 | 1 to 1 000 | consecutive connect failures (with no idle connection left) that open the breaker |
 //! | `maintenance_interval` | 1 s | 10 ms to 1 min | how often the maintenance task runs |
@@ -217,7 +217,7 @@ impl Default for PoolConfig {
             idle_order: IdleOrder::Lifo,
             max_connecting: 2,
             connect_backoff_initial: Duration::from_millis(50),
-            connect_backoff_max: Duration::from_secs(2),
+            connect_backoff_max: Duration::from_millis(500),
             breaker_enabled: true,
             breaker_failure_threshold: 5,
             maintenance_interval: Duration::from_secs(1),
