@@ -22,7 +22,9 @@
 //!
 //! `tidewater-bench postgres` runs tidewater-postgres and its peers
 //! (deadpool-postgres, bb8-postgres, sqlx) against a real PostgreSQL server
-//! instead: see the [`postgres`] module.
+//! instead: see the [`postgres`] module. `tidewater-bench drill` runs the
+//! fault drill of `tidewater drill` on each PostgreSQL pool behind the same
+//! small HTTP service: see the [`drill`] module.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +37,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Barrier;
 
+mod drill;
 mod postgres;
 
 /// (pool size, workers) of the throughput measurements.
@@ -74,6 +77,12 @@ enum Command {
     /// 50 dedicated connections on a PostgreSQL server: 1000 tasks, a pool
     /// of 50, get + `SELECT 1` + drop.
     Postgres(postgres::PgArgs),
+    /// The fault drill of `tidewater drill` on tidewater-postgres,
+    /// deadpool-postgres, bb8-postgres and sqlx, each behind the same HTTP
+    /// service on a private PostgreSQL: restart, crash, hang, terminated
+    /// sessions, a full server; failures, longest wait and recovery side by
+    /// side.
+    Drill(drill::DrillArgs),
 }
 
 /// A pool under comparison; its name on the command line and in the output.
@@ -482,21 +491,25 @@ async fn main() -> ExitCode {
             noop(args).await;
             ExitCode::SUCCESS
         }
-        Some(Command::Postgres(pg)) => match postgres::run(pg).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                // The driver's messages leave their causes out ("db error").
-                let mut message = error.to_string();
-                let mut cause = error.source();
-                while let Some(inner) = cause {
-                    message = format!("{message}: {inner}");
-                    cause = inner.source();
-                }
-                eprintln!("tidewater-bench postgres: {message}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::Postgres(pg)) => exit("postgres", postgres::run(pg).await),
+        Some(Command::Drill(drill)) => exit("drill", drill::run(drill).await),
     }
+}
+
+/// The exit code of subcommand `name`, after printing its error if any.
+fn exit(name: &str, result: Result<(), postgres::BoxError>) -> ExitCode {
+    let Err(error) = result else {
+        return ExitCode::SUCCESS;
+    };
+    // The driver's messages leave their causes out ("db error").
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message = format!("{message}: {inner}");
+        cause = inner.source();
+    }
+    eprintln!("tidewater-bench {name}: {message}");
+    ExitCode::FAILURE
 }
 
 /// The no-op benchmark: throughput at each of [`THROUGHPUT`], then

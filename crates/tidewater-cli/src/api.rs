@@ -76,6 +76,8 @@ struct TransferRequest {
 #[serde(deny_unknown_fields)]
 struct LedgerQuery {
     limit: Option<u32>,
+    /// Only entries older than this entry id: the next page.
+    before: Option<i64>,
 }
 
 /// The body, or a 400 problem (422 when well-formed JSON holds values of
@@ -134,7 +136,15 @@ async fn ledger(
             "limit must be from 1 to 1000, not {limit}"
         )));
     }
-    let entries = store.ledger(account, limit).await?;
+    if let Some(before) = query.before
+        && before < 1
+    {
+        return Err(ApiError::Invalid(format!(
+            "before must be a ledger entry id, from 1 to {}, not {before}",
+            i64::MAX
+        )));
+    }
+    let entries = store.ledger(account, limit, query.before).await?;
     Ok(Json(json!({ "account": account, "entries": entries })).into_response())
 }
 

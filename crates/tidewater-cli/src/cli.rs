@@ -31,6 +31,24 @@ pub enum Command {
     /// Run the reference service: accounts, transfers and a ledger over
     /// HTTP, with health, metrics and a live dashboard (the default).
     Serve(ServeArgs),
+    /// Load the reference service with virtual users (default 1000) and
+    /// report throughput, latency, the pool's acquisition wait, errors,
+    /// availability and memory, check that no money was lost, and judge
+    /// against SLOs (exit code 1 on failure); `--ramp` finds the knee.
+    Load(crate::load::LoadArgs),
+    /// Recommend max_size and min_idle per replica from the load (rate and
+    /// use time) and the server (cores, max_connections), showing why.
+    Advise(crate::advise::AdviseArgs),
+    /// Drill the reference service: run the load while a private
+    /// PostgreSQL is restarted, crashed, hung, emptied of sessions and
+    /// filled, and report each phase (failures by kind, longest wait,
+    /// recovery) and the correctness check (exit code 1 on failure).
+    Drill(crate::drill::DrillArgs),
+    /// Soak the reference service: a long load run sampling its memory
+    /// and the pool's counters, fitting the memory trend against
+    /// checkouts, and checking every slot is back and no money was lost
+    /// (exit code 1 on a leak).
+    Soak(crate::soak::SoakArgs),
 }
 
 /// Options of `serve`. Each flag wins over the environment and the file;
@@ -120,6 +138,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => serve_command(&args),
+        Command::Load(args) => crate::load::run(&args),
+        Command::Advise(args) => crate::advise::run(&args),
+        Command::Drill(args) => crate::drill::run(&args),
+        Command::Soak(args) => crate::soak::run(&args),
     }
 }
 

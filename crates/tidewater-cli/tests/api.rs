@@ -18,6 +18,7 @@ on_every_backend!(
     idempotency,
     concurrent_idempotency,
     money_invariant,
+    ledger_paging,
     pool_timeout,
     request_deadline,
     monitoring,
@@ -369,6 +370,98 @@ async fn concurrent_idempotency(kind: Kind) {
     }
 
     Arc::into_inner(service).unwrap().stop().await;
+}
+
+/// The ids of a ledger page's entries.
+fn entry_ids(answer: &Answer) -> Vec<i64> {
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    answer.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["id"].as_i64().unwrap())
+        .collect()
+}
+
+async fn ledger_paging(kind: Kind) {
+    let db = TestDb::create(kind, "paging").await;
+    let service = Service::on(&db).await;
+    let alice = service.account(1000).await;
+    let bob = service.account(1000).await;
+    let mut transfers = Vec::new();
+    for amount in 1..=5 {
+        let made = service.transfer(alice, bob, amount, None).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+        transfers.push(made.body["id"].as_i64().unwrap());
+    }
+    let all = entry_ids(
+        &service
+            .get(&format!("/api/accounts/{alice}/ledger?limit=1000"))
+            .await,
+    );
+    assert_eq!(all.len(), 5, "{all:?}");
+
+    // Pages of two, each continuing below the last id of the one before:
+    // together the whole ledger, newest first, nothing twice.
+    let mut paged = Vec::new();
+    let mut before: Option<i64> = None;
+    let mut pages = Vec::new();
+    loop {
+        let path = match before {
+            Some(before) => format!("/api/accounts/{alice}/ledger?limit=2&before={before}"),
+            None => format!("/api/accounts/{alice}/ledger?limit=2"),
+        };
+        let page = entry_ids(&service.get(&path).await);
+        pages.push(page.len());
+        assert!(pages.len() <= 5, "paging does not end: {pages:?}");
+        if page.is_empty() {
+            break;
+        }
+        assert!(
+            page.iter()
+                .all(|id| before.is_none_or(|before| *id < before)),
+            "{page:?}"
+        );
+        before = page.last().copied();
+        paged.extend(page);
+    }
+    assert_eq!(pages, [2, 2, 1, 0]);
+    assert_eq!(paged, all);
+    assert!(paged.windows(2).all(|pair| pair[0] > pair[1]), "{paged:?}");
+    // The oldest page holds the first transfer.
+    let oldest = service
+        .get(&format!("/api/accounts/{alice}/ledger?before={}", all[3]))
+        .await;
+    assert_eq!(entry_ids(&oldest), [all[4]]);
+    assert_eq!(oldest.body["entries"][0]["transfer_id"], transfers[0]);
+    // A bound above every id is the first page; bob's ledger is his own.
+    let first = service
+        .get(&format!(
+            "/api/accounts/{alice}/ledger?limit=2&before={}",
+            i64::MAX
+        ))
+        .await;
+    assert_eq!(entry_ids(&first), all[..2]);
+    let bobs = entry_ids(
+        &service
+            .get(&format!("/api/accounts/{bob}/ledger?limit=1000"))
+            .await,
+    );
+    assert_eq!(bobs.len(), 5);
+    assert!(bobs.iter().all(|id| !all.contains(id)), "{bobs:?} {all:?}");
+
+    for bad in ["0", "-3"] {
+        service
+            .get(&format!("/api/accounts/{alice}/ledger?before={bad}"))
+            .await
+            .assert_problem(422, "invalid-request");
+    }
+    service
+        .get(&format!("/api/accounts/{alice}/ledger?before=newest"))
+        .await
+        .assert_problem(400, "bad-request");
+
+    service.stop().await;
 }
 
 /// One transfer the load asked for and what became of it.

@@ -275,17 +275,25 @@ impl Store {
         })
     }
 
-    /// The newest `limit` ledger entries of account `id`, newest first.
+    /// The newest `limit` ledger entries of account `id`, newest first;
+    /// with `before`, only entries whose id is below it (the next page:
+    /// pass the last id received).
     ///
     /// # Errors
     /// No such account (404), or the database's.
-    pub async fn ledger(&self, id: i64, limit: u32) -> Result<Vec<LedgerEntry>, ApiError> {
+    pub async fn ledger(
+        &self,
+        id: i64,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<LedgerEntry>, ApiError> {
         self.account(id).await?;
         let limit = i64::from(limit);
+        let before = before.unwrap_or(i64::MAX);
         match self {
-            Self::Sqlite(pool) => sqlite::ledger(pool, id, limit).await,
-            Self::Postgres(pool) => postgres::ledger(pool, id, limit).await,
-            Self::MySql(pool) => mysql::ledger(pool, id, limit).await,
+            Self::Sqlite(pool) => sqlite::ledger(pool, id, limit, before).await,
+            Self::Postgres(pool) => postgres::ledger(pool, id, limit, before).await,
+            Self::MySql(pool) => mysql::ledger(pool, id, limit, before).await,
         }
     }
 

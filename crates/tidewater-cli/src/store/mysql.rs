@@ -130,13 +130,14 @@ pub(super) async fn ledger(
     pool: &Pool<MySqlManager>,
     id: i64,
     limit: i64,
+    before: i64,
 ) -> Result<Vec<LedgerEntry>, ApiError> {
     let mut conn = pool.get().await?;
     let rows: Vec<(i64, i64, i64, i64, i64)> = conn
         .exec(
             "SELECT id, transfer_id, amount, balance_after, created_at FROM ledger_entries \
-             WHERE account_id = ? ORDER BY id DESC LIMIT ?",
-            (id, limit),
+             WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (id, before, limit),
         )
         .await?;
     Ok(rows

@@ -100,13 +100,14 @@ pub(super) async fn ledger(
     pool: &Pool<PgManager>,
     id: i64,
     limit: i64,
+    before: i64,
 ) -> Result<Vec<LedgerEntry>, ApiError> {
     let conn = pool.get().await?;
     let rows = conn
         .query(
             "SELECT id, transfer_id, amount, balance_after, created_at FROM ledger_entries \
-             WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
-            &[&id, &limit],
+             WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            &[&id, &before, &limit],
         )
         .await?;
     Ok(rows

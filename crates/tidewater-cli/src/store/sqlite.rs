@@ -104,15 +104,16 @@ pub(super) async fn ledger(
     pool: &Pool<SqliteManager>,
     id: i64,
     limit: i64,
+    before: i64,
 ) -> Result<Vec<LedgerEntry>, ApiError> {
     let conn = pool.get().await?;
     Ok(conn
         .interact(move |c| {
             c.prepare_cached(
                 "SELECT id, transfer_id, amount, balance_after, created_at FROM ledger_entries \
-                 WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
+                 WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
             )?
-            .query_map([id, limit], |row| {
+            .query_map([id, before, limit], |row| {
                 Ok(LedgerEntry {
                     id: row.get(0)?,
                     transfer_id: row.get(1)?,

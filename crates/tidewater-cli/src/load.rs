@@ -1,0 +1,321 @@
+//! `tidewater load`: its flags, and the run (in `tidewater-lab`) with the
+//! report printed as text or JSON and optionally written as HTML. See
+//! `docs/lab.md`.
+//!
+//! Exit codes: 0 every verdict passed; 1 a verdict failed (an objective,
+//! the correctness check, the service's shutdown, or a ramp without a
+//! knee); 2 the options are wrong (a target off this machine, a setting
+//! the spawned service refuses); 3 the run could not be made (the service
+//! did not start, the target is not `tidewater serve`); 130 interrupted.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args};
+use tidewater_lab::load::ramp::{self, Ramp};
+use tidewater_lab::load::slo::Slos;
+use tidewater_lab::load::users::Scenario;
+use tidewater_lab::load::{LoadConfig, MAX_MONEY};
+use tidewater_lab::service::{SpawnOptions, Target};
+
+/// The steps of `--ramp`, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RampSteps(pub Vec<u32>);
+
+/// Options of `tidewater load`. Every run is bounded (`--duration`,
+/// `--requests`, or `--ramp`) and sends traffic only to this machine.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["url", "spawn"])))]
+pub struct LoadArgs {
+    /// Load the service running at this http:// URL; it must be on this
+    /// machine (127.0.0.0/8, [::1] or localhost).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Start the service for the run (`tidewater serve` on a free loopback
+    /// port, on SQLite in a temporary folder unless --database-url is
+    /// given), sample its memory, and stop it with SIGTERM at the end.
+    #[arg(long)]
+    pub spawn: bool,
+    /// With --spawn: the database, postgres://… or mysql://… on this machine.
+    #[arg(long, value_name = "URL", requires = "spawn")]
+    pub database_url: Option<String>,
+    /// With --spawn: a key of the service's configuration, passed on as
+    /// `serve --set KEY=VALUE` (repeatable), e.g. `--set pool.max_size=20`.
+    #[arg(
+        long = "set",
+        short = 's',
+        value_name = "KEY=VALUE",
+        requires = "spawn"
+    )]
+    pub set: Vec<String>,
+    /// With --spawn: the `tidewater` binary to start (default: this one).
+    #[arg(long, value_name = "PATH", requires = "spawn", hide = true)]
+    pub service_exe: Option<PathBuf>,
+    /// Virtual users, each running the scenario (1 to 100000).
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(ramp::MAX_USERS)),
+          conflicts_with = "ramp")]
+    pub users: u32,
+    /// Stop starting requests after this long (1s to 24h), e.g. 60s, 10m.
+    #[arg(long, value_name = "DURATION", value_parser = duration_in(secs(1), secs(24 * 3600)),
+          conflicts_with = "ramp")]
+    pub duration: Option<Duration>,
+    /// Stop after this many requests in all (1 to 1000000000); alone, the
+    /// run also stops after 1h.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000),
+          conflicts_with = "ramp")]
+    pub requests: Option<u64>,
+    /// Mean think time before each request, randomised (exponential, at
+    /// most 10x the mean); 0s to 1h.
+    #[arg(long, value_name = "DURATION", default_value = "1s",
+          value_parser = duration_in(Duration::ZERO, secs(3600)))]
+    pub think: Duration,
+    /// Chance (0 to 1) that a transfer answered 201 is sent again with
+    /// the same Idempotency-Key; the answer must name the same transfer.
+    #[arg(long, value_name = "P", default_value_t = 0.1, value_parser = probability)]
+    pub resend: f64,
+    /// Chance (0 to 1) that a round also reads the account's ledger.
+    #[arg(long, value_name = "P", default_value_t = 0.2, value_parser = probability)]
+    pub ledger: f64,
+    /// Accounts opened for the run (2 to 100000).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    pub accounts: u32,
+    /// Each account's opening balance, in cents (1 to 2^53 - 1 over the
+    /// accounts).
+    #[arg(long, value_name = "CENTS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(i64).range(1..=MAX_MONEY))]
+    pub opening_balance: i64,
+    /// A request still unanswered after this counts as a transport error
+    /// (100ms to 10m).
+    #[arg(long, value_name = "DURATION", default_value = "15s",
+          value_parser = duration_in(Duration::from_millis(100), secs(600)))]
+    pub request_timeout: Duration,
+    /// Objective: the pool's acquisition wait p99 at most this (10us to
+    /// 60s: the bounds of the service's wait histogram).
+    #[arg(long, value_name = "DURATION", default_value = "100ms",
+          value_parser = duration_in(Duration::from_micros(10), secs(60)))]
+    pub slo_acquire_p99: Duration,
+    /// Objective: errors over requests at most this (0 to 1).
+    #[arg(long, value_name = "RATIO", default_value_t = 0.001, value_parser = probability)]
+    pub slo_error_rate: f64,
+    /// Objective: the request latency p99 at most this (1us to 1h);
+    /// default: not judged.
+    #[arg(long, value_name = "DURATION",
+          value_parser = duration_in(Duration::from_micros(1), secs(3600)))]
+    pub slo_latency_p99: Option<Duration>,
+    /// Raise the users step by step until an objective breaks, and report
+    /// the knee: a list (50,100,200,400,800) or START:STEP:MAX
+    /// (100:100:1000); at most 100 steps.
+    #[arg(long, value_name = "STEPS", value_parser = ramp_steps)]
+    pub ramp: Option<RampSteps>,
+    /// With --ramp: how long each step runs (1s to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "10s", requires = "ramp",
+          value_parser = duration_in(secs(1), secs(3600)))]
+    pub step_duration: Duration,
+    /// Print the report as JSON (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar and no notes on standard error; the report is
+    /// still printed.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Also write the report as one self-contained HTML page with charts,
+    /// viewable offline.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+/// A parser of durations (`250ms`, `10s`, `5m`) from `min` to `max`.
+fn duration_in(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let range = format!("allowed {} to {}", human(min), human(max));
+        let value = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("not a duration ({e}); write e.g. 250ms, 10s, 5m; {range}"))?;
+        if value < min || value > max {
+            return Err(range);
+        }
+        Ok(value)
+    }
+}
+
+/// A bound written as the flags take it: `10us`, `100ms`, `1s`, `24h`.
+fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() != 0 {
+        if duration.subsec_nanos().is_multiple_of(1_000_000) && secs == 0 {
+            return format!("{}ms", duration.as_millis());
+        }
+        return format!("{}us", duration.as_micros());
+    }
+    match secs {
+        0 => "0s".into(),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) && s >= 300 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A number from 0 to 1.
+fn probability(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err("allowed 0 to 1 (e.g. 0.1)".into()),
+    }
+}
+
+fn ramp_steps(text: &str) -> Result<RampSteps, String> {
+    ramp::parse_steps(text).map(RampSteps)
+}
+
+/// The command line, for the report: `tidewater load …`, each argument
+/// quoted when it has a space.
+fn command_line() -> String {
+    let mut words = vec!["tidewater".to_owned()];
+    for arg in std::env::args().skip(1) {
+        if arg.contains(char::is_whitespace) || arg.is_empty() {
+            words.push(format!("'{arg}'"));
+        } else {
+            words.push(arg);
+        }
+    }
+    words.join(" ")
+}
+
+impl LoadArgs {
+    /// The run these options describe.
+    pub fn config(&self) -> LoadConfig {
+        let target = match &self.url {
+            Some(url) => Target::Url(url.clone()),
+            None => {
+                let mut options = SpawnOptions {
+                    database_url: self.database_url.clone(),
+                    settings: self.set.clone(),
+                    ..SpawnOptions::default()
+                };
+                if let Some(exe) = &self.service_exe {
+                    options.exe = exe.clone();
+                }
+                Target::Spawn(options)
+            }
+        };
+        LoadConfig {
+            target,
+            users: self.users,
+            duration: self.duration,
+            requests: self.requests,
+            ramp: self.ramp.as_ref().map(|steps| Ramp {
+                steps: steps.0.clone(),
+                step_duration: self.step_duration,
+            }),
+            scenario: Scenario {
+                think: self.think,
+                resend: self.resend,
+                ledger: self.ledger,
+                ..Scenario::default()
+            },
+            accounts: self.accounts,
+            opening_balance: self.opening_balance,
+            request_timeout: self.request_timeout,
+            slos: Slos {
+                acquire_p99: self.slo_acquire_p99,
+                error_rate: self.slo_error_rate,
+                latency_p99: self.slo_latency_p99,
+            },
+            progress: !self.json && !self.quiet,
+            quiet: self.quiet || self.json,
+            command: command_line(),
+            handle_signals: true,
+        }
+    }
+}
+
+/// `tidewater load`.
+pub fn run(args: &LoadArgs) -> ExitCode {
+    let config = args.config();
+    if let Err(error) = config.check() {
+        eprintln!("tidewater load: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tidewater load: cannot start the async runtime: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    let report = match runtime.block_on(tidewater_lab::load::run(&config)) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("tidewater load: {error}");
+            return ExitCode::from(error.exit_code());
+        }
+    };
+    let mut code = if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if let Some(path) = &args.html {
+        let page = tidewater_lab::load::html::render(&report);
+        if let Err(error) = std::fs::write(path, page) {
+            eprintln!(
+                "tidewater load: cannot write the HTML report to {}: {error}",
+                path.display()
+            );
+            code = ExitCode::from(3);
+        } else if !config.quiet {
+            eprintln!("tidewater load: HTML report written to {}", path.display());
+        }
+    }
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("tidewater load: cannot write the report as JSON: {error}");
+                return ExitCode::from(3);
+            }
+        }
+    } else {
+        print!("{}", report.text());
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_name_their_range() {
+        let parse = duration_in(secs(1), secs(60));
+        assert_eq!(parse("250ms").unwrap_err(), "allowed 1s to 60s");
+        assert_eq!(parse("2m").unwrap_err(), "allowed 1s to 60s");
+        assert!(parse("soon").unwrap_err().contains("not a duration"));
+        assert_eq!(parse("30s"), Ok(secs(30)));
+        assert_eq!(human(secs(24 * 3600)), "24h");
+        assert_eq!(human(Duration::from_micros(10)), "10us");
+        assert_eq!(human(Duration::from_millis(100)), "100ms");
+        assert_eq!(human(Duration::ZERO), "0s");
+        assert_eq!(human(secs(600)), "10m");
+    }
+
+    #[test]
+    fn probabilities_are_from_zero_to_one() {
+        assert_eq!(probability("0.25"), Ok(0.25));
+        assert!(probability("1.5").is_err());
+        assert!(probability("-0.1").is_err());
+        assert!(probability("NaN").is_err());
+    }
+}

@@ -1,0 +1,389 @@
+//! The queueing arithmetic behind `tidewater advise`: Little's law, the
+//! Erlang B and C formulas of the M/M/c queue, the tail of the acquisition
+//! wait, and the Allen–Cunneen correction for use times more variable than
+//! the exponential.
+//!
+//! A pool of `c` connections is the `c` servers of the queue; checkouts
+//! are the arrivals (rate λ); the time a connection is held is the service
+//! time (mean W). The offered load `a = λ·W` (in Erlangs) is the mean
+//! number of connections in use (Little's law), and the pool is stable only
+//! when `c > a`.
+//!
+//! ```
+//! use tidewater_lab::advise::queueing::{erlang_c, littles_law};
+//!
+//! // 2 000 checkouts a second, each holding its connection 4 ms:
+//! let busy = littles_law(2000.0, 0.004);
+//! assert!((busy - 8.0).abs() < 1e-12);
+//! // with 10 connections, 41% of checkouts find them all in use:
+//! assert!((erlang_c(10, busy) - 0.4092).abs() < 1e-4);
+//! ```
+
+/// The standard normal quantile at 0.99, for fitting a p99.
+const Z99: f64 = 2.326_347_874_040_841;
+
+/// Little's law, `L = λ·W`: the mean number of items in a system, from
+/// the rate at which they arrive (per second) and the mean time each
+/// spends inside (seconds). For a pool: mean connections in use, from
+/// checkouts per second and the mean use time.
+///
+/// ```
+/// use tidewater_lab::advise::queueing::littles_law;
+/// assert_eq!(littles_law(500.0, 0.01), 5.0);
+/// ```
+pub fn littles_law(rate: f64, time: f64) -> f64 {
+    rate * time
+}
+
+/// Erlang B: the probability that all `c` servers are busy in a loss
+/// system (no queue) offered `a` Erlangs. Computed with the stable
+/// recursion `B(0) = 1, B(n) = a·B(n-1) / (n + a·B(n-1))`, so large `c`
+/// neither overflows nor loses precision.
+///
+/// ```
+/// use tidewater_lab::advise::queueing::erlang_b;
+/// assert!((erlang_b(1, 1.0) - 0.5).abs() < 1e-12);
+/// assert_eq!(erlang_b(5, 0.0), 0.0);
+/// ```
+pub fn erlang_b(c: u32, a: f64) -> f64 {
+    (1..=c).fold(1.0, |b, n| next_erlang_b(b, n, a))
+}
+
+/// One step of the Erlang B recursion: `B(n)` from `B(n-1)`.
+fn next_erlang_b(previous: f64, n: u32, a: f64) -> f64 {
+    let top = a * previous;
+    top / (f64::from(n) + top)
+}
+
+/// Erlang C: the probability that a checkout has to wait (all `c`
+/// connections in use) in an M/M/c queue offered `a` Erlangs; 1 when the
+/// queue is unstable (`c <= a`), since then nearly every checkout waits.
+///
+/// ```
+/// use tidewater_lab::advise::queueing::erlang_c;
+/// // M/M/3 at 2 Erlangs: 4/9 of the arrivals wait.
+/// assert!((erlang_c(3, 2.0) - 4.0 / 9.0).abs() < 1e-12);
+/// assert_eq!(erlang_c(2, 2.0), 1.0);
+/// ```
+pub fn erlang_c(c: u32, a: f64) -> f64 {
+    erlang_c_from_b(c, a, erlang_b(c, a))
+}
+
+/// Erlang C from Erlang B at the same `c` and `a`:
+/// `C = c·B / (c - a·(1 - B))`.
+fn erlang_c_from_b(c: u32, a: f64, b: f64) -> f64 {
+    let c = f64::from(c);
+    if c <= a {
+        return 1.0;
+    }
+    (c * b / (c - a * (1.0 - b))).clamp(0.0, 1.0)
+}
+
+/// How much more the acquisition wait stretches than in M/M/c, from the
+/// use time's mean and p99: the Allen–Cunneen factor `(1 + cs²) / 2`,
+/// with the squared coefficient of variation `cs²` of a lognormal
+/// distribution fitted to the two numbers (Poisson arrivals: `ca² = 1`).
+///
+/// Never below 1: the advice does not assume use times more regular than
+/// the exponential. It is also 1 when the p99 is unknown, or at or below
+/// the mean (outliers above the p99 then dominate the mean, and two
+/// numbers cannot tell their spread). A p99 beyond about 15 times the
+/// mean is past what any lognormal fits; the widest lognormal is taken.
+///
+/// ```
+/// use tidewater_lab::advise::queueing::variability;
+/// assert_eq!(variability(0.004, None), 1.0);
+/// // p99 five times the mean: about as variable as the exponential.
+/// assert!((variability(0.004, Some(0.020)) - 1.022).abs() < 1e-3);
+/// // p99 ten times the mean: waits stretch by a factor of about 3.8.
+/// assert!((variability(0.004, Some(0.040)) - 3.844).abs() < 1e-3);
+/// ```
+pub fn variability(mean: f64, p99: Option<f64>) -> f64 {
+    let Some(p99) = p99 else { return 1.0 };
+    if !(mean > 0.0 && p99 > mean) {
+        return 1.0;
+    }
+    // ln(p99 / mean) = Z·σ - σ²/2 for a lognormal; the smaller root.
+    let discriminant = Z99 * Z99 - 2.0 * (p99 / mean).ln();
+    let sigma = Z99 - discriminant.max(0.0).sqrt();
+    let cs2 = (sigma * sigma).exp_m1();
+    ((1.0 + cs2) / 2.0).max(1.0)
+}
+
+/// The `quantile` (0.99 for the p99) of the acquisition wait in seconds,
+/// for `c` connections offered `a` Erlangs with mean use time `use_time`
+/// seconds and the Allen–Cunneen factor `variability`; `None` when the
+/// queue is unstable (`c <= a`) and waits grow without bound.
+///
+/// In M/M/c a checkout waits with probability `C` (Erlang C), and a
+/// waiting one waits an exponential time of mean `W / (c - a)`; so
+/// `P(wait > t) = C·exp(-(c - a)·t / W)`. The factor stretches the
+/// conditional wait: `W` becomes `variability·W`. The quantile is 0 when
+/// `C <= 1 - quantile`: that caller does not wait at all.
+///
+/// ```
+/// use tidewater_lab::advise::queueing::wait_quantile;
+/// // M/M/1 at half load, 10 ms service: half wait, 20 ms on average if they do.
+/// let p99 = wait_quantile(1, 0.5, 0.010, 1.0, 0.99).unwrap();
+/// assert!((p99 - 0.020 * 50f64.ln()).abs() < 1e-12);
+/// assert_eq!(wait_quantile(20, 5.0, 0.010, 1.0, 0.99), Some(0.0));
+/// assert_eq!(wait_quantile(4, 4.0, 0.010, 1.0, 0.99), None);
+/// ```
+pub fn wait_quantile(
+    c: u32,
+    a: f64,
+    use_time: f64,
+    variability: f64,
+    quantile: f64,
+) -> Option<f64> {
+    wait_quantile_given(c, a, erlang_c(c, a), use_time, variability, quantile)
+}
+
+/// [`wait_quantile`] with Erlang C already computed.
+fn wait_quantile_given(
+    c: u32,
+    a: f64,
+    p_wait: f64,
+    use_time: f64,
+    variability: f64,
+    quantile: f64,
+) -> Option<f64> {
+    let spare = f64::from(c) - a;
+    if spare <= 0.0 {
+        return None;
+    }
+    let beyond = 1.0 - quantile;
+    if p_wait <= beyond {
+        return Some(0.0);
+    }
+    Some(variability * use_time * (p_wait / beyond).ln() / spare)
+}
+
+/// What a pool of one size gives under one load, in the M/M/c model.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Service {
+    /// Connections in the pool (`c`).
+    pub connections: u32,
+    /// The share of checkouts that wait (Erlang C).
+    pub p_wait: f64,
+    /// The p99 acquisition wait in seconds; `None` when the pool cannot
+    /// keep up (`c <= a`) and waits grow without bound.
+    pub wait_p99_seconds: Option<f64>,
+    /// Mean connections in use over the pool's size, `a / c`.
+    pub utilization: f64,
+}
+
+impl Service {
+    /// The model's answer for `connections` offered `a` Erlangs.
+    ///
+    /// ```
+    /// use tidewater_lab::advise::queueing::Service;
+    /// let service = Service::of(3, 2.0, 0.004, 1.0);
+    /// assert!((service.p_wait - 4.0 / 9.0).abs() < 1e-12);
+    /// assert!((service.utilization - 2.0 / 3.0).abs() < 1e-12);
+    /// ```
+    pub fn of(connections: u32, a: f64, use_time: f64, variability: f64) -> Self {
+        Self::given(
+            connections,
+            a,
+            erlang_b(connections, a),
+            use_time,
+            variability,
+        )
+    }
+
+    fn given(connections: u32, a: f64, b: f64, use_time: f64, variability: f64) -> Self {
+        let p_wait = erlang_c_from_b(connections, a, b);
+        Self {
+            connections,
+            p_wait,
+            wait_p99_seconds: wait_quantile_given(
+                connections,
+                a,
+                p_wait,
+                use_time,
+                variability,
+                0.99,
+            ),
+            utilization: if connections == 0 {
+                f64::INFINITY
+            } else {
+                a / f64::from(connections)
+            },
+        }
+    }
+}
+
+/// Which condition decided the size [`size_for`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// The p99 acquisition wait target.
+    Wait,
+    /// The utilization ceiling (headroom for surges).
+    Utilization,
+    /// Neither: one connection meets both.
+    Minimum,
+}
+
+/// The smallest pool that meets the targets, and which target decided it.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Sizing {
+    /// The model at that size.
+    pub service: Service,
+    /// The condition met last.
+    pub bound_by: Bound,
+}
+
+/// The smallest `c` from 1 to `limit` whose p99 acquisition wait is at
+/// most `target_wait_p99` seconds and whose utilization `a / c` is at most
+/// `max_utilization`; `None` when even `limit` connections do not.
+///
+/// ```
+/// use tidewater_lab::advise::queueing::{Bound, size_for};
+/// // 8 Erlangs, 4 ms use time, p99 wait under 100 ms, at most 80% busy:
+/// let sizing = size_for(8.0, 0.004, 1.0, 0.100, 0.8, 10_000).unwrap();
+/// assert_eq!(sizing.service.connections, 10);
+/// assert_eq!(sizing.bound_by, Bound::Utilization);
+/// ```
+pub fn size_for(
+    a: f64,
+    use_time: f64,
+    variability: f64,
+    target_wait_p99: f64,
+    max_utilization: f64,
+    limit: u32,
+) -> Option<Sizing> {
+    let mut b = 1.0;
+    for c in 1..=limit {
+        b = next_erlang_b(b, c, a);
+        let service = Service::given(c, a, b, use_time, variability);
+        let wait_ok = service
+            .wait_p99_seconds
+            .is_some_and(|wait| wait <= target_wait_p99);
+        // A small tolerance, so that 8 Erlangs on 10 connections counts
+        // as the 80% it is.
+        let utilization_ok = service.utilization <= max_utilization * (1.0 + 1e-9);
+        if wait_ok && utilization_ok {
+            // Which one held out longer: was the wait already met one
+            // connection earlier?
+            let bound_by = if c == 1 {
+                Bound::Minimum
+            } else if Service::of(c - 1, a, use_time, variability)
+                .wait_p99_seconds
+                .is_some_and(|wait| wait <= target_wait_p99)
+            {
+                Bound::Utilization
+            } else {
+                Bound::Wait
+            };
+            return Some(Sizing { service, bound_by });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Erlang C straight from its textbook formula with factorials, for
+    /// small `c`.
+    fn erlang_c_textbook(c: u32, a: f64) -> f64 {
+        let factorial = |n: u32| (1..=n).map(f64::from).product::<f64>();
+        let sum: f64 = (0..c).map(|k| a.powi(k as i32) / factorial(k)).sum();
+        let last = a.powi(c as i32) / factorial(c) * f64::from(c) / (f64::from(c) - a);
+        last / (sum + last)
+    }
+
+    #[test]
+    fn littles_law_multiplies_rate_by_time() {
+        assert_eq!(littles_law(0.0, 0.5), 0.0);
+        assert!((littles_law(1234.0, 0.0035) - 4.319).abs() < 1e-12);
+    }
+
+    #[test]
+    fn erlang_c_matches_published_values() {
+        // The classic call-centre tables: 10 Erlangs on 11 and 12 agents.
+        assert!((erlang_c(11, 10.0) - 0.6821).abs() < 1e-4);
+        assert!((erlang_c(12, 10.0) - 0.4494).abs() < 1e-4);
+        // M/M/1: the probability of waiting is the utilization.
+        for a in [0.1, 0.5, 0.9] {
+            assert!((erlang_c(1, a) - a).abs() < 1e-12);
+        }
+        assert!((erlang_c(2, 1.0) - 1.0 / 3.0).abs() < 1e-12);
+        for (c, a) in [(3, 2.0), (10, 8.0), (20, 15.0), (30, 29.5), (5, 0.2)] {
+            let expected = erlang_c_textbook(c, a);
+            assert!(
+                (erlang_c(c, a) - expected).abs() < 1e-9,
+                "C({c}, {a}) = {} but the textbook formula gives {expected}",
+                erlang_c(c, a)
+            );
+        }
+    }
+
+    #[test]
+    fn erlang_c_stays_finite_for_large_pools() {
+        // Factorials of 5000 overflow f64; the recursion does not.
+        let p = erlang_c(5000, 4900.0);
+        assert!(p.is_finite() && p > 0.0 && p < 1.0, "{p}");
+        assert_eq!(erlang_c(5000, 5000.0), 1.0);
+        assert_eq!(erlang_c(3, 0.0), 0.0);
+    }
+
+    #[test]
+    fn the_wait_tail_falls_with_more_connections() {
+        let mut last = f64::INFINITY;
+        for c in 9..20 {
+            let wait = wait_quantile(c, 8.0, 0.004, 1.0, 0.99).unwrap();
+            assert!(wait <= last, "p99 at {c} rose: {wait} > {last}");
+            last = wait;
+        }
+        assert_eq!(last, 0.0);
+        // At 9 connections: C(9, 8) ≈ 0.6552, so p99 = 4 ms · ln(65.52).
+        let expected = 0.004 * (erlang_c(9, 8.0) / 0.01).ln();
+        assert!((wait_quantile(9, 8.0, 0.004, 1.0, 0.99).unwrap() - expected).abs() < 1e-12);
+        // Twice the variability, twice the wait.
+        let doubled = wait_quantile(9, 8.0, 0.004, 2.0, 0.99).unwrap();
+        assert!((doubled - 2.0 * expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn size_for_picks_the_smallest_pool_that_meets_both_targets() {
+        // 0.5 Erlangs, 20 ms use: one connection waits p99 = 20ms·ln(50)/0.5
+        // = 156 ms, over 100 ms; two connections meet it.
+        let sizing = size_for(0.5, 0.020, 1.0, 0.100, 1.0, 100).unwrap();
+        assert_eq!(sizing.service.connections, 2);
+        assert_eq!(sizing.bound_by, Bound::Wait);
+        let one = Service::of(1, 0.5, 0.020, 1.0);
+        assert!(one.wait_p99_seconds.unwrap() > 0.100);
+        // The utilization ceiling: 8 Erlangs at 50% needs 16.
+        let sizing = size_for(8.0, 0.004, 1.0, 0.100, 0.5, 100).unwrap();
+        assert_eq!(sizing.service.connections, 16);
+        assert_eq!(sizing.bound_by, Bound::Utilization);
+        // A tight wait target with long use times needs more.
+        let loose = size_for(8.0, 0.050, 1.0, 0.100, 1.0, 100).unwrap();
+        let tight = size_for(8.0, 0.050, 1.0, 0.001, 1.0, 100).unwrap();
+        assert!(tight.service.connections > loose.service.connections);
+        assert!(tight.service.wait_p99_seconds.unwrap() <= 0.001);
+        // No load: one connection.
+        let idle = size_for(0.0, 0.004, 1.0, 0.100, 0.8, 100).unwrap();
+        assert_eq!(idle.service.connections, 1);
+        assert_eq!(idle.bound_by, Bound::Minimum);
+        // More than the limit can serve.
+        assert!(size_for(200.0, 0.004, 1.0, 0.100, 0.8, 100).is_none());
+    }
+
+    #[test]
+    fn variability_grows_with_the_tail() {
+        assert_eq!(variability(0.004, Some(0.004)), 1.0);
+        assert_eq!(variability(0.004, Some(0.001)), 1.0);
+        assert_eq!(variability(0.0, Some(0.001)), 1.0);
+        let mut last = 1.0;
+        for ratio in [6.0, 8.0, 10.0, 14.0, 20.0, 100.0] {
+            let k = variability(0.001, Some(0.001 * ratio));
+            assert!(k.is_finite() && k >= last, "{ratio}: {k} < {last}");
+            last = k;
+        }
+    }
+}
