@@ -51,7 +51,7 @@ pub(crate) fn probability(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The command line, for the report: `tidewater drill …`, each argument
+/// The command line, for a lab report: `tidewater drill …`, each argument
 /// quoted when it has a space.
 pub(crate) fn command_line() -> String {
     let mut words = vec!["tidewater".to_owned()];
@@ -63,6 +63,27 @@ pub(crate) fn command_line() -> String {
         }
     }
     words.join(" ")
+}
+
+/// Runs a lab command's `future` on a new multi-threaded runtime. A
+/// failure is printed as `tidewater COMMAND: error` and becomes the exit
+/// code `exit_code` gives it (3 when no runtime can be started).
+pub(crate) fn block_on_lab<T, E: std::fmt::Display>(
+    command: &str,
+    future: impl std::future::Future<Output = Result<T, E>>,
+    exit_code: impl Fn(&E) -> u8,
+) -> Result<T, ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("tidewater {command}: cannot start the async runtime: {error}");
+            ExitCode::from(3)
+        })?;
+    runtime.block_on(future).map_err(|error| {
+        eprintln!("tidewater {command}: {error}");
+        ExitCode::from(exit_code(&error))
+    })
 }
 
 /// Prints `report` as pretty JSON on standard output.
@@ -182,22 +203,11 @@ pub fn run(args: &DrillArgs) -> ExitCode {
         eprintln!("tidewater drill: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tidewater drill: cannot start the async runtime: {error}");
-            return ExitCode::from(3);
-        }
-    };
-    let report = match runtime.block_on(tidewater_lab::drill::run(&config)) {
+    let report = match block_on_lab("drill", tidewater_lab::drill::run(&config), |error| {
+        error.exit_code()
+    }) {
         Ok(report) => report,
-        Err(error) => {
-            eprintln!("tidewater drill: {error}");
-            return ExitCode::from(error.exit_code());
-        }
+        Err(code) => return code,
     };
     if args.json {
         if let Err(code) = print_json(&report, "drill") {

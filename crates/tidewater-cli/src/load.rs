@@ -19,6 +19,8 @@ use tidewater_lab::load::users::Scenario;
 use tidewater_lab::load::{LoadConfig, MAX_MONEY};
 use tidewater_lab::service::{SpawnOptions, Target};
 
+use crate::drill::{block_on_lab, command_line};
+
 /// The steps of `--ramp`, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RampSteps(pub Vec<u32>);
@@ -176,20 +178,6 @@ fn ramp_steps(text: &str) -> Result<RampSteps, String> {
     ramp::parse_steps(text).map(RampSteps)
 }
 
-/// The command line, for the report: `tidewater load …`, each argument
-/// quoted when it has a space.
-fn command_line() -> String {
-    let mut words = vec!["tidewater".to_owned()];
-    for arg in std::env::args().skip(1) {
-        if arg.contains(char::is_whitespace) || arg.is_empty() {
-            words.push(format!("'{arg}'"));
-        } else {
-            words.push(arg);
-        }
-    }
-    words.join(" ")
-}
-
 impl LoadArgs {
     /// The run these options describe.
     pub fn config(&self) -> LoadConfig {
@@ -245,22 +233,11 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         eprintln!("tidewater load: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tidewater load: cannot start the async runtime: {error}");
-            return ExitCode::from(3);
-        }
-    };
-    let report = match runtime.block_on(tidewater_lab::load::run(&config)) {
+    let report = match block_on_lab("load", tidewater_lab::load::run(&config), |error| {
+        error.exit_code()
+    }) {
         Ok(report) => report,
-        Err(error) => {
-            eprintln!("tidewater load: {error}");
-            return ExitCode::from(error.exit_code());
-        }
+        Err(code) => return code,
     };
     let mut code = if report.passed {
         ExitCode::SUCCESS

@@ -14,7 +14,7 @@ use clap::Args;
 use tidewater_lab::service::SpawnOptions;
 use tidewater_lab::soak::{DEFAULT_WARM_UP, SoakConfig};
 
-use crate::drill::{command_line, duration_in, print_json, probability, secs};
+use crate::drill::{block_on_lab, command_line, duration_in, print_json, probability, secs};
 
 /// Options of `tidewater soak`. The run is bounded by `--duration` and
 /// sends traffic only to this machine.
@@ -116,22 +116,11 @@ pub fn run(args: &SoakArgs) -> ExitCode {
         eprintln!("tidewater soak: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tidewater soak: cannot start the async runtime: {error}");
-            return ExitCode::from(3);
-        }
-    };
-    let report = match runtime.block_on(tidewater_lab::soak::run(&config)) {
+    let report = match block_on_lab("soak", tidewater_lab::soak::run(&config), |error| {
+        error.exit_code()
+    }) {
         Ok(report) => report,
-        Err(error) => {
-            eprintln!("tidewater soak: {error}");
-            return ExitCode::from(error.exit_code());
-        }
+        Err(code) => return code,
     };
     if args.json {
         if let Err(code) = print_json(&report, "soak") {
