@@ -65,6 +65,29 @@ pub(crate) fn command_line() -> String {
     words.join(" ")
 }
 
+/// Prints a lab report (with `json`, as JSON; else its text) and returns
+/// the exit code its verdict gives: 0 when it passed, 1 when not.
+pub(crate) fn finish(
+    report: &impl serde::Serialize,
+    command: &str,
+    json: bool,
+    text: impl FnOnce() -> String,
+    passed: bool,
+) -> ExitCode {
+    if json {
+        if let Err(code) = print_json(report, command) {
+            return code;
+        }
+    } else {
+        print!("{}", text());
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// Runs a lab command's `future` on a new multi-threaded runtime. A
 /// failure is printed as `tidewater COMMAND: error` and becomes the exit
 /// code `exit_code` gives it (3 when no runtime can be started).
@@ -209,16 +232,5 @@ pub fn run(args: &DrillArgs) -> ExitCode {
         Ok(report) => report,
         Err(code) => return code,
     };
-    if args.json {
-        if let Err(code) = print_json(&report, "drill") {
-            return code;
-        }
-    } else {
-        print!("{}", report.text());
-    }
-    if report.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    finish(&report, "drill", args.json, || report.text(), report.passed)
 }

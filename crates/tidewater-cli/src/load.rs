@@ -19,7 +19,7 @@ use tidewater_lab::load::users::Scenario;
 use tidewater_lab::load::{LoadConfig, MAX_MONEY};
 use tidewater_lab::service::{SpawnOptions, Target};
 
-use crate::drill::{block_on_lab, command_line};
+use crate::drill::{block_on_lab, command_line, finish};
 
 /// The steps of `--ramp`, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,11 +239,7 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         Ok(report) => report,
         Err(code) => return code,
     };
-    let mut code = if report.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    };
+    let mut html_written = true;
     if let Some(path) = &args.html {
         let page = tidewater_lab::load::html::render(&report);
         if let Err(error) = std::fs::write(path, page) {
@@ -251,23 +247,17 @@ pub fn run(args: &LoadArgs) -> ExitCode {
                 "tidewater load: cannot write the HTML report to {}: {error}",
                 path.display()
             );
-            code = ExitCode::from(3);
+            html_written = false;
         } else if !config.quiet {
             eprintln!("tidewater load: HTML report written to {}", path.display());
         }
     }
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
-            Err(error) => {
-                eprintln!("tidewater load: cannot write the report as JSON: {error}");
-                return ExitCode::from(3);
-            }
-        }
+    let code = finish(&report, "load", args.json, || report.text(), report.passed);
+    if html_written {
+        code
     } else {
-        print!("{}", report.text());
+        ExitCode::from(3)
     }
-    code
 }
 
 #[cfg(test)]

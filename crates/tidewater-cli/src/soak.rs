@@ -14,7 +14,7 @@ use clap::Args;
 use tidewater_lab::service::SpawnOptions;
 use tidewater_lab::soak::{DEFAULT_WARM_UP, SoakConfig};
 
-use crate::drill::{block_on_lab, command_line, duration_in, print_json, probability, secs};
+use crate::drill::{block_on_lab, command_line, duration_in, finish, probability, secs};
 
 /// Options of `tidewater soak`. The run is bounded by `--duration` and
 /// sends traffic only to this machine.
@@ -122,16 +122,5 @@ pub fn run(args: &SoakArgs) -> ExitCode {
         Ok(report) => report,
         Err(code) => return code,
     };
-    if args.json {
-        if let Err(code) = print_json(&report, "soak") {
-            return code;
-        }
-    } else {
-        print!("{}", report.text());
-    }
-    if report.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    finish(&report, "soak", args.json, || report.text(), report.passed)
 }

@@ -331,28 +331,13 @@ async fn terminate_backends(cluster: &PgCluster) -> io::Result<FaultWindow> {
         .await
         .map_err(pg_error)?
         .get(0);
-    let deadline = Instant::now() + RELEASE_DEADLINE;
-    loop {
-        let left: i64 = session
-            .client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
-                &[&ended],
-            )
-            .await
-            .map_err(pg_error)?
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{left} ended sessions were still there after {RELEASE_DEADLINE:?}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until_gone(
+        &session.client,
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+        &[&ended],
+        "ended sessions",
+    )
+    .await?;
     Ok(FaultWindow {
         fault: Fault::TerminateBackends,
         broken_at,
@@ -365,6 +350,34 @@ async fn terminate_backends(cluster: &PgCluster) -> io::Result<FaultWindow> {
 const FILLER: &str = "tidewater-lab-fill";
 /// Bound on waiting for the side client's sessions to leave the server.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `count_sql` (a `count(*)` of sessions) from `client` every 2 ms
+/// until it is 0, or fails naming `what` after [`RELEASE_DEADLINE`].
+async fn until_gone(
+    client: &Client,
+    count_sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    what: &str,
+) -> io::Result<()> {
+    let deadline = Instant::now() + RELEASE_DEADLINE;
+    loop {
+        let left: i64 = client
+            .query_one(count_sql, params)
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{left} {what} were still there after {RELEASE_DEADLINE:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
 /// How long `pg_terminate_backend` waits for a session to exit, in ms.
 const TERMINATE_WAIT_MS: i64 = 10_000;
 
@@ -438,29 +451,14 @@ async fn fill_connections(cluster: &PgCluster, hold: Duration) -> io::Result<Fau
     // others have left the server: then it has room again.
     let keeper = side.remove(0);
     drop(side);
-    let deadline = Instant::now() + RELEASE_DEADLINE;
-    loop {
-        let left: i64 = keeper
-            .client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
-                &[&FILLER],
-            )
-            .await
-            .map_err(pg_error)?
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{left} side sessions were still there after {RELEASE_DEADLINE:?}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until_gone(
+        &keeper.client,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        &[&FILLER],
+        "side sessions",
+    )
+    .await?;
     let restored_at = Instant::now();
     drop(keeper);
     wait_until_released(cluster).await?;

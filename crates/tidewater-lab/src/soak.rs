@@ -914,16 +914,7 @@ impl SoakReport {
                 }
             );
         }
-        for verdict in &self.verdicts {
-            let _ = writeln!(
-                out,
-                "  {} {:<15} {}",
-                if verdict.passed { "pass" } else { "FAIL" },
-                verdict.name,
-                verdict.text
-            );
-        }
-        let _ = writeln!(out, "{}", if self.passed { "PASSED" } else { "FAILED" });
+        slo::write_verdicts(&mut out, &self.verdicts, self.passed);
         out
     }
 }

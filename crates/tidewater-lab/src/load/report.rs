@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::load::check::CheckReport;
 use crate::load::ramp::RampReport;
 use crate::load::record::LatencySummary;
-use crate::load::slo::{Verdict, percent, seconds};
+use crate::load::slo::{Verdict, percent, seconds, write_verdicts};
 use crate::scrape::Metrics;
 use crate::service::{LogSummary, StopReport};
 
@@ -485,16 +485,7 @@ impl LoadReport {
             let _ = writeln!(out, "  {}", ramp.summary());
         }
         let _ = writeln!(out, "verdicts");
-        for verdict in &self.verdicts {
-            let _ = writeln!(
-                out,
-                "  {}  {:<17} {}",
-                if verdict.passed { "PASS" } else { "FAIL" },
-                verdict.name,
-                verdict.text
-            );
-        }
-        let _ = writeln!(out, "{}", if self.passed { "PASSED" } else { "FAILED" });
+        write_verdicts(&mut out, &self.verdicts, self.passed);
         out
     }
 }

@@ -54,6 +54,30 @@ pub struct Verdict {
     pub text: String,
 }
 
+/// Ends a report's text: one line a verdict (`PASS` or `FAIL`, its name,
+/// what was measured against what), then `PASSED` or `FAILED`.
+///
+/// ```
+/// use tidewater_lab::load::slo::{Verdict, write_verdicts};
+/// let verdict = Verdict { name: "requests".into(), passed: true, measured: None, bound: None, text: "12 requests made".into() };
+/// let mut out = String::new();
+/// write_verdicts(&mut out, &[verdict], true);
+/// assert_eq!(out, "  PASS  requests          12 requests made\nPASSED\n");
+/// ```
+pub fn write_verdicts(out: &mut String, verdicts: &[Verdict], passed: bool) {
+    use std::fmt::Write as _;
+    for verdict in verdicts {
+        let _ = writeln!(
+            out,
+            "  {}  {:<17} {}",
+            if verdict.passed { "PASS" } else { "FAIL" },
+            verdict.name,
+            verdict.text
+        );
+    }
+    let _ = writeln!(out, "{}", if passed { "PASSED" } else { "FAILED" });
+}
+
 /// What the latency and error verdicts are judged on.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Measured {
