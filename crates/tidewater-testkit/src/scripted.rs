@@ -16,6 +16,9 @@ use crate::lock;
 pub enum ConnectStep {
     /// Connects after the script's connect latency.
     Succeed,
+    /// Connects, but the connection is broken before its first use (a
+    /// server, proxy or pooler that accepts a session and drops it).
+    SucceedBroken,
     /// Fails with an error of this class after the connect latency.
     Fail(ErrorClass),
     /// Never completes: a database that accepts and never answers.
@@ -78,6 +81,7 @@ pub struct Script {
     validate_steps: Mutex<VecDeque<CheckStep>>,
     reset_steps: Mutex<VecDeque<CheckStep>>,
     down: Mutex<Option<ErrorClass>>,
+    arrive_broken: AtomicBool,
     attempts: AtomicU64,
     connecting: AtomicU64,
     peak_connecting: AtomicU64,
@@ -118,6 +122,12 @@ impl Script {
     /// fails with that class. `None`: it is up.
     pub fn set_down(&self, down: Option<ErrorClass>) {
         *lock(&self.down) = down;
+    }
+
+    /// `true`: every unscripted attempt that connects gives a connection
+    /// that is already broken ([`ConnectStep::SucceedBroken`]).
+    pub fn set_arrive_broken(&self, broken: bool) {
+        self.arrive_broken.store(broken, SeqCst);
     }
 
     /// Connection attempts started.
@@ -167,6 +177,7 @@ impl Script {
         let scripted = lock(&self.connect_steps).pop_front();
         scripted.unwrap_or_else(|| match *lock(&self.down) {
             Some(class) => ConnectStep::Fail(class),
+            None if self.arrive_broken.load(SeqCst) => ConnectStep::SucceedBroken,
             None => ConnectStep::Succeed,
         })
     }
@@ -342,15 +353,18 @@ impl Manager for ScriptedManager {
             ConnectStep::Fail(ErrorClass::Transient) => {
                 Err(error("connection refused", ErrorClass::Transient))
             }
+            ConnectStep::Fail(ErrorClass::Full) => {
+                Err(error("sorry, too many clients already", ErrorClass::Full))
+            }
             ConnectStep::Fail(ErrorClass::Permanent) => Err(error(
                 "password authentication failed",
                 ErrorClass::Permanent,
             )),
-            ConnectStep::Succeed => {
+            ConnectStep::Succeed | ConnectStep::SucceedBroken => {
                 let id = script.opened.fetch_add(1, SeqCst) + 1;
                 Ok(ScriptedConnection {
                     id,
-                    broken: AtomicBool::new(false),
+                    broken: AtomicBool::new(step == ConnectStep::SucceedBroken),
                     dirty: AtomicBool::new(false),
                     script: script.clone(),
                 })

@@ -1,18 +1,49 @@
 //! The circuit breaker, and the pacing of connection attempts behind it.
 //!
-//! Every failed attempt pushes the next one back by a [`Backoff`] delay,
-//! for all of the pool's openers together. After `breaker_failure_threshold`
-//! failures in a row with no idle connection left, the breaker opens:
-//! `get()` calls that would have to wait fail at once with
-//! [`Error::Unavailable`](crate::Error::Unavailable), and a single opener
-//! keeps probing the database at the backoff pace. The first successful
-//! attempt closes it.
+//! Every failed attempt pushes the next one back, for all of the pool's
+//! openers together, by a [`Backoff`] delay that grows with the failures in
+//! a row. While callers wait and the failure says the database is down or
+//! full for now ([`Pacing::Soon`]), the next attempt comes sooner: within
+//! `connect_backoff_initial` of the failure, so that the database's return
+//! is noticed at once; permanent errors and connections that arrived broken
+//! ([`Pacing::Backoff`]) always wait the full backoff.
+//!
+//! After `breaker_failure_threshold` failures in a row the breaker opens,
+//! when the pool has nothing left to give: no idle connection (the
+//! database is down), or for a full server ([`ErrorClass::Full`]) no open
+//! connection at all (the connections it has still work, and callers wait
+//! for them). While it is open a single opener keeps probing; a caller
+//! that arrives either waits for the next probe (while probes answer
+//! quickly and the failure is worth retrying soon) or fails at once with
+//! [`Error::Unavailable`](crate::Error::Unavailable). Any sign that the
+//! database is back closes it: a probe that connects, or a connection
+//! that comes back healthy.
 
 use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::error::ConnectError;
+use crate::manager::ErrorClass;
 use crate::rt::Instant;
+
+/// How soon a failed attempt may be followed by the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pacing {
+    /// Down or full for now: with callers waiting, retry within
+    /// `connect_backoff_initial`.
+    Soon,
+    /// Retrying quickly cannot help (a permanent error, a connection that
+    /// arrived broken): always the full backoff.
+    Backoff,
+}
+
+/// What the pool holds when an attempt fails: whether callers could still
+/// be served without a new connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Holding {
+    pub(crate) idle: bool,
+    pub(crate) open: bool,
+}
 
 pub(crate) struct Breaker {
     enabled: bool,
@@ -20,8 +51,17 @@ pub(crate) struct Breaker {
     backoff: Backoff,
     failures: u32,
     last_error: Option<ConnectError>,
+    pacing: Pacing,
+    /// No attempt may start before this (the backoff).
     next_attempt: Option<Instant>,
+    /// With callers waiting, after a [`Pacing::Soon`] failure, an attempt
+    /// may start from this.
+    next_attempt_on_demand: Option<Instant>,
     open: bool,
+    /// Attempts started so far.
+    attempts: u64,
+    /// When the probe under way while open started.
+    probe_started: Option<Instant>,
 }
 
 impl Breaker {
@@ -32,8 +72,12 @@ impl Breaker {
             backoff,
             failures: 0,
             last_error: None,
+            pacing: Pacing::Backoff,
             next_attempt: None,
+            next_attempt_on_demand: None,
             open: false,
+            attempts: 0,
+            probe_started: None,
         }
     }
 
@@ -51,39 +95,187 @@ impl Breaker {
         self.last_error.as_ref()
     }
 
-    /// No attempt may start before this.
-    pub(crate) fn next_attempt(&self) -> Option<Instant> {
-        self.next_attempt
+    /// Attempts started so far: a waiter remembers the count when it
+    /// joins, so that only a failure it has not seen before fails it.
+    pub(crate) fn attempts(&self) -> u64 {
+        self.attempts
+    }
+
+    /// No attempt may start before this; `demand` when callers wait.
+    pub(crate) fn next_attempt(&self, demand: bool) -> Option<Instant> {
+        match (self.next_attempt, self.next_attempt_on_demand) {
+            (Some(backoff), Some(soon)) if demand => Some(backoff.min(soon)),
+            (next, _) => next,
+        }
+    }
+
+    /// An attempt starts now; returns its number.
+    pub(crate) fn start_attempt(&mut self, now: Instant) -> u64 {
+        self.attempts += 1;
+        if self.open {
+            self.probe_started = Some(now);
+        }
+        self.attempts
+    }
+
+    /// Whether a caller arriving while the breaker is open may wait for the
+    /// next probe instead of failing at once: the failures are worth
+    /// retrying soon, and no probe has been stuck for longer than the
+    /// largest backoff (a database that does not answer at all).
+    pub(crate) fn admits_waiters(&self, now: Instant) -> bool {
+        self.pacing == Pacing::Soon
+            && self
+                .probe_started
+                .is_none_or(|started| now.saturating_duration_since(started) < self.backoff.max)
     }
 
     /// Records a failed attempt; `true` when this failure opened the breaker.
     pub(crate) fn on_failure(
         &mut self,
         error: ConnectError,
+        pacing: Pacing,
         now: Instant,
-        idle_left: bool,
+        holding: Holding,
     ) -> bool {
+        let nothing_to_give = match error.class() {
+            ErrorClass::Full => !holding.open,
+            ErrorClass::Transient | ErrorClass::Permanent => !holding.idle,
+        };
         self.failures = self.failures.saturating_add(1);
         self.last_error = Some(error);
+        self.pacing = pacing;
+        self.probe_started = None;
         self.next_attempt = Some(now + self.backoff.delay(self.failures));
-        let opens = self.enabled && !self.open && !idle_left && self.failures >= self.threshold;
+        self.next_attempt_on_demand = (pacing == Pacing::Soon).then(|| {
+            // Equal jitter: soon, but not in step with other pools.
+            now + self.backoff.initial.mul_f64(0.5 + 0.5 * fastrand::f64())
+        });
+        let opens =
+            self.enabled && !self.open && nothing_to_give && self.failures >= self.threshold;
         self.open |= opens;
         opens
     }
 
-    /// Records a successful attempt; `true` when it closed the breaker.
+    /// The database is back (a connection opened and proved usable, or one
+    /// came back healthy): everything is forgotten. `true` when this closed
+    /// the breaker.
     pub(crate) fn on_success(&mut self) -> bool {
         let was_open = self.open;
-        *self = Self::new(self.enabled, self.threshold, self.backoff);
+        *self = Self {
+            attempts: self.attempts,
+            ..Self::new(self.enabled, self.threshold, self.backoff)
+        };
+        was_open
+    }
+
+    /// A connection opened but is not proven yet (it is validated before
+    /// its first use): the breaker closes, but the failures in a row are
+    /// kept, so that connections failing their first validation still back
+    /// off. `true` when this closed the breaker.
+    pub(crate) fn on_unproven(&mut self) -> bool {
+        let was_open = self.open;
+        self.open = false;
+        self.probe_started = None;
         was_open
     }
 
     /// Time until the next attempt: the retry hint while open. While an
     /// attempt is already under way, at least the shortest backoff.
-    pub(crate) fn retry_after(&self, now: Instant) -> Duration {
+    pub(crate) fn retry_after(&self, now: Instant, demand: bool) -> Duration {
         let until_next = self
-            .next_attempt
+            .next_attempt(demand)
             .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
         until_next.max(self.backoff.initial)
+    }
+}
+
+#[cfg(all(test, not(tidewater_shuttle)))]
+mod tests {
+    use super::*;
+
+    fn breaker() -> Breaker {
+        let backoff = Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(500),
+        };
+        Breaker::new(true, 3, backoff)
+    }
+
+    fn error(class: ErrorClass) -> ConnectError {
+        ConnectError::new(std::io::Error::other("refused"), class)
+    }
+
+    const NOTHING: Holding = Holding {
+        idle: false,
+        open: false,
+    };
+
+    #[test]
+    fn opens_after_the_threshold_with_nothing_to_give() {
+        let mut breaker = breaker();
+        let now = Instant::now();
+        let busy = Holding {
+            idle: false,
+            open: true,
+        };
+        for _ in 0..3 {
+            assert!(!breaker.on_failure(error(ErrorClass::Full), Pacing::Soon, now, busy));
+        }
+        assert!(
+            !breaker.is_open(),
+            "a full server while connections are open: callers wait"
+        );
+        assert!(breaker.on_failure(error(ErrorClass::Transient), Pacing::Soon, now, busy));
+        assert!(breaker.on_success());
+        assert_eq!(breaker.failures(), 0);
+    }
+
+    #[test]
+    fn callers_pull_the_next_attempt_in_only_after_soon_failures() {
+        let mut breaker = breaker();
+        let now = Instant::now();
+        for _ in 0..6 {
+            breaker.on_failure(error(ErrorClass::Transient), Pacing::Soon, now, NOTHING);
+        }
+        let soon = breaker.next_attempt(true).unwrap();
+        assert!(soon <= now + Duration::from_millis(10) && soon >= now + Duration::from_millis(5));
+        assert!(breaker.next_attempt(false).unwrap() >= soon);
+        assert!(breaker.admits_waiters(now));
+
+        breaker.on_failure(error(ErrorClass::Permanent), Pacing::Backoff, now, NOTHING);
+        assert_eq!(breaker.next_attempt(true), breaker.next_attempt(false));
+        assert!(
+            !breaker.admits_waiters(now),
+            "a permanent error fails callers at once"
+        );
+    }
+
+    #[test]
+    fn a_stuck_probe_stops_admitting_waiters() {
+        let mut breaker = breaker();
+        let now = Instant::now();
+        for _ in 0..3 {
+            breaker.on_failure(error(ErrorClass::Transient), Pacing::Soon, now, NOTHING);
+        }
+        assert!(breaker.is_open());
+        assert_eq!(breaker.start_attempt(now), 1);
+        assert!(breaker.admits_waiters(now + Duration::from_millis(499)));
+        assert!(!breaker.admits_waiters(now + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn an_unproven_connection_closes_but_keeps_the_streak() {
+        let mut breaker = breaker();
+        let now = Instant::now();
+        for _ in 0..3 {
+            breaker.on_failure(error(ErrorClass::Transient), Pacing::Backoff, now, NOTHING);
+        }
+        assert!(breaker.on_unproven());
+        assert!(!breaker.is_open());
+        assert_eq!(breaker.failures(), 3);
+        assert!(
+            breaker.on_failure(error(ErrorClass::Transient), Pacing::Backoff, now, NOTHING),
+            "the next failure opens it again"
+        );
     }
 }

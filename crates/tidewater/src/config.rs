@@ -22,7 +22,7 @@
 //! | `max_waiters` | 10 000 | 0 to 65 535 | callers that may wait at once for a connection to come back (beyond those a new connection is being opened for); more get `QueueFull` at once |
 //! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned, among those idle on the calling thread's core |
 //! | `max_connecting` | 2 | 1 to 100 | connection attempts in flight at once (no connection storms) |
-//! | `connect_backoff_initial` | 50 ms | 1 ms to 1 min | first retry delay ceiling after a transient connect failure |
+//! | `connect_backoff_initial` | 10 ms | 1 ms to 1 min | first retry delay ceiling after a failed connection attempt; while callers wait and the database is down or full, how soon it is tried again |
 //! | `connect_backoff_max` | 500 ms | `connect_backoff_initial` to 10 min | largest retry delay ceiling (full jitter below it) |
 //! | `breaker_enabled` | true | true, false | fail fast while the database is unreachable |
 //! | `breaker_failure_threshold` | 5 | 1 to 1 000 | consecutive connect failures (with no idle connection left) that open the breaker |
@@ -122,7 +122,9 @@ pub struct PoolConfig {
     pub idle_order: IdleOrder,
     /// Connection attempts in flight at once.
     pub max_connecting: u32,
-    /// First retry delay ceiling after a transient connect failure.
+    /// First retry delay ceiling after a failed connection attempt; while
+    /// callers wait and the database is down or full, how soon it is tried
+    /// again.
     #[serde(with = "duration")]
     pub connect_backoff_initial: Duration,
     /// Largest retry delay ceiling.
@@ -216,7 +218,7 @@ impl Default for PoolConfig {
             max_waiters: 10_000,
             idle_order: IdleOrder::Lifo,
             max_connecting: 2,
-            connect_backoff_initial: Duration::from_millis(50),
+            connect_backoff_initial: Duration::from_millis(10),
             connect_backoff_max: Duration::from_millis(500),
             breaker_enabled: true,
             breaker_failure_threshold: 5,

@@ -1,151 +1,237 @@
 //! Opening connections: the background tasks that connect, retry with
 //! backoff, and feed new connections to waiting callers.
 //!
-//! An opener holds one reservation in the pool's `opening` count (which,
-//! with the open connections, stays within `max_size`). It runs while
-//! [`Pool::wanted_openers`] wants it:
-//! callers are waiting, `min_idle` is short, or the breaker needs a probe.
-//! It holds only a weak reference to the pool between steps, so a dropped
-//! pool stops it.
+//! An opener holds one [`AttemptSlot`] (so the open connections and the
+//! attempts together stay within `max_size`, and the slot is given back
+//! however the task ends). It runs while [`Pool::wanted_openers`] wants
+//! it: callers are waiting, `min_idle` is short, or the breaker needs a
+//! probe. It holds only a weak reference to the pool between steps, so a
+//! dropped pool stops it.
+//!
+//! A connection that arrives broken, or fails its first validation, is a
+//! failed attempt like a connect error: it backs off, counts towards the
+//! breaker, and the callers' errors name it. Otherwise a server that
+//! accepts sessions and drops them at once would make the pool open
+//! connections in a tight loop.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
+use tokio::sync::Notify;
+
+use crate::breaker::{Holding, Pacing};
 use crate::error::{ConnectError, Error};
-use crate::manager::Manager;
-use crate::pool::{Pool, Shared, State};
+use crate::manager::{ErrorClass, Manager};
+use crate::pool::{Pool, Shared};
 use crate::rt::{self, Instant};
+use crate::slots::AttemptSlot;
+use crate::state::{Settled, State};
 use crate::stats::CloseReason;
 
 enum Step {
-    Connect,
+    /// Attempt number `n` starts now.
+    Connect(u64),
+    /// Not before this (or until callers start waiting).
     WaitUntil(Instant),
     Stop,
 }
 
-pub(crate) async fn run_opener<M: Manager>(pool: Weak<Shared<M>>, manager: Arc<M>) {
+pub(crate) async fn run_opener<M: Manager>(
+    pool: Weak<Shared<M>>,
+    manager: Arc<M>,
+    pacing: Arc<Notify>,
+    slot: AttemptSlot,
+) {
+    let mut slot = Some(slot);
     loop {
+        // Registered before the decision, so that callers starting to wait
+        // right after it still wake a backing-off opener.
+        let callers_came = pacing.notified();
+        let mut callers_came = std::pin::pin!(callers_came);
+        callers_came.as_mut().enable();
         let Some(shared) = pool.upgrade() else { return };
         let connect_timeout = shared.config.connect_timeout;
-        match Pool::from_shared(shared).with_state(|pool, state| next_step(pool, state)) {
+        let now = Instant::now();
+        let step = Pool::from_shared(shared)
+            .with_state(|pool, state| pool.next_step(state, &mut slot, now));
+        let attempt = match step {
             Step::Stop => return,
             Step::WaitUntil(at) => {
-                rt::sleep_until(at).await;
+                rt::sleep_until_or(at, callers_came).await;
                 continue;
             }
-            Step::Connect => {}
-        }
+            Step::Connect(attempt) => attempt,
+        };
         let started = Instant::now();
         let outcome = rt::timeout_at(started + connect_timeout, manager.connect()).await;
         let Some(shared) = pool.upgrade() else { return };
-        let outcome = match outcome {
-            Some(Ok(raw)) => Ok(raw),
-            Some(Err(error)) => {
-                let class = manager.classify(&error);
-                Err(ConnectError::new(error, class))
-            }
-            None => {
-                shared.stats.connect_timeouts.fetch_add(1, Relaxed);
-                Err(ConnectError::timed_out(connect_timeout))
-            }
-        };
         let pool = Pool::from_shared(shared);
         let now = Instant::now();
         match outcome {
-            Ok(raw) => {
-                if !pool.connected(raw, started, now) {
-                    return;
+            Some(Ok(mut raw)) => {
+                if manager.is_broken(&mut raw) {
+                    drop(raw);
+                    pool.arrival_failed(Some(attempt), None, now);
+                } else {
+                    let slot = slot.take().expect("an attempt holds its slot");
+                    pool.connected(raw, slot, started, now);
                 }
             }
-            Err(error) => pool.connect_failed(error, now),
+            Some(Err(error)) => {
+                let class = manager.classify(&error);
+                let pacing = match class {
+                    ErrorClass::Permanent => Pacing::Backoff,
+                    ErrorClass::Transient | ErrorClass::Full => Pacing::Soon,
+                };
+                pool.connect_failed(ConnectError::new(error, class), pacing, attempt, now);
+            }
+            None => {
+                pool.shared.stats.connect_timeouts.fetch_add(1, Relaxed);
+                let error = ConnectError::timed_out(connect_timeout);
+                pool.connect_failed(error, Pacing::Soon, attempt, now);
+            }
         }
-    }
-}
-
-/// Keep going (now, or once the backoff allows), or give the reservation back.
-fn next_step<M: Manager>(pool: &Pool<M>, state: &mut State<M::Connection>) -> Step {
-    if state.opening > pool.wanted_openers(state) {
-        state.opening -= 1;
-        return Step::Stop;
-    }
-    match state.breaker.next_attempt() {
-        Some(at) if at > Instant::now() => Step::WaitUntil(at),
-        _ => Step::Connect,
     }
 }
 
 impl<M: Manager> Pool<M> {
-    /// Adds a new connection (to the oldest waiter, or idle); `true` when
-    /// the opener should keep its reservation and go on.
-    fn connected(&self, raw: M::Connection, started: Instant, now: Instant) -> bool {
+    /// Under the lock: whether this opener goes on (with a slot reserved
+    /// for its next attempt), and when its next attempt may start.
+    fn next_step(
+        &self,
+        state: &mut State<M::Connection>,
+        slot: &mut Option<AttemptSlot>,
+        now: Instant,
+    ) -> Step {
+        let wanted = self.wanted_openers(state);
+        match slot {
+            Some(_) if self.shared.slots.counts().opening > wanted => {
+                *slot = None;
+                return Step::Stop;
+            }
+            Some(_) => {}
+            None => match self.shared.slots.reserve_attempt(wanted) {
+                Some(reserved) => *slot = Some(reserved),
+                None => return Step::Stop,
+            },
+        }
+        match state.breaker.next_attempt(state.waiters.len() > 0) {
+            Some(at) if at > now => Step::WaitUntil(at),
+            _ => Step::Connect(state.breaker.start_attempt(now)),
+        }
+    }
+
+    /// A new connection: to the oldest waiter, or idle. It proves the
+    /// database is back, unless the pool validates it before its first use
+    /// (`validate_after` 0): then only that validation does.
+    fn connected(&self, raw: M::Connection, slot: AttemptSlot, started: Instant, now: Instant) {
         let shared = &*self.shared;
         shared.stats.opened.fetch_add(1, Relaxed);
         shared
             .stats
             .create_time
             .record(now.saturating_duration_since(started));
-        let (waker, surplus, recovered, go_on) = self.with_state(|pool, state| {
-            let conn = pool.new_conn(state, raw, now);
-            state.opening -= 1;
-            let (waker, surplus, recovered) = if state.closed {
-                (None, Some((conn, CloseReason::PoolClosed)), false)
-            } else if state.size >= state.max_size {
-                (None, Some((conn, CloseReason::Resized)), false)
-            } else {
-                state.size += 1;
-                tracing::debug!(pool = %shared.name, connection = conn.id, "connection opened");
-                (
-                    pool.hand_over(state, conn, now),
-                    None,
-                    state.breaker.on_success(),
-                )
-            };
-            let go_on = state.opening < pool.wanted_openers(state);
-            if go_on {
-                state.opening += 1;
+        let proven = !shared.config.validate_after.is_zero();
+        let opened = self.with_state(|pool, state| {
+            // Under the lock: once the pool is closed, no connection joins.
+            if state.closed {
+                return Err((raw, CloseReason::PoolClosed));
             }
-            (waker, surplus, recovered, go_on)
+            let Some(open) = slot.into_open() else {
+                return Err((raw, CloseReason::Resized)); // shrank meanwhile
+            };
+            let conn = pool.new_conn(state, raw, open, now);
+            let closed = if proven {
+                state.broken_arrivals = 0;
+                state.breaker.on_success()
+            } else {
+                state.breaker.on_unproven()
+            };
+            Ok((conn, closed))
         });
-        if recovered {
-            shared.gauges.set_breaker_open(false);
+        let (conn, breaker_closed) = match opened {
+            Ok(opened) => opened,
+            Err((raw, reason)) => {
+                shared.stats.count_closed(reason, 1);
+                drop(raw);
+                return;
+            }
+        };
+        tracing::debug!(pool = %shared.name, connection = conn.id, "connection opened");
+        if breaker_closed {
             tracing::info!(pool = %shared.name, "database reachable again: circuit breaker closed");
         }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        if let Some((conn, reason)) = surplus {
-            self.discard(conn, reason);
-        }
-        go_on
+        self.deliver(conn, None, now);
     }
 
-    fn connect_failed(&self, error: ConnectError, now: Instant) {
+    /// A connection handed straight from its attempt to a caller passed its
+    /// first validation: the database is back for sure.
+    pub(crate) fn proven(&self) {
+        if self.shared.config.validate_after.is_zero() {
+            self.with_state(|_, state| {
+                state.broken_arrivals = 0;
+                state.breaker.on_success();
+            });
+        }
+    }
+
+    /// A new connection arrived broken (`attempt` is its attempt when the
+    /// opener found it), or failed its first validation (`detail`): a
+    /// failed attempt, paced by the full backoff.
+    pub(crate) fn arrival_failed(
+        &self,
+        attempt: Option<u64>,
+        detail: Option<String>,
+        now: Instant,
+    ) {
+        let error = self.with_state(|_, state| {
+            state.broken_arrivals = state.broken_arrivals.saturating_add(1);
+            ConnectError::arrived_broken(state.broken_arrivals, detail)
+        });
+        let attempt = attempt.unwrap_or_else(|| self.lock().breaker.attempts());
+        self.connect_failed(error, Pacing::Backoff, attempt, now);
+    }
+
+    /// A failed attempt: counted, paced, and passed on to the callers it
+    /// concerns: a permanent error to every waiter; while the breaker is
+    /// open, `Unavailable` to those who joined before the attempt started.
+    pub(crate) fn connect_failed(
+        &self,
+        error: ConnectError,
+        pacing: Pacing,
+        attempt: u64,
+        now: Instant,
+    ) {
         let shared = &*self.shared;
         let stats = &shared.stats;
         match error.class() {
-            crate::ErrorClass::Transient => stats.connect_errors_transient.fetch_add(1, Relaxed),
-            crate::ErrorClass::Permanent => stats.connect_errors_permanent.fetch_add(1, Relaxed),
-        };
-        let (wakers, opened, failures, retry_after) = self.with_state(|_, state| {
+            ErrorClass::Transient | ErrorClass::Full => &stats.connect_errors_transient,
+            ErrorClass::Permanent => &stats.connect_errors_permanent,
+        }
+        .fetch_add(1, Relaxed);
+        let (settled, opened, failures, retry_after) = self.with_state(|pool, state| {
+            let holding = Holding {
+                idle: shared.idle.len() > 0,
+                open: shared.slots.counts().open > 0,
+            };
             let opened = state
                 .breaker
-                .on_failure(error.clone(), now, shared.idle.len() > 0);
-            let wakers = if error.class().is_transient() {
-                Vec::new()
+                .on_failure(error.clone(), pacing, now, holding);
+            let settled = if error.class() == ErrorClass::Permanent {
+                pool.fail_waiters(state, u64::MAX, || Error::Connect(error.clone()))
+            } else if state.breaker.is_open() {
+                let unavailable = pool.unavailable(state, now);
+                let settled = pool.fail_waiters(state, attempt, || unavailable.clone());
+                let failed = settled.deliveries.len() as u64;
+                stats.rejected_unavailable.fetch_add(failed, Relaxed);
+                settled
             } else {
-                state
-                    .waiters
-                    .serve_all(|| Err(Error::Connect(error.clone())))
+                Settled::new()
             };
-            (
-                wakers,
-                opened,
-                state.breaker.failures(),
-                state.breaker.retry_after(now),
-            )
+            let retry_after = state.breaker.retry_after(now, state.waiters.len() > 0);
+            (settled, opened, state.breaker.failures(), retry_after)
         });
         if opened {
-            shared.gauges.set_breaker_open(true);
             stats.breaker_opened.fetch_add(1, Relaxed);
             tracing::error!(
                 pool = %shared.name, failures, %error, ?retry_after,
@@ -156,6 +242,6 @@ impl<M: Manager> Pool<M> {
         } else {
             tracing::debug!(pool = %shared.name, failures, %error, ?retry_after, "connection attempt failed");
         }
-        wakers.into_iter().for_each(std::task::Waker::wake);
+        settled.finish(self);
     }
 }

@@ -34,6 +34,18 @@ impl ConnectError {
         Self::new(ConnectTimedOut(after), ErrorClass::Transient)
     }
 
+    /// New connections that arrived broken (`validation` says how, when it
+    /// was their first validation that failed), `in_a_row` of them.
+    pub(crate) fn arrived_broken(in_a_row: u32, validation: Option<String>) -> Self {
+        Self::new(
+            ArrivedBroken {
+                in_a_row,
+                validation,
+            },
+            ErrorClass::Transient,
+        )
+    }
+
     /// Transient (worth retrying) or permanent.
     pub fn class(&self) -> ErrorClass {
         self.class
@@ -77,6 +89,31 @@ impl fmt::Display for ConnectTimedOut {
 }
 
 impl std::error::Error for ConnectTimedOut {}
+
+/// New connections that were unusable before their first use: the server
+/// (or a proxy or pooler in front of it) accepts sessions and drops them.
+#[derive(Debug)]
+struct ArrivedBroken {
+    in_a_row: u32,
+    /// The first validation's error, when that is how it showed.
+    validation: Option<String>,
+}
+
+impl fmt::Display for ArrivedBroken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.validation, self.in_a_row) {
+            (None, 1) => f.write_str("a new connection arrived broken"),
+            (None, n) => write!(f, "every new connection arrived broken, {n} in a row"),
+            (Some(error), 1) => write!(f, "a new connection failed its first validation: {error}"),
+            (Some(error), n) => write!(
+                f,
+                "every new connection failed its first validation, {n} in a row; last: {error}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ArrivedBroken {}
 
 /// Why `get()` returned no connection.
 ///

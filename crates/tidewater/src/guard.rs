@@ -8,6 +8,7 @@ use crate::idle::RecordKey;
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{self, Instant};
+use crate::slots::{OpenSlot, PingSlot};
 use crate::stats::CloseReason;
 
 const HOLDS: &str = "a guard holds its connection until dropped or detached";
@@ -16,6 +17,9 @@ const HOLDS: &str = "a guard holds its connection until dropped or detached";
 pub(crate) struct Conn<C> {
     pub(crate) raw: C,
     pub(crate) id: u64,
+    /// Its place in the pool's count of open connections, given back when
+    /// the connection is retired.
+    slot: OpenSlot,
     pub(crate) expires_at: Option<Instant>,
     /// When a caller last gave it back (drives `idle_timeout`).
     pub(crate) last_used: Instant,
@@ -24,23 +28,51 @@ pub(crate) struct Conn<C> {
     pub(crate) last_checked: Instant,
     /// Its session state must be reset before the next checkout.
     pub(crate) needs_reset: bool,
+    /// Just opened and handed straight to a caller: not used, not idle yet.
+    /// A fault found now (broken, or failing its first validation) is a
+    /// failed connection attempt, not a connection that wore out.
+    pub(crate) fresh: bool,
 }
 
 impl<C> Conn<C> {
-    pub(crate) fn new(raw: C, id: u64, now: Instant, expires_at: Option<Instant>) -> Self {
+    pub(crate) fn new(
+        raw: C,
+        id: u64,
+        slot: OpenSlot,
+        now: Instant,
+        expires_at: Option<Instant>,
+    ) -> Self {
         Self {
             raw,
             id,
+            slot,
             expires_at,
             last_used: now,
             last_checked: now,
             needs_reset: false,
+            fresh: true,
         }
     }
 
     pub(crate) fn expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
+
+    /// Takes the connection out of the pool's count (its slot is free at
+    /// once), to be closed for `reason` once no lock is held.
+    pub(crate) fn retire(self, reason: CloseReason) -> Retired<C> {
+        let Self { raw, id, slot, .. } = self;
+        drop(slot);
+        Retired { raw, id, reason }
+    }
+}
+
+/// A connection the pool no longer counts, on its way to being closed
+/// (dropped) once no lock is held.
+pub(crate) struct Retired<C> {
+    pub(crate) raw: C,
+    pub(crate) id: u64,
+    pub(crate) reason: CloseReason,
 }
 
 /// A connection out of the pool, with the record of who took it when.
@@ -48,6 +80,16 @@ pub(crate) struct Checkout<C> {
     pub(crate) conn: Conn<C>,
     pub(crate) record: RecordKey,
     pub(crate) since: Instant,
+}
+
+/// How a connection comes back to the pool.
+pub(crate) enum Return {
+    /// From a caller: its use time is recorded and its session state
+    /// looked at.
+    Used,
+    /// From a keepalive ping, not a use; until it is back it counts as idle
+    /// for `min_idle` (the slot says so).
+    Pinged(PingSlot),
 }
 
 /// How preparing a checked-out connection ended.
@@ -84,8 +126,8 @@ pub struct PooledConnection<M: Manager> {
     /// Set while preparing (an interruption discards the connection) or
     /// when preparation failed.
     discard_as: Option<CloseReason>,
-    /// Held by the keepalive task, not a caller.
-    keepalive: bool,
+    /// Held by a caller, or by the keepalive task.
+    holder: Return,
 }
 
 impl<M: Manager> PooledConnection<M> {
@@ -94,7 +136,7 @@ impl<M: Manager> PooledConnection<M> {
             pool,
             checkout: Some(checkout),
             discard_as: None,
-            keepalive: false,
+            holder: Return::Used,
         }
     }
 
@@ -138,16 +180,14 @@ impl<M: Manager> PooledConnection<M> {
     /// ```
     pub fn detach(mut self) -> M::Connection {
         let checkout = self.checkout.take().expect(HOLDS);
-        let (conn, reason) = self
-            .pool
-            .release(checkout, Some(CloseReason::Detached), false)
-            .expect("a detached connection is never kept");
-        self.pool.shared.stats.count_closed(reason, 1);
-        conn.raw
+        self.pool.detach(checkout)
     }
 
     /// Validates or resets the connection if it needs it, within the
-    /// acquire deadline.
+    /// acquire deadline. A connection just opened that turns out broken or
+    /// fails its first validation counts as a failed connection attempt
+    /// (backoff, breaker), so that a server dropping every new session
+    /// cannot make the pool open connections in a tight loop.
     pub(crate) async fn prepare(&mut self, deadline: Instant) -> Prepared {
         // Borrow the fields apart: cloning the pool here would cost two
         // atomic operations on a line every core writes to.
@@ -160,11 +200,15 @@ impl<M: Manager> PooledConnection<M> {
         let shared = &*pool.shared;
         let config = &shared.config;
         let Checkout { conn, since, .. } = checkout.as_mut().expect(HOLDS);
+        let fresh = std::mem::take(&mut conn.fresh);
         if conn.expired(*since) {
             *discard_as = Some(CloseReason::MaxLifetime);
             return Prepared::Discard;
         }
         if shared.manager.is_broken(&mut conn.raw) {
+            if fresh {
+                pool.arrival_failed(None, None, Instant::now());
+            }
             *discard_as = Some(CloseReason::Broken);
             return Prepared::Discard;
         }
@@ -186,6 +230,9 @@ impl<M: Manager> PooledConnection<M> {
             conn.needs_reset = false;
             conn.last_checked = Instant::now();
             *discard_as = None;
+            if fresh {
+                pool.proven();
+            }
             return Prepared::Ready { checked: true };
         }
         if outcome.is_none() && Instant::now() >= deadline {
@@ -208,14 +255,17 @@ impl<M: Manager> PooledConnection<M> {
             pool = %shared.name, connection = conn.id, reason = reason.as_str(), %error,
             "checkout check failed"
         );
+        if fresh && !reset {
+            pool.arrival_failed(None, Some(error), Instant::now());
+        }
         *discard_as = Some(reason);
         Prepared::Discard
     }
 
     /// Pings an idle connection for keepalive, then gives it back (or
     /// discards it when the ping fails).
-    pub(crate) async fn keepalive(mut self) {
-        self.keepalive = true;
+    pub(crate) async fn keepalive(mut self, ping: PingSlot) {
+        self.holder = Return::Pinged(ping);
         let _ = self.validate_now().await;
     }
 
@@ -278,11 +328,8 @@ impl<M: Manager> std::fmt::Debug for PooledConnection<M> {
 impl<M: Manager> Drop for PooledConnection<M> {
     fn drop(&mut self) {
         if let Some(checkout) = self.checkout.take() {
-            if let Some((conn, reason)) =
-                self.pool.release(checkout, self.discard_as, self.keepalive)
-            {
-                self.pool.discard(conn, reason);
-            }
+            let holder = std::mem::replace(&mut self.holder, Return::Used);
+            self.pool.release(checkout, holder, self.discard_as);
         }
     }
 }

@@ -146,6 +146,16 @@ impl HistogramSnapshot {
             .sum()
     }
 
+    /// With `zeros` more samples of zero (checkouts that never waited, which
+    /// are only counted).
+    pub(crate) fn with_zeros(mut self, zeros: u64) -> HistogramSnapshot {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; BUCKETS];
+        }
+        self.buckets[0] += zeros;
+        self
+    }
+
     /// The samples of both snapshots together.
     pub(crate) fn merge(mut self, other: &HistogramSnapshot) -> HistogramSnapshot {
         if self.buckets.is_empty() {

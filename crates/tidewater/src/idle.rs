@@ -6,9 +6,10 @@
 //! core: a thread takes from and returns to its home shard (its own cache
 //! lines, an uncontended lock), and steals from other shards only when its
 //! own is empty. Each shard also keeps the checkout records of connections
-//! taken from it (for leak reports) and the two hot-path statistics
-//! (checkouts served directly, and use time), so the fast path touches no
-//! line another core writes to.
+//! taken from it (for leak reports) and the statistics every checkout
+//! updates (checkouts served directly or after a wait, wait and use time),
+//! so neither the fast path nor a hand-off writes to a counter another core
+//! writes to.
 //!
 //! Order within a shard follows `idle_order` (LIFO by default), so reuse is
 //! most-recently-returned first per thread.
@@ -38,6 +39,8 @@ struct Shard<C> {
     /// Idle connections here, written under `state`, read without it.
     len: AtomicU32,
     acquired_direct: AtomicU64,
+    acquired_after_wait: AtomicU64,
+    wait_time: Histogram,
     use_time: Histogram,
 }
 
@@ -50,6 +53,8 @@ impl<C> Default for Shard<C> {
             }),
             len: AtomicU32::new(0),
             acquired_direct: AtomicU64::new(0),
+            acquired_after_wait: AtomicU64::new(0),
+            wait_time: Histogram::new(),
             use_time: Histogram::new(),
         }
     }
@@ -58,6 +63,15 @@ impl<C> Default for Shard<C> {
 struct ShardState<C> {
     idle: VecDeque<Conn<C>>,
     checkouts: Checkouts,
+}
+
+/// The checkout statistics the shards keep, added up.
+pub(crate) struct HotStats {
+    pub(crate) acquired_direct: u64,
+    pub(crate) acquired_after_wait: u64,
+    /// Checkouts that waited or validated (the direct ones not included).
+    pub(crate) wait_time: HistogramSnapshot,
+    pub(crate) use_time: HistogramSnapshot,
 }
 
 pub(crate) struct Shards<C> {
@@ -133,8 +147,33 @@ impl<C> Shards<C> {
         check_out(&mut self.lock(home), home, conn, caller, now)
     }
 
+    /// Hands a checked-out connection straight to another caller: its
+    /// record (kept where it is) now names `caller`. Returns the checkout,
+    /// and the record as it was.
+    pub(crate) fn hand_on(
+        &self,
+        record: RecordKey,
+        conn: Conn<C>,
+        caller: &'static Location<'static>,
+        now: Instant,
+    ) -> (Checkout<C>, Option<Record>) {
+        let before = self
+            .lock(record.shard as usize)
+            .checkouts
+            .hand_on(record.key, caller, now);
+        (
+            Checkout {
+                conn,
+                record,
+                since: now,
+            },
+            before,
+        )
+    }
+
     /// Makes `conn` idle in the home shard.
-    pub(crate) fn push(&self, conn: Conn<C>) {
+    pub(crate) fn push(&self, mut conn: Conn<C>) {
+        conn.fresh = false;
         let home = self.home();
         let mut state = self.lock(home);
         state.idle.push_back(conn);
@@ -150,7 +189,8 @@ impl<C> Shards<C> {
         let shard = record.shard as usize;
         let mut state = self.lock(shard);
         let removed = state.checkouts.remove(record.key);
-        if let Some(conn) = keep {
+        if let Some(mut conn) = keep {
+            conn.fresh = false;
             if shard != self.home() {
                 drop(state);
                 self.push(conn);
@@ -196,26 +236,40 @@ impl<C> Shards<C> {
             .fetch_add(1, Relaxed);
     }
 
+    /// Counts a checkout that waited for a connection or validated one,
+    /// and how long it took.
+    pub(crate) fn record_wait(&self, waited: Duration) {
+        let shard = &self.shards[self.home()];
+        shard.wait_time.record(waited);
+        shard.acquired_after_wait.fetch_add(1, Relaxed);
+    }
+
     /// Records how long a caller held a connection.
     pub(crate) fn record_use(&self, held: Duration) {
         self.shards[self.home()].use_time.record(held);
     }
 
-    /// Checkouts served straight from an idle connection, and the use-time
-    /// histogram, over all shards.
-    pub(crate) fn hot_stats(&self) -> (u64, HistogramSnapshot) {
-        let direct = self
-            .shards
-            .iter()
-            .map(|shard| shard.acquired_direct.load(Relaxed))
-            .sum();
-        let use_time = self
-            .shards
-            .iter()
-            .fold(HistogramSnapshot::default(), |all, shard| {
-                all.merge(&shard.use_time.snapshot(0))
-            });
-        (direct, use_time)
+    /// The checkout statistics over all shards.
+    pub(crate) fn hot_stats(&self) -> HotStats {
+        let sum = |counter: fn(&Shard<C>) -> &AtomicU64| {
+            self.shards
+                .iter()
+                .map(|shard| counter(shard).load(Relaxed))
+                .sum()
+        };
+        let merged = |histogram: fn(&Shard<C>) -> &Histogram| {
+            self.shards
+                .iter()
+                .fold(HistogramSnapshot::default(), |all, shard| {
+                    all.merge(&histogram(shard).snapshot(0))
+                })
+        };
+        HotStats {
+            acquired_direct: sum(|shard| &shard.acquired_direct),
+            acquired_after_wait: sum(|shard| &shard.acquired_after_wait),
+            wait_time: merged(|shard| &shard.wait_time),
+            use_time: merged(|shard| &shard.use_time),
+        }
     }
 
     /// Checkouts held longer than `threshold`, in all shards.
@@ -270,7 +324,9 @@ mod tests {
     }
 
     fn conn(id: u64) -> Conn<u64> {
-        Conn::new(id, id, Instant::now(), None)
+        let slots = crate::slots::Slots::new(1);
+        let slot = slots.reserve_attempt(1).unwrap().into_open().unwrap();
+        Conn::new(id, id, slot, Instant::now(), None)
     }
 
     /// Runs `f` on a fresh thread, which gets a home shard of its own.
@@ -340,7 +396,7 @@ mod tests {
                 shards.record_use(Duration::from_millis(1));
             });
         }
-        let (direct, use_time) = shards.hot_stats();
-        assert_eq!((direct, use_time.count()), (3, 3));
+        let stats = shards.hot_stats();
+        assert_eq!((stats.acquired_direct, stats.use_time.count()), (3, 3));
     }
 }

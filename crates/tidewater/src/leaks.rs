@@ -104,6 +104,22 @@ impl Checkouts {
         Some(record)
     }
 
+    /// The connection at `key` passes straight to another caller: its
+    /// record now names that caller and time. Returns the record as it was.
+    pub(crate) fn hand_on(
+        &mut self,
+        key: CheckoutKey,
+        caller: &'static Location<'static>,
+        since: Instant,
+    ) -> Option<Record> {
+        let record = self.slots.get_mut(key.0 as usize)?.as_mut()?;
+        let before = *record;
+        record.caller = caller;
+        record.since = since;
+        record.reported = false;
+        Some(before)
+    }
+
     /// Every checkout held longer than `threshold`.
     pub(crate) fn suspects(&self, now: Instant, threshold: Duration) -> Vec<LeakSuspect> {
         self.records()

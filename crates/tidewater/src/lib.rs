@@ -64,9 +64,11 @@
 // Maintenance is not started under the model check, so parts of it go unused there.
 #![cfg_attr(tidewater_shuttle, allow(dead_code))]
 
+mod acquire;
 pub mod alerts;
 mod backoff;
 mod breaker;
+mod checkin;
 pub mod config;
 mod connect;
 mod error;
@@ -84,6 +86,8 @@ mod pool;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod rt;
+mod slots;
+mod state;
 mod stats;
 mod view;
 mod waiters;

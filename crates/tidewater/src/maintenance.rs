@@ -1,13 +1,14 @@
-//! The pool's one background task: every `maintenance_interval` it closes
-//! idle connections past `idle_timeout` (down to `min_idle`) or past their
-//! lifetime, pings idle ones for keepalive, reports leak suspects, and
+//! The pool's one background task. It times out the callers whose
+//! `acquire_timeout` has passed, sleeping until the front of the queue's
+//! deadline (the queue is in deadline order, so one timer serves every
+//! waiter). And every `maintenance_interval` it closes idle connections
+//! past `idle_timeout` (down to `min_idle`) or past their lifetime, pings
+//! idle ones for keepalive, reports leak suspects, evaluates the alerts and
 //! starts connection attempts for `min_idle` and the breaker's probe. It
 //! ends when the pool is closed or dropped.
 
 use std::panic::Location;
 use std::sync::atomic::Ordering::Relaxed;
-
-use tokio::time::MissedTickBehavior;
 
 use crate::alerts::{self, Observation};
 use crate::guard::{Conn, PooledConnection};
@@ -18,18 +19,43 @@ use crate::stats::CloseReason;
 
 pub(crate) fn start<M: Manager>(pool: &Pool<M>) {
     let weak = pool.downgrade();
-    let mut ticker = tokio::time::interval(pool.shared.config.maintenance_interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let interval = pool.shared.config.maintenance_interval;
+    let sweep = pool.shared.sweep.clone();
     rt::spawn(async move {
-        ticker.tick().await;
+        let mut next_round = Instant::now() + interval;
         loop {
-            ticker.tick().await;
+            // Registered before the queue is looked at, so that a caller
+            // joining right after still wakes this task.
+            let woken = sweep.notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
             let Some(shared) = weak.upgrade() else { return };
-            if !run(&Pool::from_shared(shared)) {
-                return;
+            let pool = Pool::from_shared(shared);
+            let now = Instant::now();
+            if now >= next_round {
+                if !run(&pool) {
+                    return;
+                }
+                next_round = now + pool.shared.config.maintenance_interval;
             }
+            let wake_at = expire_waiters(&pool, now, next_round);
+            drop(pool);
+            rt::sleep_until_or(wake_at, woken).await;
         }
     });
+}
+
+/// Times out the callers whose deadline has passed; returns when to look
+/// again: at the next deadline in the queue, or at `next_round`.
+fn expire_waiters<M: Manager>(pool: &Pool<M>, now: Instant, next_round: Instant) -> Instant {
+    let (settled, wake_at) = pool.with_state(|pool, state| {
+        let (settled, next_deadline) = pool.expire(state, now);
+        let wake_at = next_deadline.map_or(next_round, |deadline| deadline.min(next_round));
+        state.sweep_at = Some(wake_at);
+        (settled, wake_at)
+    });
+    settled.finish(pool);
+    wake_at
 }
 
 /// One round of maintenance; `false` once the pool is closed.
@@ -40,21 +66,25 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
         if state.closed {
             return None;
         }
-        let idle = &pool.shared.idle;
+        let shared = &*pool.shared;
+        let idle = &shared.idle;
         let mut may_idle_out = idle.len().saturating_sub(config.min_idle);
-        let retired = idle.take_where(|conn, _| {
-            if conn.expired(now) {
-                return Some(CloseReason::MaxLifetime);
-            }
-            let idle_for = now.saturating_duration_since(conn.last_used);
-            let idled_out = config.idle_timeout.is_some_and(|limit| idle_for > limit);
-            if idled_out && may_idle_out > 0 {
-                may_idle_out -= 1;
-                return Some(CloseReason::IdleTimeout);
-            }
-            None
-        });
-        state.size -= retired.len() as u32;
+        let retired: Vec<_> = idle
+            .take_where(|conn, _| {
+                if conn.expired(now) {
+                    return Some(CloseReason::MaxLifetime);
+                }
+                let idle_for = now.saturating_duration_since(conn.last_used);
+                let idled_out = config.idle_timeout.is_some_and(|limit| idle_for > limit);
+                if idled_out && may_idle_out > 0 {
+                    may_idle_out -= 1;
+                    return Some(CloseReason::IdleTimeout);
+                }
+                None
+            })
+            .into_iter()
+            .map(|(conn, reason)| conn.retire(reason))
+            .collect();
         let due = |conn: &Conn<M::Connection>| {
             config.keepalive_interval.is_some_and(|interval| {
                 now.saturating_duration_since(conn.last_checked) >= interval
@@ -63,9 +93,13 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
         let pings: Vec<_> = idle
             .take_where(|conn, _| due(conn).then_some(()))
             .into_iter()
-            .map(|(conn, ())| idle.check_out(conn, Location::caller(), now))
+            .map(|(conn, ())| {
+                (
+                    idle.check_out(conn, Location::caller(), now),
+                    shared.slots.start_ping(),
+                )
+            })
             .collect();
-        state.pinging += pings.len() as u32;
         let leaks = match config.leak_detection_threshold {
             Some(threshold) => idle.report_new_leaks(now, threshold),
             None => Vec::new(),
@@ -76,8 +110,8 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
     let Some((retired, pings, leaks)) = work else {
         return false;
     };
-    for (conn, reason) in retired {
-        pool.discard(conn, reason);
+    for conn in retired {
+        pool.discard(conn);
     }
     for leak in leaks {
         pool.shared.stats.leaks_detected.fetch_add(1, Relaxed);
@@ -89,8 +123,8 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
             "connection held longer than leak_detection_threshold: possible leak"
         );
     }
-    for checkout in pings {
-        rt::spawn(PooledConnection::new(pool.clone(), checkout).keepalive());
+    for (checkout, ping) in pings {
+        rt::spawn(PooledConnection::new(pool.clone(), checkout).keepalive(ping));
     }
     evaluate_alerts(pool, now);
     #[cfg(feature = "metrics")]

@@ -6,24 +6,28 @@ use std::future::Future;
 ///
 /// ```
 /// use tidewater::ErrorClass;
-/// assert!(ErrorClass::Transient.is_transient());
+/// assert!(ErrorClass::Transient.is_transient() && ErrorClass::Full.is_transient());
 /// assert_eq!(ErrorClass::Permanent.to_string(), "permanent");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorClass {
     /// Worth retrying: refused, reset, server starting or shutting down,
-    /// too many connections, a timeout.
+    /// a timeout. The database is down for now.
     Transient,
+    /// Worth retrying: the server is up but has no room for another
+    /// connection ("too many clients"). The pool's open connections still
+    /// work, so callers wait for them rather than fail fast.
+    Full,
     /// Retrying cannot help: bad password, unknown database or role.
     /// Callers waiting for a connection get the error at once.
     Permanent,
 }
 
 impl ErrorClass {
-    /// `true` for [`ErrorClass::Transient`].
+    /// `true` for [`ErrorClass::Transient`] and [`ErrorClass::Full`].
     pub fn is_transient(self) -> bool {
-        self == Self::Transient
+        self != Self::Permanent
     }
 }
 
@@ -31,6 +35,7 @@ impl std::fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Transient => "transient",
+            Self::Full => "full",
             Self::Permanent => "permanent",
         })
     }

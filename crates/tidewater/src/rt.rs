@@ -13,13 +13,13 @@ use std::future::Future;
 #[cfg(not(tidewater_shuttle))]
 pub(crate) use std::sync::{
     Mutex, MutexGuard,
-    atomic::{AtomicBool, AtomicU64, fence},
+    atomic::{AtomicU32, AtomicU64, fence},
 };
 
 #[cfg(tidewater_shuttle)]
 pub(crate) use shuttle::sync::{
     Mutex, MutexGuard,
-    atomic::{AtomicBool, AtomicU64, fence},
+    atomic::{AtomicU32, AtomicU64, fence},
 };
 
 /// Runs `task` in the background.
@@ -50,6 +50,21 @@ pub(crate) async fn sleep_until(deadline: Instant) {
         let _ = deadline;
         shuttle::future::yield_now().await;
     }
+}
+
+/// Waits until `deadline`, or until `wake` completes, whichever is first.
+pub(crate) async fn sleep_until_or(deadline: Instant, wake: impl Future) {
+    let sleep = std::pin::pin!(sleep_until(deadline));
+    let wake = std::pin::pin!(wake);
+    let (mut sleep, mut wake) = (sleep, wake);
+    std::future::poll_fn(|cx| {
+        if sleep.as_mut().poll(cx).is_ready() || wake.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// How many idle shards a pool has: one per core the process may use.

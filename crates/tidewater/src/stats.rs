@@ -10,10 +10,11 @@ use std::sync::atomic::{
     Ordering::{Relaxed, SeqCst},
 };
 
-use crate::rt::{AtomicBool, AtomicU64 as SyncU64};
-use std::time::Duration;
+use crate::rt::AtomicU64 as SyncU64;
+use crate::slots::SlotCounts;
 
 use crate::histogram::{Histogram, HistogramSnapshot};
+use crate::idle::HotStats;
 
 /// The pool's numbers at one moment: attached to every error, and returned
 /// by [`Pool::status`](crate::Pool::status).
@@ -128,110 +129,94 @@ impl CloseReason {
     }
 }
 
-/// The pool's live numbers, written under the pool's lock and read without
-/// it. Size, waiters, attempts in flight and the size limit share one word,
-/// so a reader always sees them from the same moment. The idle count lives
-/// in the shards (`idle.rs`).
+/// What the pool's lock guards, published for readers without it: the
+/// number of waiters, the closed flag and the breaker, in one word written
+/// under the lock. The slot counts have their own word (`slots.rs`) and the
+/// idle count lives in the shards (`idle.rs`).
 ///
-/// `packed` and `closed` are also how a caller returning a connection
-/// without the pool's lock learns that someone waits, or that the pool
-/// closed or shrank: they are written and read sequentially consistent.
+/// It is also how a caller returning a connection without the pool's lock
+/// learns that someone waits or that the pool closed: written and read
+/// sequentially consistent.
 pub(crate) struct Gauges {
-    packed: SyncU64,
-    closed: AtomicBool,
-    breaker_open: AtomicBool,
+    word: SyncU64,
 }
 
-/// The numbers packed into [`Gauges`], each at most 65 535.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) size: u32,
-    pub(crate) waiters: u32,
-    pub(crate) opening: u32,
-    pub(crate) max_size: u32,
-}
-
-impl Counts {
-    fn pack(self) -> u64 {
-        let field = |v: u32| u64::from(v.min(0xFFFF));
-        field(self.size)
-            | field(self.waiters) << 16
-            | field(self.opening) << 32
-            | field(self.max_size) << 48
-    }
-
-    fn unpack(word: u64) -> Self {
-        let field = |shift: u32| ((word >> shift) & 0xFFFF) as u32;
-        Self {
-            size: field(0),
-            waiters: field(16),
-            opening: field(32),
-            max_size: field(48),
-        }
-    }
-}
+const WAITERS: u64 = 0xFFFF_FFFF;
+const CLOSED: u64 = 1 << 32;
+const BREAKER_OPEN: u64 = 1 << 33;
 
 impl Gauges {
-    pub(crate) fn new(counts: Counts) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            packed: SyncU64::new(counts.pack()),
-            closed: AtomicBool::new(false),
-            breaker_open: AtomicBool::new(false),
+            word: SyncU64::new(0),
         }
     }
 
-    pub(crate) fn publish(&self, counts: Counts, closed: bool) {
-        self.packed.store(counts.pack(), SeqCst);
-        self.closed.store(closed, SeqCst);
+    pub(crate) fn publish(&self, waiters: u32, closed: bool, breaker_open: bool) {
+        let word = u64::from(waiters)
+            | if closed { CLOSED } else { 0 }
+            | if breaker_open { BREAKER_OPEN } else { 0 };
+        self.word.store(word, SeqCst);
     }
 
-    pub(crate) fn counts(&self) -> Counts {
-        Counts::unpack(self.packed.load(SeqCst))
+    fn load(&self) -> u64 {
+        self.word.load(SeqCst)
+    }
+
+    pub(crate) fn waiters(&self) -> u32 {
+        (self.load() & WAITERS) as u32
     }
 
     pub(crate) fn closed(&self) -> bool {
-        self.closed.load(SeqCst)
+        self.load() & CLOSED != 0
+    }
+
+    pub(crate) fn breaker_open(&self) -> bool {
+        self.load() & BREAKER_OPEN != 0
     }
 
     /// An idle connection may be taken without the pool's lock: the pool
     /// is open and nobody waits (who would come first).
     pub(crate) fn may_take_idle(&self) -> bool {
-        self.counts().waiters == 0 && !self.closed()
+        self.load() & (WAITERS | CLOSED) == 0
     }
 
     /// Idle connections may owe something: to a waiter, to a closed pool,
     /// or to a pool that shrank.
-    pub(crate) fn needs_settling(&self) -> bool {
-        let counts = self.counts();
-        counts.waiters > 0 || counts.size > counts.max_size || self.closed()
-    }
-
-    pub(crate) fn set_breaker_open(&self, open: bool) {
-        self.breaker_open.store(open, Relaxed);
+    pub(crate) fn needs_settling(&self, slots: SlotCounts) -> bool {
+        self.load() & (WAITERS | CLOSED) != 0 || slots.open > slots.max
     }
 
     /// The status now.
-    pub(crate) fn status(&self, pool: &Arc<str>, idle: u32) -> PoolStatus {
-        self.status_of(pool, self.counts(), idle, self.breaker_open.load(Relaxed))
+    pub(crate) fn status(&self, pool: &Arc<str>, slots: SlotCounts, idle: u32) -> PoolStatus {
+        let word = self.load();
+        self.status_of(
+            pool,
+            slots,
+            (word & WAITERS) as u32,
+            idle,
+            word & BREAKER_OPEN != 0,
+        )
     }
 
     /// The status from numbers read elsewhere (under the pool's lock).
     pub(crate) fn status_of(
         &self,
         pool: &Arc<str>,
-        counts: Counts,
+        slots: SlotCounts,
+        waiters: u32,
         idle: u32,
         breaker_open: bool,
     ) -> PoolStatus {
-        let idle = idle.min(counts.size);
+        let idle = idle.min(slots.open);
         PoolStatus {
             pool: pool.clone(),
-            max_size: counts.max_size,
-            size: counts.size,
-            in_use: counts.size - idle,
+            max_size: slots.max,
+            size: slots.open,
+            in_use: slots.open - idle,
             idle,
-            opening: counts.opening,
-            waiters: counts.waiters,
+            opening: slots.opening,
+            waiters,
             breaker_open,
         }
     }
@@ -239,7 +224,6 @@ impl Gauges {
 
 /// The counters and histograms of one pool.
 pub(crate) struct Stats {
-    pub(crate) acquired_after_wait: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) rejected_unavailable: AtomicU64,
     pub(crate) rejected_queue_full: AtomicU64,
@@ -252,14 +236,12 @@ pub(crate) struct Stats {
     pub(crate) reset_failures: AtomicU64,
     pub(crate) leaks_detected: AtomicU64,
     pub(crate) breaker_opened: AtomicU64,
-    pub(crate) wait_time: Histogram,
     pub(crate) create_time: Histogram,
 }
 
 impl Stats {
     pub(crate) fn new() -> Self {
         Self {
-            acquired_after_wait: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             rejected_unavailable: AtomicU64::new(0),
             rejected_queue_full: AtomicU64::new(0),
@@ -272,15 +254,8 @@ impl Stats {
             reset_failures: AtomicU64::new(0),
             leaks_detected: AtomicU64::new(0),
             breaker_opened: AtomicU64::new(0),
-            wait_time: Histogram::new(),
             create_time: Histogram::new(),
         }
-    }
-
-    /// Counts a checkout that waited for a connection or validated one.
-    pub(crate) fn record_wait(&self, waited: Duration) {
-        self.wait_time.record(waited);
-        self.acquired_after_wait.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn count_closed(&self, reason: CloseReason, n: u64) {
@@ -291,16 +266,12 @@ impl Stats {
         self.closed[i].fetch_add(n, Relaxed);
     }
 
-    /// A snapshot, with the two hot-path figures the shards keep.
-    pub(crate) fn snapshot(
-        &self,
-        acquired_direct: u64,
-        use_time: HistogramSnapshot,
-    ) -> StatsSnapshot {
+    /// A snapshot, with the checkout figures the shards keep.
+    pub(crate) fn snapshot(&self, hot: HotStats) -> StatsSnapshot {
         let read = |counter: &AtomicU64| counter.load(Relaxed);
         StatsSnapshot {
-            acquired_direct,
-            acquired_after_wait: read(&self.acquired_after_wait),
+            acquired_direct: hot.acquired_direct,
+            acquired_after_wait: hot.acquired_after_wait,
             timeouts: read(&self.timeouts),
             rejected_unavailable: read(&self.rejected_unavailable),
             rejected_queue_full: read(&self.rejected_queue_full),
@@ -317,8 +288,8 @@ impl Stats {
             reset_failures: read(&self.reset_failures),
             leaks_detected: read(&self.leaks_detected),
             breaker_opened: read(&self.breaker_opened),
-            wait_time: self.wait_time.snapshot(acquired_direct),
-            use_time,
+            wait_time: hot.wait_time.with_zeros(hot.acquired_direct),
+            use_time: hot.use_time,
             create_time: self.create_time.snapshot(0),
         }
     }
@@ -416,26 +387,5 @@ impl StatsSnapshot {
     /// Failed connection attempts of either class.
     pub fn connect_errors(&self) -> u64 {
         self.connect_errors_transient + self.connect_errors_permanent
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_pack_and_unpack() {
-        let counts = Counts {
-            size: 50,
-            waiters: 65_535,
-            opening: 2,
-            max_size: 10_000,
-        };
-        assert_eq!(Counts::unpack(counts.pack()), counts);
-        let saturated = Counts {
-            waiters: 100_000,
-            ..counts
-        };
-        assert_eq!(Counts::unpack(saturated.pack()).waiters, 65_535);
     }
 }

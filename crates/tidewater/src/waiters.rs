@@ -1,41 +1,82 @@
-//! The FIFO queue of callers waiting for a connection.
+//! The queue of callers waiting for a connection, and the hand-off through
+//! which each receives one.
 //!
-//! Waiters live in a slab (a `Vec` whose free slots are reused), linked in
-//! arrival order by index, so joining, leaving from the middle (a cancelled
-//! caller) and being served are all O(1) and allocate nothing once the slab
-//! has grown to the peak number of waiters.
+//! Waiters live in a slab (a `Vec` whose free slots are reused), linked by
+//! index in order of their deadlines, so joining, leaving from the middle
+//! (a cancelled caller) and being taken off the front are O(1) and
+//! allocate nothing once the slab has grown to the peak number of waiters.
+//! Every caller gets the same `acquire_timeout`, so ordering by deadline
+//! is ordering by when `get()` was called: FIFO. A caller that joins again
+//! (its connection failed validation) keeps its deadline and so its place
+//! near the front; finding that place walks back from the tail, which
+//! normally stops at once. One timer, the pool's maintenance task, then
+//! serves every deadline: it only ever looks at the front.
 //!
-//! A waiter's slot belongs to its future: the pool only ever moves it from
-//! *waiting* to *served*; the future frees it, on completion or on drop.
+//! The pool takes a waiter off the queue under its lock and gives it its
+//! connection (or error) after releasing the lock, through the waiter's
+//! own one-shot channel (tokio's, lock-free), so that neither side takes a
+//! lock for the hand-off itself and the caller picks its connection up
+//! without touching the pool's lock again.
 
 use std::panic::Location;
-use std::task::Waker;
+
+use tokio::sync::oneshot;
+
+use crate::rt::Instant;
 
 const NONE: u32 = u32::MAX;
 
-/// A waiter's place in the queue, held by its future.
+/// A waiter's place in the queue, held by its future: the slot, and which
+/// of the waiters that used the slot it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct WaiterKey(u32);
+pub(crate) struct WaiterKey {
+    index: u32,
+    id: u32,
+}
+
+/// A caller waiting for a connection, as the queue keeps it.
+pub(crate) struct Waiter<T> {
+    /// Where its connection (or error) goes.
+    pub(crate) handoff: oneshot::Sender<T>,
+    /// Where it called `get()` (for the checkout record).
+    pub(crate) caller: &'static Location<'static>,
+    /// When it gives up.
+    pub(crate) deadline: Instant,
+    /// How many connection attempts had started when it joined: a failed
+    /// attempt that started after it joined is news to it.
+    pub(crate) attempts_seen: u64,
+}
+
+impl<T> Waiter<T> {
+    /// Gives the caller `value` (waking it); hands `value` back if the
+    /// caller has left.
+    pub(crate) fn give(self, value: T) -> Result<(), T> {
+        self.handoff.send(value)
+    }
+}
 
 enum Slot<T> {
     Free {
         next_free: u32,
     },
-    Waiting {
+    Queued {
         prev: u32,
         next: u32,
-        waker: Option<Waker>,
-        caller: &'static Location<'static>,
+        id: u32,
+        waiter: Waiter<T>,
     },
-    Served(T),
 }
 
+/// The waiters, ordered by deadline.
 pub(crate) struct WaiterQueue<T> {
     slots: Vec<Slot<T>>,
     head: u32,
     tail: u32,
     free: u32,
     len: u32,
+    /// The id of the next waiter (wrapping: a key is only compared with
+    /// the waiter in its own slot).
+    next_id: u32,
 }
 
 impl<T> WaiterQueue<T> {
@@ -46,21 +87,33 @@ impl<T> WaiterQueue<T> {
             tail: NONE,
             free: NONE,
             len: 0,
+            next_id: 0,
         }
     }
 
-    /// Callers still waiting (not yet served).
+    /// Callers waiting.
     pub(crate) fn len(&self) -> u32 {
         self.len
     }
 
-    /// Appends a waiter at the back; its waker comes with its first poll.
-    pub(crate) fn push(&mut self, caller: &'static Location<'static>) -> WaiterKey {
-        let slot = Slot::Waiting {
-            prev: self.tail,
-            next: NONE,
-            waker: None,
-            caller,
+    /// Adds a waiter after every waiter whose deadline is not later than
+    /// its own (normally at the back).
+    pub(crate) fn push(&mut self, waiter: Waiter<T>) -> WaiterKey {
+        let mut before = self.tail;
+        while before != NONE && self.waiter(before).deadline > waiter.deadline {
+            before = self.links(before).0;
+        }
+        let after = match before {
+            NONE => self.head,
+            index => self.links(index).1,
+        };
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let slot = Slot::Queued {
+            prev: before,
+            next: after,
+            id,
+            waiter,
         };
         let index = if self.free == NONE {
             self.slots.push(slot);
@@ -69,94 +122,68 @@ impl<T> WaiterQueue<T> {
             let index = self.free;
             match std::mem::replace(&mut self.slots[index as usize], slot) {
                 Slot::Free { next_free } => self.free = next_free,
-                _ => unreachable!("free list points at a used slot"),
+                Slot::Queued { .. } => unreachable!("the free list points at a queued slot"),
             }
             index
         };
-        match self.tail {
+        match before {
             NONE => self.head = index,
-            tail => self.set_next(tail, index),
+            before => self.set_next(before, index),
         }
-        self.tail = index;
+        match after {
+            NONE => self.tail = index,
+            after => self.set_prev(after, index),
+        }
         self.len += 1;
-        WaiterKey(index)
+        WaiterKey { index, id }
     }
 
-    /// Where the oldest waiter called `get()`.
-    pub(crate) fn front_caller(&self) -> Option<&'static Location<'static>> {
-        match self.slots.get(self.head as usize) {
-            Some(Slot::Waiting { caller, .. }) => Some(caller),
-            _ => None,
+    /// The waiter with the earliest deadline.
+    pub(crate) fn front(&self) -> Option<&Waiter<T>> {
+        (self.head != NONE).then(|| self.waiter(self.head))
+    }
+
+    /// Takes the waiter with the earliest deadline off the queue.
+    pub(crate) fn pop_front(&mut self) -> Option<Waiter<T>> {
+        (self.head != NONE).then(|| self.take(self.head))
+    }
+
+    /// Takes the front waiter off the queue if `pick` says so.
+    pub(crate) fn pop_front_if(
+        &mut self,
+        pick: impl FnOnce(&Waiter<T>) -> bool,
+    ) -> Option<Waiter<T>> {
+        if pick(self.front()?) {
+            self.pop_front()
+        } else {
+            None
         }
     }
 
-    /// Gives `value` to the oldest waiter and returns its waker, or hands
-    /// `value` back when nobody waits.
-    pub(crate) fn serve_front(&mut self, value: T) -> Result<Option<Waker>, T> {
-        if self.head == NONE {
-            return Err(value);
+    /// Takes the waiter at `key` off the queue if it is still there (its
+    /// slot may have been reused since it was taken off).
+    pub(crate) fn remove(&mut self, key: WaiterKey) -> bool {
+        let queued = matches!(
+            self.slots.get(key.index as usize),
+            Some(Slot::Queued { id, .. }) if *id == key.id
+        );
+        if queued {
+            drop(self.take(key.index));
         }
-        let index = self.head;
-        Ok(self.serve(index, value))
+        queued
     }
 
-    /// Gives every waiter a value made by `make`; returns their wakers.
-    pub(crate) fn serve_all(&mut self, mut make: impl FnMut() -> T) -> Vec<Waker> {
-        let mut wakers = Vec::with_capacity(self.len as usize);
-        while self.head != NONE {
-            wakers.extend(self.serve(self.head, make()));
-        }
-        wakers
-    }
-
-    fn serve(&mut self, index: u32, value: T) -> Option<Waker> {
-        self.unlink(index);
-        match std::mem::replace(&mut self.slots[index as usize], Slot::Served(value)) {
-            Slot::Waiting { waker, .. } => waker,
-            _ => unreachable!("served a slot that was not waiting"),
-        }
-    }
-
-    /// The waiter's future polls: its value if served (its slot is then
-    /// freed), else `None` after storing the newest waker.
-    pub(crate) fn poll(&mut self, key: WaiterKey, waker: &Waker) -> Option<T> {
-        match &mut self.slots[key.0 as usize] {
-            Slot::Waiting { waker: stored, .. } => {
-                match stored {
-                    Some(stored) if stored.will_wake(waker) => {}
-                    _ => *stored = Some(waker.clone()),
-                }
-                None
-            }
-            Slot::Served(_) => self.release(key),
-            Slot::Free { .. } => unreachable!("polled a freed waiter"),
-        }
-    }
-
-    /// The waiter's future is dropped: leave the queue, and give back the
-    /// value if it was already served.
-    pub(crate) fn cancel(&mut self, key: WaiterKey) -> Option<T> {
-        if matches!(self.slots[key.0 as usize], Slot::Waiting { .. }) {
-            self.unlink(key.0);
-        }
-        self.release(key)
-    }
-
-    fn release(&mut self, key: WaiterKey) -> Option<T> {
+    fn take(&mut self, index: u32) -> Waiter<T> {
         let freed = Slot::Free {
             next_free: self.free,
         };
-        self.free = key.0;
-        match std::mem::replace(&mut self.slots[key.0 as usize], freed) {
-            Slot::Served(value) => Some(value),
-            _ => None,
-        }
-    }
-
-    fn unlink(&mut self, index: u32) {
-        let Slot::Waiting { prev, next, .. } = self.slots[index as usize] else {
-            unreachable!("unlinked a slot that was not waiting")
+        let Slot::Queued {
+            prev, next, waiter, ..
+        } = std::mem::replace(&mut self.slots[index as usize], freed)
+        else {
+            unreachable!("took a free slot")
         };
+        self.free = index;
         match prev {
             NONE => self.head = next,
             prev => self.set_next(prev, next),
@@ -166,78 +193,106 @@ impl<T> WaiterQueue<T> {
             next => self.set_prev(next, prev),
         }
         self.len -= 1;
+        waiter
+    }
+
+    fn waiter(&self, index: u32) -> &Waiter<T> {
+        match &self.slots[index as usize] {
+            Slot::Queued { waiter, .. } => waiter,
+            Slot::Free { .. } => unreachable!("a link points at a free slot"),
+        }
+    }
+
+    fn links(&self, index: u32) -> (u32, u32) {
+        match self.slots[index as usize] {
+            Slot::Queued { prev, next, .. } => (prev, next),
+            Slot::Free { .. } => unreachable!("a link points at a free slot"),
+        }
     }
 
     fn set_next(&mut self, index: u32, value: u32) {
-        if let Slot::Waiting { next, .. } = &mut self.slots[index as usize] {
+        if let Slot::Queued { next, .. } = &mut self.slots[index as usize] {
             *next = value;
         }
     }
 
     fn set_prev(&mut self, index: u32, value: u32) {
-        if let Slot::Waiting { prev, .. } = &mut self.slots[index as usize] {
+        if let Slot::Queued { prev, .. } = &mut self.slots[index as usize] {
             *prev = value;
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(tidewater_shuttle)))]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    fn queue_with(n: usize) -> (WaiterQueue<usize>, Vec<WaiterKey>) {
-        let mut queue = WaiterQueue::new();
-        let keys = (0..n).map(|_| queue.push(Location::caller())).collect();
-        (queue, keys)
+    fn waiter(deadline: Instant) -> (Waiter<u32>, oneshot::Receiver<u32>) {
+        let (handoff, receiver) = oneshot::channel();
+        let waiter = Waiter {
+            handoff,
+            caller: Location::caller(),
+            deadline,
+            attempts_seen: 0,
+        };
+        (waiter, receiver)
+    }
+
+    fn deadlines(queue: &mut WaiterQueue<u32>) -> Vec<Instant> {
+        std::iter::from_fn(|| queue.pop_front().map(|w| w.deadline)).collect()
     }
 
     #[test]
-    fn serves_in_arrival_order() {
-        let (mut queue, keys) = queue_with(3);
-        for value in 0..3 {
-            assert!(queue.serve_front(value).is_ok());
+    fn serves_in_order_of_deadline() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut queue = WaiterQueue::new();
+        for ms in [10, 20, 30] {
+            queue.push(waiter(at(ms)).0);
         }
-        assert!(matches!(queue.serve_front(9), Err(9)));
-        for (value, key) in keys.into_iter().enumerate() {
-            assert_eq!(queue.poll(key, Waker::noop()), Some(value));
-        }
+        queue.push(waiter(at(15)).0); // joined again, with an earlier deadline
+        queue.push(waiter(at(1)).0);
+        queue.push(waiter(at(30)).0); // a tie keeps arrival order: after the other 30
+        assert_eq!(queue.len(), 6);
+        assert_eq!(
+            deadlines(&mut queue),
+            [1, 10, 15, 20, 30, 30].map(at).to_vec()
+        );
         assert_eq!(queue.len(), 0);
     }
 
     #[test]
-    fn cancelling_from_the_middle_keeps_the_order() {
-        let (mut queue, keys) = queue_with(4);
-        assert_eq!(queue.cancel(keys[1]), None);
-        assert_eq!(queue.cancel(keys[3]), None);
+    fn leaving_from_the_middle_keeps_the_order() {
+        let t0 = Instant::now();
+        let mut queue = WaiterQueue::new();
+        let mut keys = Vec::new();
+        let mut receivers = Vec::new();
+        for ms in 0..4 {
+            let (waiter, receiver) = waiter(t0 + Duration::from_millis(ms));
+            receivers.push(receiver);
+            keys.push(queue.push(waiter));
+        }
+        assert!(queue.remove(keys[1]));
+        assert!(!queue.remove(keys[1]), "already gone");
+        assert!(queue.remove(keys[3]));
         assert_eq!(queue.len(), 2);
-        queue.serve_front(10).unwrap();
-        queue.serve_front(20).unwrap();
-        assert_eq!(queue.poll(keys[0], Waker::noop()), Some(10));
-        assert_eq!(queue.poll(keys[2], Waker::noop()), Some(20));
+        queue.pop_front().unwrap().give(7).unwrap();
+        assert_eq!(receivers[0].try_recv(), Ok(7));
+        // A slot reused by a new waiter is not removed under the old key.
+        let (newcomer, _receiver) = waiter(t0);
+        let reused = queue.push(newcomer);
+        assert!(!queue.remove(keys[0]));
+        assert!(queue.remove(reused));
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.slots.len(), 4, "freed slots are reused");
     }
 
     #[test]
-    fn a_served_waiter_that_cancels_gives_its_value_back() {
-        let (mut queue, keys) = queue_with(2);
-        queue.serve_front(7).unwrap();
-        assert_eq!(queue.cancel(keys[0]), Some(7));
-        assert_eq!(queue.poll(keys[1], Waker::noop()), None);
-    }
-
-    #[test]
-    fn freed_slots_are_reused() {
-        let (mut queue, keys) = queue_with(2);
-        queue.cancel(keys[0]);
-        queue.cancel(keys[1]);
-        let again = queue.push(Location::caller());
-        assert!(again == keys[0] || again == keys[1]);
-        assert_eq!(queue.slots.len(), 2);
-        assert_eq!(queue.poll(again, Waker::noop()), None);
-        assert_eq!(
-            queue.serve_all(|| 1).len(),
-            1,
-            "the waker stored by the poll"
-        );
-        assert_eq!(queue.poll(again, Waker::noop()), Some(1));
+    fn a_value_for_a_caller_who_left_comes_back() {
+        let (waiter, receiver) = waiter(Instant::now());
+        drop(receiver);
+        assert_eq!(waiter.give(9), Err(9));
     }
 }

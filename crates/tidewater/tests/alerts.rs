@@ -218,8 +218,16 @@ async fn an_unreachable_database_fires_both_database_alerts_which_resolve_after_
     );
     assert_eq!(received.of(AlertName::ConnectErrorsRising), [true]);
 
+    assert!(
+        matches!(
+            waiter.await.unwrap(),
+            Err(tidewater::Error::Unavailable { .. })
+        ),
+        "the waiting caller learned it when the breaker opened"
+    );
+
     script.set_down(None);
-    waiter.await.unwrap().unwrap();
+    drop(pool.get().await.unwrap());
     pass(Duration::from_secs(150)).await;
     assert_eq!(received.of(AlertName::DatabaseUnreachable), [true, false]);
     assert_eq!(received.of(AlertName::ConnectErrorsRising), [true, false]);

@@ -7,23 +7,11 @@
 use std::time::Duration;
 
 use tidewater::{Error, ErrorClass, PoolConfig};
-use tidewater_testkit::{ConnectStep, scripted_pool, settle, spawn_get};
+use tidewater_testkit::{CheckStep, ConnectStep, scripted_pool, settle, spawn_get};
 use tokio::time::Instant;
 
-/// Polls `condition` as tokio's paused clock moves on, for at most `limit`.
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(start_paused = true)]
-async fn transient_errors_are_retried_with_growing_backoff() {
+async fn transient_errors_are_retried_soon_while_a_caller_waits() {
     let (pool, script) = scripted_pool(PoolConfig::default());
     for _ in 0..3 {
         script.push_connect(ConnectStep::Fail(ErrorClass::Transient));
@@ -31,15 +19,30 @@ async fn transient_errors_are_retried_with_growing_backoff() {
     let start = Instant::now();
     let conn = pool.get().await.unwrap();
     assert_eq!((script.attempts(), script.opened()), (4, 1));
-    // Full jitter: each delay lies between zero and 50, 100, 200 ms.
-    assert!(
-        start.elapsed() <= Duration::from_millis(350),
-        "{:?}",
-        start.elapsed()
-    );
+    // With a caller waiting, each retry comes within 10 ms of the failure
+    // (connect_backoff_initial).
+    let waited = start.elapsed();
+    assert!(waited <= Duration::from_millis(30), "{waited:?}");
     let stats = pool.stats();
     assert_eq!((stats.connect_errors_transient, stats.opened), (3, 1));
     drop(conn);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_callers_the_backoff_grows() {
+    let config = PoolConfig {
+        min_idle: 1,
+        breaker_enabled: false,
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    script.set_down(Some(ErrorClass::Transient));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Full jitter below 10, 20, 40 ... 500 ms: about 45 attempts in 10 s,
+    // against about 1 300 if every retry came as soon as with callers.
+    let attempts = script.attempts();
+    assert!((20..=150).contains(&attempts), "{attempts} attempts");
+    assert_eq!(pool.status().size, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -162,7 +165,8 @@ async fn a_burst_of_callers_opens_at_most_max_connecting_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_breaker_fails_fast_while_the_database_is_down_and_closes_when_it_returns() {
+async fn the_breaker_fails_callers_fast_while_the_database_is_down_and_serves_them_when_it_returns()
+{
     let config = PoolConfig {
         acquire_timeout: Duration::from_secs(60),
         breaker_failure_threshold: 3,
@@ -170,20 +174,36 @@ async fn the_breaker_fails_fast_while_the_database_is_down_and_closes_when_it_re
     };
     let (pool, script) = scripted_pool(config);
     script.set_down(Some(ErrorClass::Transient));
-    let queued = spawn_get(&pool);
-    eventually(Duration::from_secs(5), || pool.status().breaker_open).await;
-    assert_eq!(script.attempts(), 3);
-    assert_eq!(pool.stats().breaker_opened, 1);
 
+    // The caller waiting when the breaker opens learns it then, not after
+    // its 60 s: three attempts, each within 10 ms of the last.
     let start = Instant::now();
-    let error = pool.get().await.unwrap_err();
-    assert_eq!(
-        start.elapsed(),
-        Duration::ZERO,
-        "failed fast instead of queueing"
+    let error = spawn_get(&pool).await.unwrap().unwrap_err();
+    assert!(
+        start.elapsed() <= Duration::from_millis(30),
+        "{:?}",
+        start.elapsed()
     );
     let Error::Unavailable {
-        cause,
+        cause, failures, ..
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
+    assert_eq!(cause.to_string(), "connection refused (transient)");
+    assert_eq!(*failures, 3);
+    assert!(pool.status().breaker_open);
+    assert_eq!((script.attempts(), pool.stats().breaker_opened), (3, 1));
+
+    // A caller arriving now waits for the next probe only, and fails with it.
+    let start = Instant::now();
+    let error = pool.get().await.unwrap_err();
+    assert!(
+        start.elapsed() <= Duration::from_millis(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let Error::Unavailable {
         failures,
         retry_after,
         ..
@@ -191,34 +211,134 @@ async fn the_breaker_fails_fast_while_the_database_is_down_and_closes_when_it_re
     else {
         panic!("{error:?}")
     };
-    assert_eq!(cause.to_string(), "connection refused (transient)");
-    assert_eq!(*failures, 3);
-    assert!(*retry_after >= Duration::from_millis(50) && *retry_after <= Duration::from_secs(2));
+    assert_eq!(*failures, 4, "failed by an attempt made after it came");
+    assert!(
+        *retry_after >= Duration::from_millis(10) && *retry_after <= Duration::from_millis(500)
+    );
     assert_eq!(error.retry_after(), Some(*retry_after));
     assert!(error.is_retryable());
     assert!(
         error
             .to_string()
-            .starts_with("database unavailable: 3 connection attempts in a row failed")
+            .starts_with("database unavailable: 4 connection attempts in a row failed"),
+        "{error}"
     );
-    assert_eq!(pool.stats().rejected_unavailable, 1);
+    assert_eq!(pool.stats().rejected_unavailable, 2);
 
+    // Nobody waiting: a single probe, backing off up to 500 ms.
     script.reset_peak_connecting();
+    let before = script.attempts();
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(script.peak_connecting(), 1, "a single probe while open");
-    assert!(
-        !queued.is_finished(),
-        "callers queued before the breaker opened keep waiting"
-    );
+    let probes = script.attempts() - before;
+    assert!((40..=400).contains(&probes), "{probes} probes in 20 s");
 
+    // The database returns: the next caller pulls the probe in and gets
+    // its connection.
     script.set_down(None);
-    eventually(Duration::from_secs(3), || !pool.status().breaker_open).await;
-    assert_eq!(
-        queued.await.unwrap().unwrap(),
-        1,
-        "the queued caller got the probe's connection"
+    let start = Instant::now();
+    let conn = pool.get().await.unwrap();
+    assert!(
+        start.elapsed() <= Duration::from_millis(10),
+        "{:?}",
+        start.elapsed()
     );
-    drop(pool.get().await.unwrap());
+    assert!(!pool.status().breaker_open);
+    drop(conn);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_permanent_error_the_open_breaker_fails_callers_at_once() {
+    let config = PoolConfig {
+        breaker_failure_threshold: 1,
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    script.set_down(Some(ErrorClass::Permanent));
+    assert!(matches!(pool.get().await, Err(Error::Connect(_))));
+    assert!(pool.status().breaker_open);
+    let start = Instant::now();
+    let error = pool.get().await.unwrap_err();
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    assert_eq!(start.elapsed(), Duration::ZERO, "no probe can help soon");
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_a_probe_hangs_callers_fail_at_once() {
+    let config = PoolConfig {
+        breaker_failure_threshold: 1,
+        connect_timeout: Duration::from_secs(5),
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    script.push_connect(ConnectStep::Fail(ErrorClass::Transient));
+    assert!(matches!(pool.get().await, Err(Error::Unavailable { .. })));
+    script.push_connect(ConnectStep::Hang);
+    let first = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let start = Instant::now();
+            (pool.get().await.map(drop), start.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let start = Instant::now();
+    let error = pool.get().await.unwrap_err();
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "the probe has hung for 600 ms"
+    );
+    let (outcome, waited) = first.await.unwrap();
+    assert!(
+        matches!(outcome, Err(Error::Unavailable { .. })),
+        "{outcome:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(5),
+        "waited for the hung probe: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_coming_back_healthy_closes_the_breaker() {
+    let config = PoolConfig {
+        max_size: 2,
+        breaker_failure_threshold: 1,
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    let held = pool.get().await.unwrap();
+    script.set_down(Some(ErrorClass::Transient));
+    let error = spawn_get(&pool).await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    assert!(pool.status().breaker_open);
+    drop(held); // the database answered on it: it is back
+    assert!(!pool.status().breaker_open);
+    let conn = pool.get().await.expect("the connection that came back");
+    assert_eq!(conn.id(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_server_opens_no_breaker_while_the_pools_connections_work() {
+    let config = PoolConfig {
+        max_size: 2,
+        breaker_failure_threshold: 1,
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    let held = pool.get().await.unwrap();
+    script.set_down(Some(ErrorClass::Full));
+    let waiter = spawn_get(&pool);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(script.attempts() > 10, "kept trying for the waiting caller");
+    assert!(!pool.status().breaker_open);
+    assert!(!waiter.is_finished(), "waits for the connection in use");
+    drop(held);
+    assert_eq!(waiter.await.unwrap().unwrap(), 1);
+    let stats = pool.stats();
+    assert_eq!(stats.connect_errors_transient, stats.connect_errors());
 }
 
 #[tokio::test(start_paused = true)]
@@ -240,24 +360,123 @@ async fn the_breaker_can_be_turned_off() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn idle_connections_are_still_served_while_the_breaker_is_open() {
+async fn an_idle_connection_keeps_the_breaker_closed() {
     let config = PoolConfig {
         max_size: 2,
+        min_idle: 2,
         breaker_failure_threshold: 1,
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
-    let held = pool.get().await.unwrap();
+    settle().await;
+    assert_eq!(pool.status().idle, 2);
+    let broken = pool.get().await.unwrap();
+    let broken_id = broken.id();
+    broken.set_broken();
     script.set_down(Some(ErrorClass::Transient));
-    let waiter = spawn_get(&pool);
-    eventually(Duration::from_secs(1), || pool.status().breaker_open).await;
-    drop(held); // the queued caller takes it, then gives it back
-    waiter.await.unwrap().unwrap();
-    assert_eq!(pool.status().idle, 1);
-    let conn = pool
-        .get()
-        .await
-        .expect("an idle connection is served even with the breaker open");
+    drop(broken); // min_idle wants it replaced; every attempt fails
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(script.attempts() >= 5, "{} attempts", script.attempts());
+    assert!(!pool.status().breaker_open, "callers can still be served");
+    let conn = pool.get().await.expect("the idle connection");
+    assert_ne!(conn.id(), broken_id);
+}
+
+/// Runs gets for `run` (a caller every 10 ms), and returns their errors.
+async fn keep_calling(
+    pool: &tidewater::Pool<tidewater_testkit::ScriptedManager>,
+    run: Duration,
+) -> Vec<Error> {
+    let end = Instant::now() + run;
+    let mut errors = Vec::new();
+    while Instant::now() < end {
+        if let Err(error) = pool.get().await {
+            errors.push(error);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    errors
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_that_arrive_broken_back_off_open_the_breaker_and_say_so() {
+    let config = PoolConfig {
+        acquire_timeout: Duration::from_secs(2),
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    script.set_arrive_broken(true);
+    let errors = keep_calling(&pool, Duration::from_secs(2)).await;
+    let attempts = script.attempts();
+    assert!(attempts <= 30, "{attempts} connection attempts in 2 s");
     assert!(pool.status().breaker_open);
-    drop(conn);
+    assert_eq!(pool.stats().breaker_opened, 1);
+    let last = errors.last().expect("the callers failed");
+    let Error::Unavailable { cause, .. } = last else {
+        panic!("{last:?}")
+    };
+    let said = cause.to_string();
+    assert!(
+        said.starts_with("every new connection arrived broken, ")
+            && said.ends_with(" in a row (transient)"),
+        "{said}"
+    );
+    assert_eq!(pool.status().size, 0);
+    assert_eq!(script.alive(), 0, "each broken arrival was closed");
+
+    // The server stops dropping sessions: the probe's connection closes
+    // the breaker.
+    script.set_arrive_broken(false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!pool.status().breaker_open);
+    drop(pool.get().await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_breaker_a_broken_arrival_still_backs_off_and_the_timeout_names_it() {
+    let config = PoolConfig {
+        acquire_timeout: Duration::from_secs(2),
+        breaker_enabled: false,
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    script.set_arrive_broken(true);
+    let error = pool.get().await.unwrap_err();
+    assert!(script.attempts() <= 30, "{} attempts", script.attempts());
+    assert!(
+        error
+            .to_string()
+            .contains("every new connection arrived broken, "),
+        "{error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_connections_failing_their_first_validation_back_off_like_broken_ones() {
+    let config = PoolConfig {
+        acquire_timeout: Duration::from_secs(2),
+        validate_after: Duration::ZERO,
+        breaker_enabled: false,
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    for _ in 0..1000 {
+        script.push_validate(CheckStep::Fail);
+    }
+    let error = pool.get().await.unwrap_err();
+    let attempts = script.attempts();
+    assert!(attempts <= 30, "{attempts} attempts");
+    assert_eq!(
+        script.validations(),
+        attempts,
+        "each new connection was validated once"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("every new connection failed its first validation, ")
+            && error.to_string().contains("; last: scripted check failure"),
+        "{error}"
+    );
+    assert_eq!(pool.stats().validation_failures, attempts);
 }

@@ -179,15 +179,22 @@ impl World {
         drop(get);
     }
 
-    /// Once every caller is done, lets the openers finish: they stop, and
-    /// a connection one opened after all (for a pool that closed) is
-    /// closed. Unlocking the pool is a scheduling point, so a connection may
-    /// still be on its way out just after the pool stopped counting it.
+    /// Once every caller is done, lets the openers finish: they stop, a
+    /// connection one opened is handed on (the pool takes a waiter off the
+    /// queue under its lock and gives it the connection after unlocking,
+    /// so for a moment it is neither idle nor held), and a connection one
+    /// opened after all (for a pool that closed) is closed. Unlocking the
+    /// pool is a scheduling point, so a connection may still be on its way
+    /// out just after the pool stopped counting it. A connection really
+    /// lost never settles.
     async fn quiesce(&self) {
         let mut rounds = 0;
         loop {
             let status = self.pool.status();
-            if status.opening == 0 && self.counts.alive() == u64::from(status.size) {
+            if status.opening == 0
+                && status.in_use == 0
+                && self.counts.alive() == u64::from(status.size)
+            {
                 return;
             }
             rounds += 1;

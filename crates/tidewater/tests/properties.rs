@@ -724,19 +724,27 @@ impl Harness {
 
         // No capacity lost: max_size callers at once all get a connection
         // within acquire_timeout (the clock runs by itself from here).
+        // While scripted failures are left, a caller may rightly fail (the
+        // breaker fails those waiting when an attempt fails); each such
+        // failure spends one, and the caller tries again.
         let max_size = status.max_size;
         for _ in 0..max_size {
             self.spawn_get(Kind::Driver);
         }
-        for mut get in std::mem::take(&mut self.pending) {
-            let outcome = (&mut get.outcome).await.expect("a get task reports");
-            match self.account(outcome, Kind::Driver)? {
-                Received::Guard(guard) => self.held.push(guard),
-                _ => {
-                    return Err(TestCaseError::fail(format!(
-                        "capacity lost: a get failed ({})",
-                        self.pool.status()
-                    )));
+        while !self.pending.is_empty() {
+            self.sync_attempts();
+            let failures_left = self.queued_failures;
+            for mut get in std::mem::take(&mut self.pending) {
+                let outcome = (&mut get.outcome).await.expect("a get task reports");
+                match self.account(outcome, Kind::Driver)? {
+                    Received::Guard(guard) => self.held.push(guard),
+                    _ if failures_left > 0 => self.spawn_get(Kind::Driver),
+                    _ => {
+                        return Err(TestCaseError::fail(format!(
+                            "capacity lost: a get failed ({})",
+                            self.pool.status()
+                        )));
+                    }
                 }
             }
         }

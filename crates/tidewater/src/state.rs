@@ -1,0 +1,383 @@
+//! The pool's locked state, and the rules that change it.
+//!
+//! [`State`] holds what needs the pool's one mutex: the waiter queue, the
+//! closed flag, the circuit breaker and the next connection id. The slot
+//! counts (`slots.rs`) and idle connections (`idle.rs`) live outside it but
+//! change under it whenever a rule here reads them. Every function here
+//! runs with the lock held and does no I/O; what it leaves to do once the
+//! lock is released (giving connections or errors to waiters, closing
+//! connections) comes back as a [`Settled`].
+//!
+//! The rules, and where they live:
+//! - joining the queue or taking the idle connection it finds: [`Pool::join`];
+//! - whether a connection must be closed rather than kept: [`Pool::must_go`];
+//! - what idle connections owe the queue and a closed or shrunk pool:
+//!   [`Pool::settle`];
+//! - callers whose deadline passed: [`Pool::expire`];
+//! - how many connection attempts to run: [`Pool::wanted_openers`].
+
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+
+use tokio::sync::oneshot;
+
+use crate::breaker::Breaker;
+use crate::error::Error;
+use crate::guard::{Checkout, Conn, Retired};
+use crate::manager::Manager;
+use crate::pool::Pool;
+use crate::rt::{Instant, fence};
+use crate::slots::OpenSlot;
+use crate::stats::{CloseReason, PoolStatus};
+use crate::waiters::{Waiter, WaiterKey, WaiterQueue};
+
+/// What a waiter receives: a connection, or why none came.
+pub(crate) type Served<C> = Result<Checkout<C>, Error>;
+
+/// Everything behind the pool's lock.
+pub(crate) struct State<C> {
+    pub(crate) waiters: WaiterQueue<Served<C>>,
+    pub(crate) closed: bool,
+    pub(crate) breaker: Breaker,
+    /// New connections that arrived broken in a row (for the error).
+    pub(crate) broken_arrivals: u32,
+    next_id: u64,
+    /// When the maintenance task looks at the queue next, while it sleeps.
+    pub(crate) sweep_at: Option<Instant>,
+}
+
+impl<C> State<C> {
+    pub(crate) fn new(breaker: Breaker) -> Self {
+        Self {
+            waiters: WaiterQueue::new(),
+            closed: false,
+            breaker,
+            broken_arrivals: 0,
+            next_id: 0,
+            sweep_at: None,
+        }
+    }
+}
+
+/// What a caller found under the lock.
+pub(crate) enum Joined<C> {
+    /// An idle connection, checked out to it.
+    Idle(Checkout<C>),
+    /// A place in the queue; the connection will arrive through the
+    /// channel whose sender the caller passed.
+    Queued(WaiterKey),
+}
+
+/// What a change under the pool's lock leaves to do once it is released.
+#[must_use = "waiters to serve and connections to close"]
+pub(crate) struct Settled<C> {
+    pub(crate) deliveries: Vec<(Waiter<Served<C>>, Served<C>)>,
+    pub(crate) gone: Vec<Retired<C>>,
+}
+
+impl<C> Settled<C> {
+    pub(crate) fn new() -> Self {
+        Self {
+            deliveries: Vec::new(),
+            gone: Vec::new(),
+        }
+    }
+}
+
+impl<M: Manager> Pool<M> {
+    /// Under the lock: a caller that found no idle connection on the fast
+    /// path either takes one now or joins the queue. Fails at once when the
+    /// pool is closed, the breaker is open and cannot promise a quick
+    /// answer, or the queue is full.
+    ///
+    /// The caller registers in the queue before it looks at the shards
+    /// again, and `release` returns a connection to a shard before it looks
+    /// at the waiter count; a full fence on both sides makes sure one of the
+    /// two sees the other, so no caller waits while a connection sits idle.
+    pub(crate) fn join(
+        &self,
+        caller: &'static Location<'static>,
+        deadline: Instant,
+        now: Instant,
+        handoff: Option<oneshot::Sender<Served<M::Connection>>>,
+    ) -> Result<Joined<M::Connection>, Error> {
+        let shared = &*self.shared;
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Error::Closed {
+                pool: shared.name.clone(),
+            });
+        }
+        let Some(handoff) = handoff else {
+            // `try_get`: no place in the queue, only what is idle now.
+            return match shared.idle.take(caller, now) {
+                Some(checkout) => Ok(Joined::Idle(checkout)),
+                None => Err(Error::NoIdleConnection {
+                    status: self.status_of(&state),
+                }),
+            };
+        };
+        let first = state.waiters.len() == 0;
+        let attempts_seen = state.breaker.attempts();
+        let key = state.waiters.push(Waiter {
+            handoff,
+            caller,
+            deadline,
+            attempts_seen,
+        });
+        self.publish(&state);
+        fence(SeqCst); // pairs with the fence in `release`
+        if let Some(checkout) = shared.idle.take(caller, now) {
+            state.waiters.remove(key);
+            self.publish(&state);
+            return Ok(Joined::Idle(checkout));
+        }
+        let refusal = self.refusal(&state, now);
+        if let Some(refusal) = refusal {
+            state.waiters.remove(key);
+            self.publish(&state);
+            return Err(refusal);
+        }
+        self.start_openers(&mut state);
+        if first && state.breaker.failures() > 0 {
+            // Openers backing off may start sooner now that callers wait.
+            shared.pacing.notify_waiters();
+        }
+        if state.sweep_at.is_some_and(|at| deadline < at) {
+            state.sweep_at = Some(deadline);
+            shared.sweep.notify_one();
+        }
+        Ok(Joined::Queued(key))
+    }
+
+    /// Why a caller that just joined may not wait, if it may not: the
+    /// breaker is open and cannot promise a quick answer, or too many wait.
+    fn refusal(&self, state: &State<M::Connection>, now: Instant) -> Option<Error> {
+        let shared = &*self.shared;
+        if state.breaker.is_open() && !state.breaker.admits_waiters(now) {
+            shared.stats.rejected_unavailable.fetch_add(1, Relaxed);
+            return Some(self.unavailable(state, now));
+        }
+        // Each connection the pool may still open serves one caller; beyond
+        // those, at most `max_waiters` wait for one to come back.
+        let counts = shared.slots.counts();
+        let room = counts.max.saturating_sub(counts.open);
+        let limit = shared.config.max_waiters.saturating_add(room);
+        if state.waiters.len() > limit {
+            shared.stats.rejected_queue_full.fetch_add(1, Relaxed);
+            return Some(Error::QueueFull {
+                status: self.status_of(state),
+            });
+        }
+        None
+    }
+
+    /// The error for a caller turned away (or failed) by the open breaker.
+    pub(crate) fn unavailable(&self, state: &State<M::Connection>, now: Instant) -> Error {
+        Error::Unavailable {
+            cause: state
+                .breaker
+                .last_error()
+                .cloned()
+                .expect("an open breaker has a cause"),
+            failures: state.breaker.failures(),
+            retry_after: state.breaker.retry_after(now, state.waiters.len() > 0),
+            status: self.status_of(state),
+        }
+    }
+
+    /// Why a connection must be closed rather than kept, if it must: the
+    /// pool is closed, the connection's lifetime is over, or the pool has
+    /// more open connections than it may.
+    pub(crate) fn must_go(
+        &self,
+        closed: bool,
+        conn: &Conn<M::Connection>,
+        now: Instant,
+    ) -> Option<CloseReason> {
+        let counts = self.shared.slots.counts();
+        if closed {
+            Some(CloseReason::PoolClosed)
+        } else if conn.expired(now) {
+            Some(CloseReason::MaxLifetime)
+        } else if counts.open > counts.max {
+            Some(CloseReason::Resized)
+        } else {
+            None
+        }
+    }
+
+    /// Under the lock: brings the idle connections in line with the pool.
+    /// A closed pool closes them all; a pool above its size closes the
+    /// surplus; waiting callers get the rest, oldest first.
+    pub(crate) fn settle(
+        &self,
+        state: &mut State<M::Connection>,
+        now: Instant,
+    ) -> Settled<M::Connection> {
+        let shared = &*self.shared;
+        let mut settled = Settled::new();
+        let counts = shared.slots.counts();
+        let (reason, surplus) = if state.closed {
+            (CloseReason::PoolClosed, usize::MAX)
+        } else {
+            (
+                CloseReason::Resized,
+                counts.open.saturating_sub(counts.max) as usize,
+            )
+        };
+        if surplus > 0 {
+            let retired = shared
+                .idle
+                .take_where(|_, picked| (picked < surplus).then_some(reason));
+            settled.gone.extend(
+                retired
+                    .into_iter()
+                    .map(|(conn, reason)| conn.retire(reason)),
+            );
+        }
+        while let Some(caller) = state.waiters.front().map(|waiter| waiter.caller) {
+            let Some(checkout) = shared.idle.take(caller, now) else {
+                break;
+            };
+            let waiter = state.waiters.pop_front().expect("a front waiter");
+            settled.deliveries.push((waiter, Ok(checkout)));
+        }
+        if !settled.gone.is_empty() {
+            self.start_openers(state);
+        }
+        self.publish(state);
+        settled
+    }
+
+    /// Under the lock: the callers whose deadline has passed, with their
+    /// timeout errors; returns them and the next deadline in the queue.
+    pub(crate) fn expire(
+        &self,
+        state: &mut State<M::Connection>,
+        now: Instant,
+    ) -> (Settled<M::Connection>, Option<Instant>) {
+        let mut settled = Settled::new();
+        let timeout = self.shared.config.acquire_timeout;
+        while let Some(waiter) = state.waiters.pop_front_if(|waiter| waiter.deadline <= now) {
+            let started = waiter
+                .deadline
+                .checked_sub(timeout)
+                .unwrap_or(waiter.deadline);
+            let error = self.timeout_error(state, now.saturating_duration_since(started));
+            settled.deliveries.push((waiter, Err(error)));
+        }
+        if !settled.deliveries.is_empty() {
+            self.publish(state);
+        }
+        (settled, state.waiters.front().map(|waiter| waiter.deadline))
+    }
+
+    /// A timeout error for a caller that waited `waited`, counted.
+    pub(crate) fn timeout_error(
+        &self,
+        state: &State<M::Connection>,
+        waited: std::time::Duration,
+    ) -> Error {
+        self.shared.stats.timeouts.fetch_add(1, Relaxed);
+        Error::Timeout {
+            waited,
+            status: self.status_of(state),
+            last_connect_error: state.breaker.last_error().cloned(),
+        }
+    }
+
+    /// Under the lock: every waiter that joined before connection attempt
+    /// `attempt` started gets `error`.
+    pub(crate) fn fail_waiters(
+        &self,
+        state: &mut State<M::Connection>,
+        attempt: u64,
+        error: impl Fn() -> Error,
+    ) -> Settled<M::Connection> {
+        let mut settled = Settled::new();
+        while let Some(waiter) = state
+            .waiters
+            .pop_front_if(|waiter| waiter.attempts_seen < attempt)
+        {
+            settled.deliveries.push((waiter, Err(error())));
+        }
+        self.publish(state);
+        settled
+    }
+
+    /// How many connection attempts should be running now: enough for the
+    /// callers waiting and the `min_idle` shortfall, within the room left
+    /// and `max_connecting`; one probe while the breaker is open.
+    pub(crate) fn wanted_openers(&self, state: &State<M::Connection>) -> u32 {
+        let shared = &*self.shared;
+        let config = &shared.config;
+        let counts = shared.slots.counts();
+        let room = counts.max.saturating_sub(counts.open);
+        if state.closed || room == 0 {
+            return 0;
+        }
+        let demand = if state.breaker.is_open() {
+            1
+        } else {
+            let idle = shared.idle.len() + shared.slots.pinging();
+            state
+                .waiters
+                .len()
+                .max(config.min_idle.saturating_sub(idle))
+        };
+        demand.min(config.max_connecting).min(room)
+    }
+
+    /// Starts connection attempts up to [`Pool::wanted_openers`], each with
+    /// its reserved slot.
+    pub(crate) fn start_openers(&self, state: &mut State<M::Connection>) {
+        let shared = &*self.shared;
+        let wanted = self.wanted_openers(state);
+        while let Some(slot) = shared.slots.reserve_attempt(wanted) {
+            crate::rt::spawn(crate::connect::run_opener(
+                Arc::downgrade(&self.shared),
+                shared.manager.clone(),
+                shared.pacing.clone(),
+                slot,
+            ));
+        }
+    }
+
+    /// A connection for `raw`, just opened: a fresh id, its lifetime's end.
+    pub(crate) fn new_conn(
+        &self,
+        state: &mut State<M::Connection>,
+        raw: M::Connection,
+        slot: OpenSlot,
+        now: Instant,
+    ) -> Conn<M::Connection> {
+        state.next_id += 1;
+        let config = &self.shared.config;
+        let expires_at = config.max_lifetime.map(|lifetime| {
+            now + lifetime.mul_f64(1.0 - config.max_lifetime_jitter * fastrand::f64())
+        });
+        Conn::new(raw, state.next_id, slot, now, expires_at)
+    }
+
+    /// Publishes the queue's length, the closed flag and the breaker for
+    /// readers without the lock (and for `release`'s side of the handshake).
+    pub(crate) fn publish(&self, state: &State<M::Connection>) {
+        self.shared
+            .gauges
+            .publish(state.waiters.len(), state.closed, state.breaker.is_open());
+    }
+
+    /// The status as `state` has it (under the lock).
+    pub(crate) fn status_of(&self, state: &State<M::Connection>) -> PoolStatus {
+        let shared = &*self.shared;
+        shared.gauges.status_of(
+            &shared.name,
+            shared.slots.counts(),
+            state.waiters.len(),
+            shared.idle.len(),
+            state.breaker.is_open(),
+        )
+    }
+}
