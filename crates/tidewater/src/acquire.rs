@@ -6,23 +6,23 @@
 //! `acquire_timeout`, so the queue is in deadline order and the pool's
 //! maintenance task, sleeping until the front's deadline, times out
 //! whoever is late. A caller takes the pool's lock once to join the queue;
-//! after that its future only polls its one-shot channel, and takes the
+//! after that its future only looks at its [`Handoff`], and takes the pool's
 //! lock again only if it is dropped while still queued.
 
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
-use tokio::sync::oneshot;
-
 use crate::error::Error;
-use crate::guard::{Checkout, PooledConnection, Prepared};
+use crate::guard::{Checkout, Needs, PooledConnection, Prepared};
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::Instant;
 use crate::state::{Joined, Served};
-use crate::waiters::WaiterKey;
+use crate::waiters::{Handoff, WaiterKey};
 
 impl<M: Manager> Pool<M> {
     /// The body of `get()` (`wait`) and `try_get()`.
@@ -47,15 +47,30 @@ impl<M: Manager> Pool<M> {
                         wait,
                         state: QueueState::Joining,
                     }
-                    .await?;
+                    .await
+                    .map_err(|error| self.counted(error))?;
                     waited |= queued;
                     checkout
                 }
             };
             let mut conn = PooledConnection::new(self.clone(), checkout);
-            match conn.prepare(deadline).await {
-                Prepared::Ready { checked } if waited || checked => {
+            let prepared = match conn.needs() {
+                Needs::Nothing => Prepared::Ready { checked: false },
+                Needs::Discard => Prepared::Discard,
+                Needs::Check { reset, fresh } => conn.check(deadline, reset, fresh).await,
+            };
+            match prepared {
+                Prepared::Ready { checked: true } => {
                     self.shared.idle.record_wait(start.elapsed());
+                    return Ok(conn);
+                }
+                // Handed over from the queue: the wait ends when the pool
+                // handed it over (the checkout's time), with no clock read.
+                Prepared::Ready { checked: false } if waited => {
+                    let handed_over = conn.checked_out_at();
+                    self.shared
+                        .idle
+                        .record_wait(handed_over.saturating_duration_since(start));
                     return Ok(conn);
                 }
                 Prepared::Ready { .. } => {
@@ -64,11 +79,24 @@ impl<M: Manager> Pool<M> {
                 }
                 Prepared::Discard => now = Instant::now(),
                 Prepared::OutOfTime => {
-                    let state = self.lock();
-                    return Err(self.timeout_error(&state, start.elapsed()));
+                    let error = self.timeout_error(&self.lock(), start.elapsed());
+                    return Err(self.counted(error));
                 }
             }
         }
+    }
+
+    /// Counts an error a caller gets, by kind, in the statistics.
+    fn counted(&self, error: Error) -> Error {
+        let stats = &self.shared.stats;
+        let counter = match &error {
+            Error::Timeout { .. } => &stats.timeouts,
+            Error::Unavailable { .. } => &stats.rejected_unavailable,
+            Error::QueueFull { .. } => &stats.rejected_queue_full,
+            _ => return error,
+        };
+        counter.fetch_add(1, Relaxed);
+        error
     }
 
     /// An idle connection from the shards without the pool's lock, when
@@ -79,7 +107,7 @@ impl<M: Manager> Pool<M> {
         now: Instant,
     ) -> Option<Checkout<M::Connection>> {
         let shared = &*self.shared;
-        if shared.gauges.may_take_idle() {
+        if shared.gauges.flags().quiet() {
             shared.idle.take(caller, now)
         } else {
             None
@@ -89,7 +117,7 @@ impl<M: Manager> Pool<M> {
 
 /// A caller that found no idle connection on the fast path. Its first poll
 /// joins the queue under the pool's lock (or takes the idle connection it
-/// finds there) and registers its waker with its channel. It resolves when
+/// finds there), its waker already in its hand-off. It resolves when
 /// the pool gives it a connection (`true`: it waited in the queue) or an
 /// error. Dropped while still queued, it leaves the queue; a connection
 /// given to it but not picked up goes on to the next caller.
@@ -105,7 +133,7 @@ struct Queue<'a, M: Manager> {
 
 enum QueueState<C> {
     Joining,
-    Queued(WaiterKey, oneshot::Receiver<Served<C>>),
+    Queued(WaiterKey, Arc<Handoff<Served<C>>>),
     Done,
 }
 
@@ -114,56 +142,48 @@ impl<M: Manager> Future for Queue<'_, M> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let QueueState::Joining = this.state {
-            let (handoff, receiver) = match this.wait {
-                true => {
-                    let (sender, receiver) = oneshot::channel();
-                    (Some(sender), Some(receiver))
+        let served = match &this.state {
+            QueueState::Joining => {
+                let handoff = this.wait.then(|| Handoff::for_caller(cx.waker()));
+                match this
+                    .pool
+                    .join(this.caller, this.deadline, this.now, handoff.clone())
+                {
+                    Ok(Joined::Queued(key)) => {
+                        let handoff = handoff.expect("only a waiting caller queues");
+                        this.state = QueueState::Queued(key, handoff);
+                        return Poll::Pending;
+                    }
+                    Ok(Joined::Idle(checkout)) => Ok((checkout, false)),
+                    Err(error) => Err(error),
                 }
-                false => (None, None),
-            };
-            let served = match this
-                .pool
-                .join(this.caller, this.deadline, this.now, handoff)
-            {
-                Ok(Joined::Queued(key)) => {
-                    let receiver = receiver.expect("only a waiting caller queues");
-                    this.state = QueueState::Queued(key, receiver);
-                    None
-                }
-                Ok(Joined::Idle(checkout)) => Some(Ok((checkout, false))),
-                Err(error) => Some(Err(error)),
-            };
-            if let Some(served) = served {
-                this.state = QueueState::Done;
-                return Poll::Ready(served);
             }
+            QueueState::Queued(_, handoff) => match handoff.poll(cx.waker()) {
+                Some(served) => served.map(|checkout| (checkout, true)),
+                None => return Poll::Pending,
+            },
+            QueueState::Done => unreachable!("polled after completion"),
+        };
+        if let QueueState::Queued(_, handoff) = std::mem::replace(&mut this.state, QueueState::Done)
+        {
+            Handoff::recycle(handoff);
         }
-        let QueueState::Queued(_, receiver) = &mut this.state else {
-            unreachable!("polled after completion")
-        };
-        let served = match Pin::new(receiver).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(served) => served.expect("a waiter taken off the queue is given something"),
-        };
-        this.state = QueueState::Done;
-        Poll::Ready(served.map(|checkout| (checkout, true)))
+        Poll::Ready(served)
     }
 }
 
 impl<M: Manager> Drop for Queue<'_, M> {
     fn drop(&mut self) {
-        let QueueState::Queued(key, receiver) = &mut self.state else {
+        let QueueState::Queued(key, handoff) = &self.state else {
             return;
         };
         let pool = self.pool;
         if pool.with_state(|_, state| state.waiters.remove(*key)) {
             return;
         }
-        // Taken off the queue already: whatever it was given (now, or never
-        // after this close) goes back.
-        receiver.close();
-        if let Ok(Ok(checkout)) = receiver.try_recv() {
+        // Taken off the queue already: whatever it was given (now, or
+        // later) goes back.
+        if let Some(Ok(checkout)) = handoff.leave() {
             pool.put_back(checkout);
         }
     }

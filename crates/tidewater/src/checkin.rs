@@ -68,22 +68,18 @@ impl<M: Manager> Pool<M> {
             warn_if_suspect(self, before, now);
             return;
         }
-        if shared.gauges.breaker_open() {
+        let flags = shared.gauges.flags();
+        if flags.breaker_open() {
             self.database_is_back();
         }
-        if self.may_stay(&conn, now) {
+        // Straight back to a shard when nobody waits and, as far as the
+        // gauges tell, it need not be closed.
+        let counts = shared.slots.counts();
+        if flags.quiet() && counts.open <= counts.max && !conn.expired(now) {
             self.make_idle(conn, Some(record), now);
         } else {
             self.deliver(conn, Some(record), now);
         }
-    }
-
-    /// Whether a returned connection can go straight back to a shard: nobody
-    /// waits, and as far as the gauges tell it need not be closed.
-    fn may_stay(&self, conn: &Conn<M::Connection>, now: Instant) -> bool {
-        let shared = &*self.shared;
-        let counts = shared.slots.counts();
-        shared.gauges.may_take_idle() && counts.open <= counts.max && !conn.expired(now)
     }
 
     /// Gives a usable connection to the oldest waiter, or makes it idle, or
@@ -191,11 +187,12 @@ impl<M: Manager> Pool<M> {
     /// connection of a closed pool is gone.
     pub(crate) fn slot_freed(&self) {
         let shared = &*self.shared;
-        if shared.gauges.closed() {
+        let flags = shared.gauges.flags();
+        if flags.closed() {
             if shared.slots.counts().open == 0 {
                 shared.drained.notify_waiters();
             }
-        } else if shared.gauges.waiters() > 0 || shared.config.min_idle > 0 {
+        } else if flags.waiting() || shared.config.min_idle > 0 {
             self.with_state(|pool, state| pool.start_openers(state));
         }
     }

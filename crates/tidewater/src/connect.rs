@@ -221,10 +221,7 @@ impl<M: Manager> Pool<M> {
                 pool.fail_waiters(state, u64::MAX, || Error::Connect(error.clone()))
             } else if state.breaker.is_open() {
                 let unavailable = pool.unavailable(state, now);
-                let settled = pool.fail_waiters(state, attempt, || unavailable.clone());
-                let failed = settled.deliveries.len() as u64;
-                stats.rejected_unavailable.fetch_add(failed, Relaxed);
-                settled
+                pool.fail_waiters(state, attempt, || unavailable.clone())
             } else {
                 Settled::new()
             };

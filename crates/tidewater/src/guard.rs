@@ -92,6 +92,18 @@ pub(crate) enum Return {
     Pinged(PingSlot),
 }
 
+/// What a checked-out connection needs before the caller gets it.
+pub(crate) enum Needs {
+    Nothing,
+    /// Unusable: the guard's drop discards it; try another.
+    Discard,
+    /// A validation or (`reset`) a session reset; `fresh`: just opened.
+    Check {
+        reset: bool,
+        fresh: bool,
+    },
+}
+
 /// How preparing a checked-out connection ended.
 pub(crate) enum Prepared {
     /// Ready for the caller; `checked` when it was validated or reset.
@@ -144,6 +156,11 @@ impl<M: Manager> PooledConnection<M> {
         self.checkout.as_ref().expect(HOLDS)
     }
 
+    /// When the pool checked the connection out to this caller.
+    pub(crate) fn checked_out_at(&self) -> Instant {
+        self.checkout().since
+    }
+
     fn conn_mut(&mut self) -> &mut Conn<M::Connection> {
         &mut self.checkout.as_mut().expect(HOLDS).conn
     }
@@ -183,14 +200,14 @@ impl<M: Manager> PooledConnection<M> {
         self.pool.detach(checkout)
     }
 
-    /// Validates or resets the connection if it needs it, within the
-    /// acquire deadline. A connection just opened that turns out broken or
-    /// fails its first validation counts as a failed connection attempt
-    /// (backoff, breaker), so that a server dropping every new session
-    /// cannot make the pool open connections in a tight loop.
-    pub(crate) async fn prepare(&mut self, deadline: Instant) -> Prepared {
-        // Borrow the fields apart: cloning the pool here would cost two
-        // atomic operations on a line every core writes to.
+    /// What the connection needs before the caller gets it, found without
+    /// waiting: nothing (the common case, which costs no future), to be
+    /// discarded (expired, or broken), or a validation or reset. A
+    /// connection just opened that turns out broken counts as a failed
+    /// connection attempt (backoff, breaker), so that a server dropping
+    /// every new session cannot make the pool open connections in a tight
+    /// loop.
+    pub(crate) fn needs(&mut self) -> Needs {
         let Self {
             pool,
             checkout,
@@ -203,22 +220,40 @@ impl<M: Manager> PooledConnection<M> {
         let fresh = std::mem::take(&mut conn.fresh);
         if conn.expired(*since) {
             *discard_as = Some(CloseReason::MaxLifetime);
-            return Prepared::Discard;
+            return Needs::Discard;
         }
         if shared.manager.is_broken(&mut conn.raw) {
             if fresh {
                 pool.arrival_failed(None, None, Instant::now());
             }
             *discard_as = Some(CloseReason::Broken);
-            return Prepared::Discard;
+            return Needs::Discard;
         }
         let reset = conn.needs_reset;
-        let idle_for = since.saturating_duration_since(conn.last_checked);
-        let stale = config.validate_after.is_zero() || idle_for > config.validate_after;
-        if !reset && !stale {
-            return Prepared::Ready { checked: false };
+        let stale = config.validate_after.is_zero()
+            || since.saturating_duration_since(conn.last_checked) > config.validate_after;
+        if reset || stale {
+            Needs::Check { reset, fresh }
+        } else {
+            Needs::Nothing
         }
+    }
 
+    /// Validates (or, when `reset`, resets) the connection within the
+    /// acquire deadline. A `fresh` connection (just opened) that fails its
+    /// first validation counts as a failed connection attempt.
+    pub(crate) async fn check(&mut self, deadline: Instant, reset: bool, fresh: bool) -> Prepared {
+        // Borrow the fields apart: cloning the pool here would cost two
+        // atomic operations on a line every core writes to.
+        let Self {
+            pool,
+            checkout,
+            discard_as,
+            ..
+        } = self;
+        let shared = &*pool.shared;
+        let config = &shared.config;
+        let conn = &mut checkout.as_mut().expect(HOLDS).conn;
         *discard_as = Some(CloseReason::Interrupted);
         let limit = deadline.min(Instant::now() + config.validation_timeout);
         let outcome = if reset {

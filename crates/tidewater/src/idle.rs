@@ -38,6 +38,9 @@ struct Shard<C> {
     state: Mutex<ShardState<C>>,
     /// Idle connections here, written under `state`, read without it.
     len: AtomicU32,
+    /// Changes to the number of waiting callers made by threads of this
+    /// shard, wrapping (their sum over the shards is the number).
+    waiting: AtomicU64,
     acquired_direct: AtomicU64,
     acquired_after_wait: AtomicU64,
     wait_time: Histogram,
@@ -52,6 +55,7 @@ impl<C> Default for Shard<C> {
                 checkouts: Checkouts::default(),
             }),
             len: AtomicU32::new(0),
+            waiting: AtomicU64::new(0),
             acquired_direct: AtomicU64::new(0),
             acquired_after_wait: AtomicU64::new(0),
             wait_time: Histogram::new(),
@@ -76,19 +80,30 @@ pub(crate) struct HotStats {
 
 pub(crate) struct Shards<C> {
     shards: Box<[Shard<C>]>,
+    /// `shards.len() - 1`: the count is a power of two, so that finding a
+    /// thread's home is a mask, not a division.
+    mask: usize,
     order: IdleOrder,
 }
 
 impl<C> Shards<C> {
     /// One shard per core the process may use.
     pub(crate) fn new(order: IdleOrder) -> Self {
-        let count = rt::shard_count();
+        Self::with_count(order, rt::shard_count())
+    }
+
+    fn with_count(order: IdleOrder, count: usize) -> Self {
+        let count = count.next_power_of_two();
         let shards = (0..count).map(|_| Shard::default()).collect();
-        Self { shards, order }
+        Self {
+            shards,
+            mask: count - 1,
+            order,
+        }
     }
 
     fn home(&self) -> usize {
-        rt::worker_number() % self.shards.len()
+        rt::worker_number() & self.mask
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, ShardState<C>> {
@@ -96,12 +111,6 @@ impl<C> Shards<C> {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Shard numbers starting from this thread's home.
-    fn home_first(&self) -> impl Iterator<Item = usize> {
-        let (home, count) = (self.home(), self.shards.len());
-        (0..count).map(move |i| (home + i) % count)
     }
 
     /// Idle connections in all shards.
@@ -119,20 +128,24 @@ impl<C> Shards<C> {
         caller: &'static Location<'static>,
         now: Instant,
     ) -> Option<Checkout<C>> {
-        self.home_first().find_map(|shard| {
+        let home = self.home();
+        for i in 0..=self.mask {
+            let shard = (home + i) & self.mask;
             if self.shards[shard].len.load(Relaxed) == 0 {
-                return None;
+                continue;
             }
             let mut state = self.lock(shard);
             let conn = match self.order {
                 IdleOrder::Lifo => state.idle.pop_back(),
                 IdleOrder::Fifo => state.idle.pop_front(),
-            }?;
+            };
+            let Some(conn) = conn else { continue };
             self.shards[shard]
                 .len
                 .store(state.idle.len() as u32, Relaxed);
-            Some(check_out(&mut state, shard, conn, caller, now))
-        })
+            return Some(check_out(&mut state, shard, conn, caller, now));
+        }
+        None
     }
 
     /// Records the checkout of a connection that is in no shard (new, or
@@ -229,6 +242,22 @@ impl<C> Shards<C> {
         picked
     }
 
+    /// Records a change of `delta` to the number of waiting callers, on
+    /// this thread's shard (a line no other core writes to).
+    pub(crate) fn add_waiting(&self, delta: i64) {
+        self.shards[self.home()]
+            .waiting
+            .fetch_add(delta as u64, Relaxed);
+    }
+
+    /// Callers waiting, as the shards count them.
+    pub(crate) fn waiting(&self) -> u32 {
+        let sum = self.shards.iter().fold(0u64, |sum, shard| {
+            sum.wrapping_add(shard.waiting.load(Relaxed))
+        });
+        (sum as i64).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
     /// Counts a checkout served straight from an idle connection.
     pub(crate) fn count_direct(&self) {
         self.shards[self.home()]
@@ -314,14 +343,6 @@ fn check_out<C>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    impl<C> Shards<C> {
-        fn with_count(order: IdleOrder, count: usize) -> Self {
-            let mut shards = Self::new(order);
-            shards.shards = (0..count).map(|_| Shard::default()).collect();
-            shards
-        }
-    }
 
     fn conn(id: u64) -> Conn<u64> {
         let slots = crate::slots::Slots::new(1);

@@ -252,7 +252,7 @@ impl<M: Manager> Pool<M> {
     pub(crate) fn with_state<T>(&self, f: impl FnOnce(&Self, &mut State<M::Connection>) -> T) -> T {
         let mut state = self.lock();
         let result = f(self, &mut state);
-        self.publish(&state);
+        self.publish(&mut state);
         result
     }
 
@@ -269,9 +269,13 @@ impl<M: Manager> Pool<M> {
     /// ```
     pub fn status(&self) -> PoolStatus {
         let shared = &*self.shared;
-        shared
-            .gauges
-            .status(&shared.name, shared.slots.counts(), shared.idle.len())
+        shared.gauges.status_of(
+            &shared.name,
+            shared.slots.counts(),
+            shared.idle.waiting(),
+            shared.idle.len(),
+            shared.gauges.flags().breaker_open(),
+        )
     }
 
     /// The pool's counters and latency histograms, read without taking its

@@ -67,15 +67,16 @@ pub(crate) async fn sleep_until_or(deadline: Instant, wake: impl Future) {
     .await;
 }
 
-/// How many idle shards a pool has: one per core the process may use.
-/// Three under the model check, so that its tasks land on different shards.
+/// How many idle shards a pool has: one per core the process may use
+/// (rounded up to a power of two). Four under the model check, so that its
+/// tasks land on different shards.
 pub(crate) fn shard_count() -> usize {
     #[cfg(not(tidewater_shuttle))]
     return std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(64);
     #[cfg(tidewater_shuttle)]
-    3
+    4
 }
 
 /// A number for the running thread (a task, under the model check), the

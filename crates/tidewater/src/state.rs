@@ -18,9 +18,7 @@
 
 use std::panic::Location;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-
-use tokio::sync::oneshot;
+use std::sync::atomic::Ordering::SeqCst;
 
 use crate::breaker::Breaker;
 use crate::error::Error;
@@ -30,7 +28,7 @@ use crate::pool::Pool;
 use crate::rt::{Instant, fence};
 use crate::slots::OpenSlot;
 use crate::stats::{CloseReason, PoolStatus};
-use crate::waiters::{Waiter, WaiterKey, WaiterQueue};
+use crate::waiters::{Handoff, Waiter, WaiterKey, WaiterQueue};
 
 /// What a waiter receives: a connection, or why none came.
 pub(crate) type Served<C> = Result<Checkout<C>, Error>;
@@ -45,6 +43,8 @@ pub(crate) struct State<C> {
     next_id: u64,
     /// When the maintenance task looks at the queue next, while it sleeps.
     pub(crate) sweep_at: Option<Instant>,
+    /// The number of waiters the shards were last told of.
+    published_waiters: u32,
 }
 
 impl<C> State<C> {
@@ -56,6 +56,7 @@ impl<C> State<C> {
             broken_arrivals: 0,
             next_id: 0,
             sweep_at: None,
+            published_waiters: 0,
         }
     }
 }
@@ -65,7 +66,7 @@ pub(crate) enum Joined<C> {
     /// An idle connection, checked out to it.
     Idle(Checkout<C>),
     /// A place in the queue; the connection will arrive through the
-    /// channel whose sender the caller passed.
+    /// hand-off the caller passed.
     Queued(WaiterKey),
 }
 
@@ -100,7 +101,7 @@ impl<M: Manager> Pool<M> {
         caller: &'static Location<'static>,
         deadline: Instant,
         now: Instant,
-        handoff: Option<oneshot::Sender<Served<M::Connection>>>,
+        handoff: Option<Arc<Handoff<Served<M::Connection>>>>,
     ) -> Result<Joined<M::Connection>, Error> {
         let shared = &*self.shared;
         let mut state = self.lock();
@@ -126,17 +127,22 @@ impl<M: Manager> Pool<M> {
             deadline,
             attempts_seen,
         });
-        self.publish(&state);
-        fence(SeqCst); // pairs with the fence in `release`
-        if let Some(checkout) = shared.idle.take(caller, now) {
-            state.waiters.remove(key);
-            self.publish(&state);
-            return Ok(Joined::Idle(checkout));
+        self.publish(&mut state);
+        if first {
+            // This caller is the one who tells `make_idle` that someone
+            // waits, so it is the one who must look at the shards once
+            // more. (Later callers find that flag already up: a connection
+            // made idle meanwhile goes to the queue through `settle`.)
+            fence(SeqCst); // pairs with the fence in `make_idle`
+            if let Some(checkout) = shared.idle.take(caller, now) {
+                state.waiters.remove(key);
+                self.publish(&mut state);
+                return Ok(Joined::Idle(checkout));
+            }
         }
-        let refusal = self.refusal(&state, now);
-        if let Some(refusal) = refusal {
+        if let Some(refusal) = self.refusal(&state, now) {
             state.waiters.remove(key);
-            self.publish(&state);
+            self.publish(&mut state);
             return Err(refusal);
         }
         self.start_openers(&mut state);
@@ -156,7 +162,6 @@ impl<M: Manager> Pool<M> {
     fn refusal(&self, state: &State<M::Connection>, now: Instant) -> Option<Error> {
         let shared = &*self.shared;
         if state.breaker.is_open() && !state.breaker.admits_waiters(now) {
-            shared.stats.rejected_unavailable.fetch_add(1, Relaxed);
             return Some(self.unavailable(state, now));
         }
         // Each connection the pool may still open serves one caller; beyond
@@ -165,7 +170,6 @@ impl<M: Manager> Pool<M> {
         let room = counts.max.saturating_sub(counts.open);
         let limit = shared.config.max_waiters.saturating_add(room);
         if state.waiters.len() > limit {
-            shared.stats.rejected_queue_full.fetch_add(1, Relaxed);
             return Some(Error::QueueFull {
                 status: self.status_of(state),
             });
@@ -274,13 +278,13 @@ impl<M: Manager> Pool<M> {
         (settled, state.waiters.front().map(|waiter| waiter.deadline))
     }
 
-    /// A timeout error for a caller that waited `waited`, counted.
+    /// A timeout error for a caller that waited `waited` (counted when the
+    /// caller gets it, in `acquire`).
     pub(crate) fn timeout_error(
         &self,
         state: &State<M::Connection>,
         waited: std::time::Duration,
     ) -> Error {
-        self.shared.stats.timeouts.fetch_add(1, Relaxed);
         Error::Timeout {
             waited,
             status: self.status_of(state),
@@ -335,6 +339,9 @@ impl<M: Manager> Pool<M> {
     pub(crate) fn start_openers(&self, state: &mut State<M::Connection>) {
         let shared = &*self.shared;
         let wanted = self.wanted_openers(state);
+        if wanted == 0 {
+            return;
+        }
         while let Some(slot) = shared.slots.reserve_attempt(wanted) {
             crate::rt::spawn(crate::connect::run_opener(
                 Arc::downgrade(&self.shared),
@@ -363,10 +370,16 @@ impl<M: Manager> Pool<M> {
 
     /// Publishes the queue's length, the closed flag and the breaker for
     /// readers without the lock (and for `release`'s side of the handshake).
-    pub(crate) fn publish(&self, state: &State<M::Connection>) {
+    pub(crate) fn publish(&self, state: &mut State<M::Connection>) {
+        let waiters = state.waiters.len();
+        if waiters != state.published_waiters {
+            let delta = i64::from(waiters) - i64::from(state.published_waiters);
+            self.shared.idle.add_waiting(delta);
+            state.published_waiters = waiters;
+        }
         self.shared
             .gauges
-            .publish(state.waiters.len(), state.closed, state.breaker.is_open());
+            .publish(waiters > 0, state.closed, state.breaker.is_open());
     }
 
     /// The status as `state` has it (under the lock).

@@ -129,77 +129,80 @@ impl CloseReason {
     }
 }
 
-/// What the pool's lock guards, published for readers without it: the
-/// number of waiters, the closed flag and the breaker, in one word written
-/// under the lock. The slot counts have their own word (`slots.rs`) and the
-/// idle count lives in the shards (`idle.rs`).
+/// What the pool's lock guards, published for readers without it:
+/// whether anyone waits, whether the pool is closed and whether the breaker
+/// is open.
 ///
-/// It is also how a caller returning a connection without the pool's lock
-/// learns that someone waits or that the pool closed: written and read
-/// sequentially consistent.
+/// It is how a caller returning a connection without the pool's lock learns
+/// that someone waits or that the pool closed, and how a caller learns it
+/// may take an idle connection without the lock. It is written
+/// (sequentially consistent) only when one of the three changes, so while
+/// callers queue it stays put and its cache line is read by every core
+/// without moving. The number of waiters is kept by the idle shards
+/// (`idle.rs`, each core adding what its own thread changed), the slot
+/// counts have their own word (`slots.rs`).
 pub(crate) struct Gauges {
-    word: SyncU64,
+    flags: SyncU64,
 }
 
-const WAITERS: u64 = 0xFFFF_FFFF;
-const CLOSED: u64 = 1 << 32;
-const BREAKER_OPEN: u64 = 1 << 33;
+const WAITING: u64 = 1;
+const CLOSED: u64 = 1 << 1;
+const BREAKER_OPEN: u64 = 1 << 2;
+
+/// The flags at one moment (one load).
+#[derive(Clone, Copy)]
+pub(crate) struct Flags(u64);
+
+impl Flags {
+    /// Someone waits.
+    pub(crate) fn waiting(self) -> bool {
+        self.0 & WAITING != 0
+    }
+
+    pub(crate) fn closed(self) -> bool {
+        self.0 & CLOSED != 0
+    }
+
+    pub(crate) fn breaker_open(self) -> bool {
+        self.0 & BREAKER_OPEN != 0
+    }
+
+    /// An idle connection may be taken (or returned to a shard) without the
+    /// pool's lock: the pool is open and nobody waits (who would come
+    /// first).
+    pub(crate) fn quiet(self) -> bool {
+        self.0 & (WAITING | CLOSED) == 0
+    }
+}
 
 impl Gauges {
     pub(crate) fn new() -> Self {
         Self {
-            word: SyncU64::new(0),
+            flags: SyncU64::new(0),
         }
     }
 
-    pub(crate) fn publish(&self, waiters: u32, closed: bool, breaker_open: bool) {
-        let word = u64::from(waiters)
+    /// Under the pool's lock (the only writer): publishes what changed.
+    pub(crate) fn publish(&self, waiting: bool, closed: bool, breaker_open: bool) {
+        let flags = if waiting { WAITING } else { 0 }
             | if closed { CLOSED } else { 0 }
             | if breaker_open { BREAKER_OPEN } else { 0 };
-        self.word.store(word, SeqCst);
+        if self.flags.load(Relaxed) != flags {
+            self.flags.store(flags, SeqCst);
+        }
     }
 
-    fn load(&self) -> u64 {
-        self.word.load(SeqCst)
-    }
-
-    pub(crate) fn waiters(&self) -> u32 {
-        (self.load() & WAITERS) as u32
-    }
-
-    pub(crate) fn closed(&self) -> bool {
-        self.load() & CLOSED != 0
-    }
-
-    pub(crate) fn breaker_open(&self) -> bool {
-        self.load() & BREAKER_OPEN != 0
-    }
-
-    /// An idle connection may be taken without the pool's lock: the pool
-    /// is open and nobody waits (who would come first).
-    pub(crate) fn may_take_idle(&self) -> bool {
-        self.load() & (WAITERS | CLOSED) == 0
+    pub(crate) fn flags(&self) -> Flags {
+        Flags(self.flags.load(SeqCst))
     }
 
     /// Idle connections may owe something: to a waiter, to a closed pool,
     /// or to a pool that shrank.
     pub(crate) fn needs_settling(&self, slots: SlotCounts) -> bool {
-        self.load() & (WAITERS | CLOSED) != 0 || slots.open > slots.max
+        !self.flags().quiet() || slots.open > slots.max
     }
 
-    /// The status now.
-    pub(crate) fn status(&self, pool: &Arc<str>, slots: SlotCounts, idle: u32) -> PoolStatus {
-        let word = self.load();
-        self.status_of(
-            pool,
-            slots,
-            (word & WAITERS) as u32,
-            idle,
-            word & BREAKER_OPEN != 0,
-        )
-    }
-
-    /// The status from numbers read elsewhere (under the pool's lock).
+    /// The status from its numbers.
     pub(crate) fn status_of(
         &self,
         pool: &Arc<str>,

@@ -14,15 +14,18 @@
 //!
 //! The pool takes a waiter off the queue under its lock and gives it its
 //! connection (or error) after releasing the lock, through the waiter's
-//! own one-shot channel (tokio's, lock-free), so that neither side takes a
-//! lock for the hand-off itself and the caller picks its connection up
-//! without touching the pool's lock again.
+//! [`Handoff`]: a small cell of its own, shared with the caller's future,
+//! so that the caller picks its connection up without touching the pool's
+//! lock again. A caller done with its hand-off leaves it to its thread for
+//! the next caller, so that waiting allocates nothing.
 
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
 use std::panic::Location;
+use std::sync::Arc;
+use std::task::Waker;
 
-use tokio::sync::oneshot;
-
-use crate::rt::Instant;
+use crate::rt::{Instant, Mutex};
 
 const NONE: u32 = u32::MAX;
 
@@ -37,7 +40,7 @@ pub(crate) struct WaiterKey {
 /// A caller waiting for a connection, as the queue keeps it.
 pub(crate) struct Waiter<T> {
     /// Where its connection (or error) goes.
-    pub(crate) handoff: oneshot::Sender<T>,
+    pub(crate) handoff: Arc<Handoff<T>>,
     /// Where it called `get()` (for the checkout record).
     pub(crate) caller: &'static Location<'static>,
     /// When it gives up.
@@ -48,10 +51,14 @@ pub(crate) struct Waiter<T> {
 }
 
 impl<T> Waiter<T> {
-    /// Gives the caller `value` (waking it); hands `value` back if the
-    /// caller has left.
+    /// Gives the caller `value` and wakes it (no lock may be held); hands
+    /// `value` back if the caller has left.
     pub(crate) fn give(self, value: T) -> Result<(), T> {
-        self.handoff.send(value)
+        let waker = self.handoff.give(value)?;
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
     }
 }
 
@@ -223,21 +230,144 @@ impl<T> WaiterQueue<T> {
     }
 }
 
+/// Where one waiting caller receives its connection (or error): shared
+/// between the caller's future and, once it is taken off the queue, the
+/// code that serves it. Its lock is the caller's own, so it is never
+/// contended by other callers.
+pub(crate) struct Handoff<T> {
+    state: Mutex<HandoffState<T>>,
+}
+
+enum HandoffState<T> {
+    /// Nothing given yet; the caller's waker.
+    Waiting(Waker),
+    /// Given, not yet picked up.
+    Given(T),
+    /// Picked up, or the caller left.
+    Closed,
+}
+
+thread_local! {
+    /// Hand-offs of callers that are done waiting, kept by the thread that
+    /// last used each, for the next caller on that thread that must wait.
+    static SPARES: RefCell<Vec<Arc<dyn Any + Send + Sync>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare hand-offs kept per thread.
+const SPARES_PER_THREAD: usize = 8;
+
+impl<T: Send + 'static> Handoff<T> {
+    /// A hand-off for a caller whose task `waker` wakes: a spare one of
+    /// this thread's that nobody holds any more, or a new one. A queued
+    /// `get()` thus allocates nothing once the thread has one to spare.
+    pub(crate) fn for_caller(waker: &Waker) -> Arc<Self> {
+        let spare = SPARES.with(|spares| {
+            let mut spares = spares.borrow_mut();
+            let index = spares
+                .iter()
+                .position(|spare| (**spare).type_id() == TypeId::of::<Self>())?;
+            Some(spares.swap_remove(index))
+        });
+        if let Some(Ok(mut spare)) = spare.map(Arc::downcast::<Self>) {
+            if let Some(handoff) = Arc::get_mut(&mut spare) {
+                *handoff
+                    .state
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    HandoffState::Waiting(waker.clone());
+                return spare;
+            }
+        }
+        Self::new(waker.clone())
+    }
+
+    /// The caller is done with its hand-off: kept for the next caller on
+    /// this thread.
+    pub(crate) fn recycle(this: Arc<Self>) {
+        SPARES.with(|spares| {
+            let mut spares = spares.borrow_mut();
+            if spares.len() < SPARES_PER_THREAD {
+                spares.push(this);
+            }
+        });
+    }
+}
+
+impl<T> Handoff<T> {
+    /// A new hand-off for a caller whose task `waker` wakes.
+    pub(crate) fn new(waker: Waker) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(HandoffState::Waiting(waker)),
+        })
+    }
+
+    fn lock(&self) -> crate::rt::MutexGuard<'_, HandoffState<T>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives `value` to the caller and returns its waker, to wake once no
+    /// lock is held; hands `value` back if the caller has left.
+    fn give(&self, value: T) -> Result<Option<Waker>, T> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, HandoffState::Closed) {
+            HandoffState::Waiting(waker) => {
+                *state = HandoffState::Given(value);
+                Ok(Some(waker))
+            }
+            HandoffState::Given(given) => {
+                *state = HandoffState::Given(given);
+                Err(value)
+            }
+            HandoffState::Closed => Err(value),
+        }
+    }
+
+    /// The caller polls: its value if given, else `None` after keeping the
+    /// newest waker.
+    pub(crate) fn poll(&self, waker: &Waker) -> Option<T> {
+        let mut state = self.lock();
+        match &mut *state {
+            HandoffState::Waiting(stored) => {
+                if !stored.will_wake(waker) {
+                    *stored = waker.clone();
+                }
+                None
+            }
+            HandoffState::Given(_) => match std::mem::replace(&mut *state, HandoffState::Closed) {
+                HandoffState::Given(value) => Some(value),
+                _ => unreachable!("matched Given"),
+            },
+            HandoffState::Closed => unreachable!("polled after completion"),
+        }
+    }
+
+    /// The caller leaves: whatever was given and not picked up comes back;
+    /// anything given later is refused.
+    pub(crate) fn leave(&self) -> Option<T> {
+        match std::mem::replace(&mut *self.lock(), HandoffState::Closed) {
+            HandoffState::Given(value) => Some(value),
+            HandoffState::Waiting(_) | HandoffState::Closed => None,
+        }
+    }
+}
+
 #[cfg(all(test, not(tidewater_shuttle)))]
 mod tests {
     use std::time::Duration;
 
     use super::*;
 
-    fn waiter(deadline: Instant) -> (Waiter<u32>, oneshot::Receiver<u32>) {
-        let (handoff, receiver) = oneshot::channel();
+    fn waiter(deadline: Instant) -> (Waiter<u32>, Arc<Handoff<u32>>) {
+        let handoff = Handoff::new(Waker::noop().clone());
         let waiter = Waiter {
-            handoff,
+            handoff: handoff.clone(),
             caller: Location::caller(),
             deadline,
             attempts_seen: 0,
         };
-        (waiter, receiver)
+        (waiter, handoff)
     }
 
     fn deadlines(queue: &mut WaiterQueue<u32>) -> Vec<Instant> {
@@ -268,10 +398,10 @@ mod tests {
         let t0 = Instant::now();
         let mut queue = WaiterQueue::new();
         let mut keys = Vec::new();
-        let mut receivers = Vec::new();
+        let mut handoffs = Vec::new();
         for ms in 0..4 {
-            let (waiter, receiver) = waiter(t0 + Duration::from_millis(ms));
-            receivers.push(receiver);
+            let (waiter, handoff) = waiter(t0 + Duration::from_millis(ms));
+            handoffs.push(handoff);
             keys.push(queue.push(waiter));
         }
         assert!(queue.remove(keys[1]));
@@ -279,9 +409,9 @@ mod tests {
         assert!(queue.remove(keys[3]));
         assert_eq!(queue.len(), 2);
         queue.pop_front().unwrap().give(7).unwrap();
-        assert_eq!(receivers[0].try_recv(), Ok(7));
+        assert_eq!(handoffs[0].poll(Waker::noop()), Some(7));
         // A slot reused by a new waiter is not removed under the old key.
-        let (newcomer, _receiver) = waiter(t0);
+        let (newcomer, _) = waiter(t0);
         let reused = queue.push(newcomer);
         assert!(!queue.remove(keys[0]));
         assert!(queue.remove(reused));
@@ -290,9 +420,18 @@ mod tests {
     }
 
     #[test]
-    fn a_value_for_a_caller_who_left_comes_back() {
-        let (waiter, receiver) = waiter(Instant::now());
-        drop(receiver);
-        assert_eq!(waiter.give(9), Err(9));
+    fn a_handoff_delivers_once_and_refuses_after_the_caller_left() {
+        let (waiter, handoff) = waiter(Instant::now());
+        assert_eq!(handoff.poll(Waker::noop()), None);
+        waiter.give(7).unwrap();
+        assert_eq!(handoff.poll(Waker::noop()), Some(7));
+
+        let (waiter, handoff) = super::tests::waiter(Instant::now());
+        assert_eq!(handoff.leave(), None);
+        assert_eq!(waiter.give(9), Err(9), "the caller is gone");
+
+        let (waiter, handoff) = super::tests::waiter(Instant::now());
+        waiter.give(5).unwrap();
+        assert_eq!(handoff.leave(), Some(5), "comes back to the pool");
     }
 }
