@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
+use crate::clock::Tick;
 use crate::error::Error;
 use crate::guard::{Checkout, Needs, PooledConnection, Prepared};
 use crate::manager::Manager;
 use crate::pool::Pool;
-use crate::rt::Instant;
 use crate::state::{Joined, Served};
 use crate::waiters::{Handoff, WaiterKey};
 
@@ -31,8 +31,9 @@ impl<M: Manager> Pool<M> {
         caller: &'static Location<'static>,
         wait: bool,
     ) -> Result<PooledConnection<M>, Error> {
-        let start = Instant::now();
-        let deadline = start + self.shared.config.acquire_timeout;
+        let clock = &self.shared.clock;
+        let start = clock.now();
+        let deadline = start.after(self.shared.config.acquire_timeout);
         let mut now = start;
         let mut waited = false;
         loop {
@@ -61,25 +62,23 @@ impl<M: Manager> Pool<M> {
             };
             match prepared {
                 Prepared::Ready { checked: true } => {
-                    self.shared.idle.record_wait(start.elapsed());
+                    self.shared.idle.record_wait(clock.now().nanos_since(start));
                     return Ok(conn);
                 }
                 // Handed over from the queue: the wait ends when the pool
                 // handed it over (the checkout's time), with no clock read.
                 Prepared::Ready { checked: false } if waited => {
                     let handed_over = conn.checked_out_at();
-                    self.shared
-                        .idle
-                        .record_wait(handed_over.saturating_duration_since(start));
+                    self.shared.idle.record_wait(handed_over.nanos_since(start));
                     return Ok(conn);
                 }
                 Prepared::Ready { .. } => {
                     self.shared.idle.count_direct();
                     return Ok(conn);
                 }
-                Prepared::Discard => now = Instant::now(),
+                Prepared::Discard => now = clock.now(),
                 Prepared::OutOfTime => {
-                    let error = self.timeout_error(&self.lock(), start.elapsed());
+                    let error = self.timeout_error(&self.lock(), clock.now().since(start));
                     return Err(self.counted(error));
                 }
             }
@@ -104,7 +103,7 @@ impl<M: Manager> Pool<M> {
     fn take_idle(
         &self,
         caller: &'static Location<'static>,
-        now: Instant,
+        now: Tick,
     ) -> Option<Checkout<M::Connection>> {
         let shared = &*self.shared;
         if shared.gauges.flags().quiet() {
@@ -124,8 +123,8 @@ impl<M: Manager> Pool<M> {
 struct Queue<'a, M: Manager> {
     pool: &'a Pool<M>,
     caller: &'static Location<'static>,
-    deadline: Instant,
-    now: Instant,
+    deadline: Tick,
+    now: Tick,
     /// `false` for `try_get`: take an idle connection or fail, never queue.
     wait: bool,
     state: QueueState<M::Connection>,
@@ -144,7 +143,7 @@ impl<M: Manager> Future for Queue<'_, M> {
         let this = &mut *self;
         let served = match &this.state {
             QueueState::Joining => {
-                let handoff = this.wait.then(|| Handoff::for_caller(cx.waker()));
+                let handoff = this.wait.then(|| Handoff::new(cx.waker().clone()));
                 match this
                     .pool
                     .join(this.caller, this.deadline, this.now, handoff.clone())
@@ -159,14 +158,16 @@ impl<M: Manager> Future for Queue<'_, M> {
                 }
             }
             QueueState::Queued(_, handoff) => match handoff.poll(cx.waker()) {
-                Some(served) => served.map(|checkout| (checkout, true)),
+                Some(served) => served
+                    .map(|checkout| (checkout, true))
+                    .map_err(|error| *error),
                 None => return Poll::Pending,
             },
             QueueState::Done => unreachable!("polled after completion"),
         };
         if let QueueState::Queued(_, handoff) = std::mem::replace(&mut this.state, QueueState::Done)
         {
-            Handoff::recycle(handoff);
+            drop(handoff);
         }
         Poll::Ready(served)
     }

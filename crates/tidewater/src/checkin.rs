@@ -12,12 +12,13 @@
 
 use std::sync::atomic::Ordering::SeqCst;
 
+use crate::clock::Tick;
 use crate::guard::{Checkout, Conn, Retired, Return};
 use crate::idle::RecordKey;
 use crate::leaks::Record;
 use crate::manager::Manager;
 use crate::pool::Pool;
-use crate::rt::{Instant, fence};
+use crate::rt::fence;
 use crate::state::Settled;
 use crate::stats::CloseReason;
 use crate::waiters::Waiter;
@@ -33,7 +34,7 @@ impl<M: Manager> Pool<M> {
         forced: Option<CloseReason>,
     ) {
         let shared = &*self.shared;
-        let now = Instant::now();
+        let now = shared.clock.now();
         let Checkout {
             mut conn,
             record,
@@ -52,7 +53,7 @@ impl<M: Manager> Pool<M> {
         // connection is in its place.
         let _ping = match how {
             Return::Used => {
-                shared.idle.record_use(now.saturating_duration_since(since));
+                shared.idle.record_use(now.nanos_since(since));
                 if reason.is_none() {
                     conn.needs_reset = shared.manager.needs_reset(&mut conn.raw);
                     conn.last_used = now;
@@ -90,7 +91,7 @@ impl<M: Manager> Pool<M> {
         &self,
         mut conn: Conn<M::Connection>,
         mut record: Option<RecordKey>,
-        now: Instant,
+        now: Tick,
     ) {
         let shared = &*self.shared;
         loop {
@@ -111,9 +112,14 @@ impl<M: Manager> Pool<M> {
             };
             let checkout = match record {
                 Some(record) => {
-                    let (checkout, before) = shared.idle.hand_on(record, conn, waiter.caller, now);
-                    warn_if_suspect(self, before, now);
-                    checkout
+                    if let Some(before) = shared.idle.hand_on(record, waiter.caller, now) {
+                        warn_suspect(self, *before, now);
+                    }
+                    Checkout {
+                        conn,
+                        record,
+                        since: now,
+                    }
                 }
                 None => shared.idle.check_out(conn, waiter.caller, now),
             };
@@ -135,7 +141,7 @@ impl<M: Manager> Pool<M> {
     /// meanwhile: the connection is in the shard before the fence, and a
     /// caller joining publishes itself before its own, so one of the two
     /// sees the other.
-    fn make_idle(&self, conn: Conn<M::Connection>, record: Option<RecordKey>, now: Instant) {
+    fn make_idle(&self, conn: Conn<M::Connection>, record: Option<RecordKey>, now: Tick) {
         let shared = &*self.shared;
         match record {
             Some(record) => warn_if_suspect(self, shared.idle.check_in(record, Some(conn)), now),
@@ -151,7 +157,11 @@ impl<M: Manager> Pool<M> {
     /// A connection given to a caller who left before picking it up: it
     /// goes on as if returned unused.
     pub(crate) fn put_back(&self, checkout: Checkout<M::Connection>) {
-        self.deliver(checkout.conn, Some(checkout.record), Instant::now());
+        self.deliver(
+            checkout.conn,
+            Some(checkout.record),
+            self.shared.clock.now(),
+        );
     }
 
     /// Takes a connection out of the pool for good (see
@@ -233,16 +243,23 @@ impl<C> Settled<C> {
     }
 }
 
+/// Logs a leak suspect handed back (or on).
+#[cold]
+fn warn_suspect<M: Manager>(pool: &Pool<M>, record: Record, now: Tick) {
+    tracing::warn!(
+        pool = %pool.shared.name,
+        connection = record.connection_id,
+        caller = %record.caller,
+        held_for = ?now.since(record.since),
+        "leak suspect returned to the pool"
+    );
+}
+
 /// Logs a leak suspect coming back, once its checkout record is gone.
-fn warn_if_suspect<M: Manager>(pool: &Pool<M>, before: Option<Record>, now: Instant) {
+#[inline]
+fn warn_if_suspect<M: Manager>(pool: &Pool<M>, before: Option<Record>, now: Tick) {
     if let Some(record) = before.filter(|record| record.reported) {
-        tracing::warn!(
-            pool = %pool.shared.name,
-            connection = record.connection_id,
-            caller = %record.caller,
-            held_for = ?now.saturating_duration_since(record.since),
-            "leak suspect returned to the pool"
-        );
+        warn_suspect(pool, record, now);
     }
 }
 

@@ -132,6 +132,7 @@ impl<M: Manager> Pool<M> {
             .create_time
             .record(now.saturating_duration_since(started));
         let proven = !shared.config.validate_after.is_zero();
+        let tick = shared.clock.tick(now);
         let opened = self.with_state(|pool, state| {
             // Under the lock: once the pool is closed, no connection joins.
             if state.closed {
@@ -140,7 +141,7 @@ impl<M: Manager> Pool<M> {
             let Some(open) = slot.into_open() else {
                 return Err((raw, CloseReason::Resized)); // shrank meanwhile
             };
-            let conn = pool.new_conn(state, raw, open, now);
+            let conn = pool.new_conn(state, raw, open, tick);
             let closed = if proven {
                 state.broken_arrivals = 0;
                 state.breaker.on_success()
@@ -161,7 +162,7 @@ impl<M: Manager> Pool<M> {
         if breaker_closed {
             tracing::info!(pool = %shared.name, "database reachable again: circuit breaker closed");
         }
-        self.deliver(conn, None, now);
+        self.deliver(conn, None, tick);
     }
 
     /// A connection handed straight from its attempt to a caller passed its

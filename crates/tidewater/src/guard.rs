@@ -4,6 +4,7 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::clock::{Tick, nanos};
 use crate::idle::RecordKey;
 use crate::manager::Manager;
 use crate::pool::Pool;
@@ -20,12 +21,13 @@ pub(crate) struct Conn<C> {
     /// Its place in the pool's count of open connections, given back when
     /// the connection is retired.
     slot: OpenSlot,
-    pub(crate) expires_at: Option<Instant>,
+    /// When its (jittered) lifetime ends; [`Tick::NEVER`] without one.
+    pub(crate) expires_at: Tick,
     /// When a caller last gave it back (drives `idle_timeout`).
-    pub(crate) last_used: Instant,
+    pub(crate) last_used: Tick,
     /// When it was last known to work: returned, validated or pinged
     /// (drives `validate_after` and keepalive).
-    pub(crate) last_checked: Instant,
+    pub(crate) last_checked: Tick,
     /// Its session state must be reset before the next checkout.
     pub(crate) needs_reset: bool,
     /// Just opened and handed straight to a caller: not used, not idle yet.
@@ -35,13 +37,7 @@ pub(crate) struct Conn<C> {
 }
 
 impl<C> Conn<C> {
-    pub(crate) fn new(
-        raw: C,
-        id: u64,
-        slot: OpenSlot,
-        now: Instant,
-        expires_at: Option<Instant>,
-    ) -> Self {
+    pub(crate) fn new(raw: C, id: u64, slot: OpenSlot, now: Tick, expires_at: Tick) -> Self {
         Self {
             raw,
             id,
@@ -54,8 +50,8 @@ impl<C> Conn<C> {
         }
     }
 
-    pub(crate) fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+    pub(crate) fn expired(&self, now: Tick) -> bool {
+        self.expires_at <= now
     }
 
     /// Takes the connection out of the pool's count (its slot is free at
@@ -79,7 +75,7 @@ pub(crate) struct Retired<C> {
 pub(crate) struct Checkout<C> {
     pub(crate) conn: Conn<C>,
     pub(crate) record: RecordKey,
-    pub(crate) since: Instant,
+    pub(crate) since: Tick,
 }
 
 /// How a connection comes back to the pool.
@@ -157,7 +153,7 @@ impl<M: Manager> PooledConnection<M> {
     }
 
     /// When the pool checked the connection out to this caller.
-    pub(crate) fn checked_out_at(&self) -> Instant {
+    pub(crate) fn checked_out_at(&self) -> Tick {
         self.checkout().since
     }
 
@@ -231,7 +227,7 @@ impl<M: Manager> PooledConnection<M> {
         }
         let reset = conn.needs_reset;
         let stale = config.validate_after.is_zero()
-            || since.saturating_duration_since(conn.last_checked) > config.validate_after;
+            || since.nanos_since(conn.last_checked) > nanos(config.validate_after);
         if reset || stale {
             Needs::Check { reset, fresh }
         } else {
@@ -242,7 +238,7 @@ impl<M: Manager> PooledConnection<M> {
     /// Validates (or, when `reset`, resets) the connection within the
     /// acquire deadline. A `fresh` connection (just opened) that fails its
     /// first validation counts as a failed connection attempt.
-    pub(crate) async fn check(&mut self, deadline: Instant, reset: bool, fresh: bool) -> Prepared {
+    pub(crate) async fn check(&mut self, deadline: Tick, reset: bool, fresh: bool) -> Prepared {
         // Borrow the fields apart: cloning the pool here would cost two
         // atomic operations on a line every core writes to.
         let Self {
@@ -255,7 +251,8 @@ impl<M: Manager> PooledConnection<M> {
         let config = &shared.config;
         let conn = &mut checkout.as_mut().expect(HOLDS).conn;
         *discard_as = Some(CloseReason::Interrupted);
-        let limit = deadline.min(Instant::now() + config.validation_timeout);
+        let clock = &shared.clock;
+        let limit = clock.instant(deadline.min(clock.now().after(config.validation_timeout)));
         let outcome = if reset {
             rt::timeout_at(limit, shared.manager.reset(&mut conn.raw)).await
         } else {
@@ -263,14 +260,14 @@ impl<M: Manager> PooledConnection<M> {
         };
         if let Some(Ok(())) = outcome {
             conn.needs_reset = false;
-            conn.last_checked = Instant::now();
+            conn.last_checked = clock.now();
             *discard_as = None;
             if fresh {
                 pool.proven();
             }
             return Prepared::Ready { checked: true };
         }
-        if outcome.is_none() && Instant::now() >= deadline {
+        if outcome.is_none() && clock.now() >= deadline {
             return Prepared::OutOfTime;
         }
         let (reason, failures) = if reset {
@@ -324,7 +321,7 @@ impl<M: Manager> PooledConnection<M> {
         )
         .await;
         if let Some(Ok(())) = outcome {
-            conn.last_checked = Instant::now();
+            conn.last_checked = shared.clock.now();
             *discard_as = None;
             return Ok(());
         }

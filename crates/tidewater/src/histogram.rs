@@ -12,6 +12,7 @@ const SUB: usize = 1 << SUB_BITS;
 /// Number of buckets: exact values below `SUB`, then `SUB` per power of two.
 pub(crate) const BUCKETS: usize = (64 - SUB_BITS as usize + 1) * SUB;
 
+#[inline]
 fn index(nanos: u64) -> usize {
     if nanos < SUB as u64 {
         return nanos as usize;
@@ -54,7 +55,11 @@ impl Histogram {
     }
 
     pub(crate) fn record(&self, value: Duration) {
-        let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        self.record_nanos(u64::try_from(value.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    #[inline]
+    pub(crate) fn record_nanos(&self, nanos: u64) {
         self.buckets[index(nanos)].fetch_add(1, Relaxed);
         if nanos != 0 {
             self.sum_nanos.fetch_add(nanos, Relaxed);

@@ -19,11 +19,12 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::clock::Tick;
 use crate::config::IdleOrder;
 use crate::guard::{Checkout, Conn};
 use crate::histogram::{Histogram, HistogramSnapshot};
 use crate::leaks::{CheckoutKey, Checkouts, LeakSuspect, Record};
-use crate::rt::{self, Instant, Mutex, MutexGuard};
+use crate::rt::{self, Mutex, MutexGuard};
 
 /// Where a checkout's record is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,7 +127,7 @@ impl<C> Shards<C> {
     pub(crate) fn take(
         &self,
         caller: &'static Location<'static>,
-        now: Instant,
+        now: Tick,
     ) -> Option<Checkout<C>> {
         let home = self.home();
         for i in 0..=self.mask {
@@ -154,34 +155,25 @@ impl<C> Shards<C> {
         &self,
         conn: Conn<C>,
         caller: &'static Location<'static>,
-        now: Instant,
+        now: Tick,
     ) -> Checkout<C> {
         let home = self.home();
         check_out(&mut self.lock(home), home, conn, caller, now)
     }
 
-    /// Hands a checked-out connection straight to another caller: its
-    /// record (kept where it is) now names `caller`. Returns the checkout,
-    /// and the record as it was.
+    /// A checked-out connection passes straight to another caller: its
+    /// record (kept where it is) now names `caller` and `now`. Returns the
+    /// record as it was when it had been reported as a leak suspect (rare,
+    /// hence boxed: the common answer is one word).
     pub(crate) fn hand_on(
         &self,
         record: RecordKey,
-        conn: Conn<C>,
         caller: &'static Location<'static>,
-        now: Instant,
-    ) -> (Checkout<C>, Option<Record>) {
-        let before = self
-            .lock(record.shard as usize)
+        now: Tick,
+    ) -> Option<Box<Record>> {
+        self.lock(record.shard as usize)
             .checkouts
-            .hand_on(record.key, caller, now);
-        (
-            Checkout {
-                conn,
-                record,
-                since: now,
-            },
-            before,
-        )
+            .hand_on(record.key, caller, now)
     }
 
     /// Makes `conn` idle in the home shard.
@@ -267,15 +259,15 @@ impl<C> Shards<C> {
 
     /// Counts a checkout that waited for a connection or validated one,
     /// and how long it took.
-    pub(crate) fn record_wait(&self, waited: Duration) {
+    pub(crate) fn record_wait(&self, waited_nanos: u64) {
         let shard = &self.shards[self.home()];
-        shard.wait_time.record(waited);
+        shard.wait_time.record_nanos(waited_nanos);
         shard.acquired_after_wait.fetch_add(1, Relaxed);
     }
 
     /// Records how long a caller held a connection.
-    pub(crate) fn record_use(&self, held: Duration) {
-        self.shards[self.home()].use_time.record(held);
+    pub(crate) fn record_use(&self, held_nanos: u64) {
+        self.shards[self.home()].use_time.record_nanos(held_nanos);
     }
 
     /// The checkout statistics over all shards.
@@ -302,14 +294,14 @@ impl<C> Shards<C> {
     }
 
     /// Checkouts held longer than `threshold`, in all shards.
-    pub(crate) fn leak_suspects(&self, now: Instant, threshold: Duration) -> Vec<LeakSuspect> {
+    pub(crate) fn leak_suspects(&self, now: Tick, threshold: Duration) -> Vec<LeakSuspect> {
         (0..self.shards.len())
             .flat_map(|shard| self.lock(shard).checkouts.suspects(now, threshold))
             .collect()
     }
 
     /// Marks and returns the suspects not reported before.
-    pub(crate) fn report_new_leaks(&self, now: Instant, threshold: Duration) -> Vec<LeakSuspect> {
+    pub(crate) fn report_new_leaks(&self, now: Tick, threshold: Duration) -> Vec<LeakSuspect> {
         (0..self.shards.len())
             .flat_map(|shard| self.lock(shard).checkouts.report_new(now, threshold))
             .collect()
@@ -321,7 +313,7 @@ fn check_out<C>(
     shard: usize,
     conn: Conn<C>,
     caller: &'static Location<'static>,
-    since: Instant,
+    since: Tick,
 ) -> Checkout<C> {
     let record = Record {
         caller,
@@ -347,7 +339,7 @@ mod tests {
     fn conn(id: u64) -> Conn<u64> {
         let slots = crate::slots::Slots::new(1);
         let slot = slots.reserve_attempt(1).unwrap().into_open().unwrap();
-        Conn::new(id, id, slot, Instant::now(), None)
+        Conn::new(id, id, slot, Tick::default(), Tick::NEVER)
     }
 
     /// Runs `f` on a fresh thread, which gets a home shard of its own.
@@ -365,7 +357,7 @@ mod tests {
         let (home_of_taker, taken) = on_new_thread(|| {
             (
                 shards.home(),
-                shards.take(Location::caller(), Instant::now()),
+                shards.take(Location::caller(), Tick::default()),
             )
         });
         assert_ne!(
@@ -387,7 +379,7 @@ mod tests {
         assert_eq!(shards.len(), 1);
         assert!(
             shards
-                .leak_suspects(Instant::now(), Duration::ZERO)
+                .leak_suspects(Tick::default(), Duration::ZERO)
                 .is_empty()
         );
     }
@@ -399,7 +391,7 @@ mod tests {
             (1..=3).for_each(|id| shards.push(conn(id)));
             assert_eq!(
                 shards
-                    .take(Location::caller(), Instant::now())
+                    .take(Location::caller(), Tick::default())
                     .unwrap()
                     .conn
                     .id,
@@ -414,7 +406,7 @@ mod tests {
         for _ in 0..3 {
             on_new_thread(|| {
                 shards.count_direct();
-                shards.record_use(Duration::from_millis(1));
+                shards.record_use(1_000_000);
             });
         }
         let stats = shards.hot_stats();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::rt::Instant;
+use crate::clock::Tick;
 
 /// A checkout's record, held by its guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub(crate) struct CheckoutKey(u32);
 #[derive(Clone, Copy)]
 pub(crate) struct Record {
     pub(crate) caller: &'static Location<'static>,
-    pub(crate) since: Instant,
+    pub(crate) since: Tick,
     pub(crate) connection_id: u64,
     pub(crate) reported: bool,
 }
@@ -105,30 +105,31 @@ impl Checkouts {
     }
 
     /// The connection at `key` passes straight to another caller: its
-    /// record now names that caller and time. Returns the record as it was.
+    /// record now names that caller and time. Returns the record as it was
+    /// if it had been reported as a leak suspect.
     pub(crate) fn hand_on(
         &mut self,
         key: CheckoutKey,
         caller: &'static Location<'static>,
-        since: Instant,
-    ) -> Option<Record> {
+        since: Tick,
+    ) -> Option<Box<Record>> {
         let record = self.slots.get_mut(key.0 as usize)?.as_mut()?;
-        let before = *record;
+        let reported = record.reported.then(|| Box::new(*record));
         record.caller = caller;
         record.since = since;
         record.reported = false;
-        Some(before)
+        reported
     }
 
     /// Every checkout held longer than `threshold`.
-    pub(crate) fn suspects(&self, now: Instant, threshold: Duration) -> Vec<LeakSuspect> {
+    pub(crate) fn suspects(&self, now: Tick, threshold: Duration) -> Vec<LeakSuspect> {
         self.records()
             .filter_map(|record| suspect(record, now, threshold))
             .collect()
     }
 
     /// Marks and returns the suspects not reported before.
-    pub(crate) fn report_new(&mut self, now: Instant, threshold: Duration) -> Vec<LeakSuspect> {
+    pub(crate) fn report_new(&mut self, now: Tick, threshold: Duration) -> Vec<LeakSuspect> {
         let mut found = Vec::new();
         for record in self
             .slots
@@ -149,8 +150,8 @@ impl Checkouts {
     }
 }
 
-fn suspect(record: &Record, now: Instant, threshold: Duration) -> Option<LeakSuspect> {
-    let held_for = now.saturating_duration_since(record.since);
+fn suspect(record: &Record, now: Tick, threshold: Duration) -> Option<LeakSuspect> {
+    let held_for = now.since(record.since);
     (held_for > threshold).then_some(LeakSuspect {
         connection_id: record.connection_id,
         caller: record.caller,

@@ -38,7 +38,7 @@ pub(crate) fn start<M: Manager>(pool: &Pool<M>) {
                 }
                 next_round = now + pool.shared.config.maintenance_interval;
             }
-            let wake_at = expire_waiters(&pool, now, next_round);
+            let wake_at = expire_waiters(&pool, next_round);
             drop(pool);
             rt::sleep_until_or(wake_at, woken).await;
         }
@@ -47,7 +47,9 @@ pub(crate) fn start<M: Manager>(pool: &Pool<M>) {
 
 /// Times out the callers whose deadline has passed; returns when to look
 /// again: at the next deadline in the queue, or at `next_round`.
-fn expire_waiters<M: Manager>(pool: &Pool<M>, now: Instant, next_round: Instant) -> Instant {
+fn expire_waiters<M: Manager>(pool: &Pool<M>, next_round: Instant) -> Instant {
+    let clock = &pool.shared.clock;
+    let (now, next_round) = (clock.now(), clock.tick(next_round));
     let (settled, wake_at) = pool.with_state(|pool, state| {
         let (settled, next_deadline) = pool.expire(state, now);
         let wake_at = next_deadline.map_or(next_round, |deadline| deadline.min(next_round));
@@ -55,12 +57,13 @@ fn expire_waiters<M: Manager>(pool: &Pool<M>, now: Instant, next_round: Instant)
         (settled, wake_at)
     });
     settled.finish(pool);
-    wake_at
+    clock.instant(wake_at)
 }
 
 /// One round of maintenance; `false` once the pool is closed.
 pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
     let now = Instant::now();
+    let tick = pool.shared.clock.tick(now);
     let config = &pool.shared.config;
     let work = pool.with_state(|pool, state| {
         if state.closed {
@@ -71,10 +74,10 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
         let mut may_idle_out = idle.len().saturating_sub(config.min_idle);
         let retired: Vec<_> = idle
             .take_where(|conn, _| {
-                if conn.expired(now) {
+                if conn.expired(tick) {
                     return Some(CloseReason::MaxLifetime);
                 }
-                let idle_for = now.saturating_duration_since(conn.last_used);
+                let idle_for = tick.since(conn.last_used);
                 let idled_out = config.idle_timeout.is_some_and(|limit| idle_for > limit);
                 if idled_out && may_idle_out > 0 {
                     may_idle_out -= 1;
@@ -86,22 +89,22 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
             .map(|(conn, reason)| conn.retire(reason))
             .collect();
         let due = |conn: &Conn<M::Connection>| {
-            config.keepalive_interval.is_some_and(|interval| {
-                now.saturating_duration_since(conn.last_checked) >= interval
-            })
+            config
+                .keepalive_interval
+                .is_some_and(|interval| tick.since(conn.last_checked) >= interval)
         };
         let pings: Vec<_> = idle
             .take_where(|conn, _| due(conn).then_some(()))
             .into_iter()
             .map(|(conn, ())| {
                 (
-                    idle.check_out(conn, Location::caller(), now),
+                    idle.check_out(conn, Location::caller(), tick),
                     shared.slots.start_ping(),
                 )
             })
             .collect();
         let leaks = match config.leak_detection_threshold {
-            Some(threshold) => idle.report_new_leaks(now, threshold),
+            Some(threshold) => idle.report_new_leaks(tick, threshold),
             None => Vec::new(),
         };
         pool.start_openers(state);

@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use crate::alerts::{Alert, AlertSink, Monitor, ServerCapacity};
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
+use crate::clock::Clock;
 use crate::config::{ConfigError, PoolConfig};
 use crate::error::Error;
 use crate::guard::PooledConnection;
@@ -93,6 +94,7 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: Arc<M>,
     pub(crate) config: PoolConfig,
     pub(crate) name: Arc<str>,
+    pub(crate) clock: Clock,
     state: Mutex<State<M::Connection>>,
     pub(crate) slots: Arc<Slots>,
     pub(crate) idle: Shards<M::Connection>,
@@ -169,6 +171,7 @@ impl<M: Manager> Pool<M> {
             shared: Arc::new(Shared {
                 manager: Arc::new(manager),
                 name: config.name.as_str().into(),
+                clock: Clock::new(),
                 idle: Shards::new(config.idle_order),
                 slots: Slots::new(config.max_size),
                 gauges: Gauges::new(),
@@ -344,7 +347,8 @@ impl<M: Manager> Pool<M> {
         let Some(threshold) = self.shared.config.leak_detection_threshold else {
             return Vec::new();
         };
-        let mut suspects = self.shared.idle.leak_suspects(Instant::now(), threshold);
+        let now = self.shared.clock.now();
+        let mut suspects = self.shared.idle.leak_suspects(now, threshold);
         suspects.sort_by_key(|suspect| std::cmp::Reverse(suspect.held_for));
         suspects
     }
@@ -372,7 +376,7 @@ impl<M: Manager> Pool<M> {
             ..self.shared.config.clone()
         }
         .validate()?;
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         self.with_state(|pool, state| {
             pool.shared.slots.set_max(max_size);
             fence(SeqCst); // pairs with the fence in `make_idle`
@@ -409,14 +413,16 @@ impl<M: Manager> Pool<M> {
         let error = Error::Closed {
             pool: self.shared.name.clone(),
         };
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         let settled = self.with_state(|pool, state| {
             state.closed = true;
             pool.publish(state);
             fence(SeqCst); // pairs with the fence in `make_idle`
             let mut settled = pool.settle(state, now);
             while let Some(waiter) = state.waiters.pop_front() {
-                settled.deliveries.push((waiter, Err(error.clone())));
+                settled
+                    .deliveries
+                    .push((waiter, Err(Box::new(error.clone()))));
             }
             pool.publish(state);
             settled

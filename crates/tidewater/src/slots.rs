@@ -45,6 +45,7 @@ pub(crate) struct SlotCounts {
 }
 
 impl SlotCounts {
+    #[inline]
     fn of(word: u64) -> Self {
         let field = |shift: u32| ((word >> shift) & MASK) as u32;
         Self {
@@ -55,6 +56,7 @@ impl SlotCounts {
     }
 
     /// Slots neither open nor being opened.
+    #[inline]
     pub(crate) fn room(self) -> u32 {
         self.max.saturating_sub(self.open + self.opening)
     }
@@ -68,6 +70,7 @@ impl Slots {
         })
     }
 
+    #[inline]
     pub(crate) fn counts(&self) -> SlotCounts {
         SlotCounts::of(self.word.load(SeqCst))
     }

@@ -21,17 +21,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 
 use crate::breaker::Breaker;
+use crate::clock::Tick;
 use crate::error::Error;
 use crate::guard::{Checkout, Conn, Retired};
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{Instant, fence};
-use crate::slots::OpenSlot;
+use crate::slots::{OpenSlot, SlotCounts};
 use crate::stats::{CloseReason, PoolStatus};
 use crate::waiters::{Handoff, Waiter, WaiterKey, WaiterQueue};
 
-/// What a waiter receives: a connection, or why none came.
-pub(crate) type Served<C> = Result<Checkout<C>, Error>;
+/// What a waiter receives: a connection, or why none came (boxed: errors
+/// are rare, and the hand-off moves this value).
+pub(crate) type Served<C> = Result<Checkout<C>, Box<Error>>;
 
 /// Everything behind the pool's lock.
 pub(crate) struct State<C> {
@@ -42,7 +44,7 @@ pub(crate) struct State<C> {
     pub(crate) broken_arrivals: u32,
     next_id: u64,
     /// When the maintenance task looks at the queue next, while it sleeps.
-    pub(crate) sweep_at: Option<Instant>,
+    pub(crate) sweep_at: Option<Tick>,
     /// The number of waiters the shards were last told of.
     published_waiters: u32,
 }
@@ -99,8 +101,8 @@ impl<M: Manager> Pool<M> {
     pub(crate) fn join(
         &self,
         caller: &'static Location<'static>,
-        deadline: Instant,
-        now: Instant,
+        deadline: Tick,
+        now: Tick,
         handoff: Option<Arc<Handoff<Served<M::Connection>>>>,
     ) -> Result<Joined<M::Connection>, Error> {
         let shared = &*self.shared;
@@ -140,12 +142,15 @@ impl<M: Manager> Pool<M> {
                 return Ok(Joined::Idle(checkout));
             }
         }
-        if let Some(refusal) = self.refusal(&state, now) {
+        let counts = shared.slots.counts();
+        if let Some(refusal) = self.refusal(&state, now, counts) {
             state.waiters.remove(key);
             self.publish(&mut state);
             return Err(refusal);
         }
-        self.start_openers(&mut state);
+        if counts.room() > 0 {
+            self.start_openers(&mut state);
+        }
         if first && state.breaker.failures() > 0 {
             // Openers backing off may start sooner now that callers wait.
             shared.pacing.notify_waiters();
@@ -159,14 +164,21 @@ impl<M: Manager> Pool<M> {
 
     /// Why a caller that just joined may not wait, if it may not: the
     /// breaker is open and cannot promise a quick answer, or too many wait.
-    fn refusal(&self, state: &State<M::Connection>, now: Instant) -> Option<Error> {
+    fn refusal(
+        &self,
+        state: &State<M::Connection>,
+        now: Tick,
+        counts: SlotCounts,
+    ) -> Option<Error> {
         let shared = &*self.shared;
-        if state.breaker.is_open() && !state.breaker.admits_waiters(now) {
-            return Some(self.unavailable(state, now));
+        if state.breaker.is_open() {
+            let now = shared.clock.instant(now);
+            if !state.breaker.admits_waiters(now) {
+                return Some(self.unavailable(state, now));
+            }
         }
         // Each connection the pool may still open serves one caller; beyond
         // those, at most `max_waiters` wait for one to come back.
-        let counts = shared.slots.counts();
         let room = counts.max.saturating_sub(counts.open);
         let limit = shared.config.max_waiters.saturating_add(room);
         if state.waiters.len() > limit {
@@ -198,7 +210,7 @@ impl<M: Manager> Pool<M> {
         &self,
         closed: bool,
         conn: &Conn<M::Connection>,
-        now: Instant,
+        now: Tick,
     ) -> Option<CloseReason> {
         let counts = self.shared.slots.counts();
         if closed {
@@ -218,7 +230,7 @@ impl<M: Manager> Pool<M> {
     pub(crate) fn settle(
         &self,
         state: &mut State<M::Connection>,
-        now: Instant,
+        now: Tick,
     ) -> Settled<M::Connection> {
         let shared = &*self.shared;
         let mut settled = Settled::new();
@@ -260,17 +272,13 @@ impl<M: Manager> Pool<M> {
     pub(crate) fn expire(
         &self,
         state: &mut State<M::Connection>,
-        now: Instant,
-    ) -> (Settled<M::Connection>, Option<Instant>) {
+        now: Tick,
+    ) -> (Settled<M::Connection>, Option<Tick>) {
         let mut settled = Settled::new();
         let timeout = self.shared.config.acquire_timeout;
         while let Some(waiter) = state.waiters.pop_front_if(|waiter| waiter.deadline <= now) {
-            let started = waiter
-                .deadline
-                .checked_sub(timeout)
-                .unwrap_or(waiter.deadline);
-            let error = self.timeout_error(state, now.saturating_duration_since(started));
-            settled.deliveries.push((waiter, Err(error)));
+            let error = self.timeout_error(state, timeout + now.since(waiter.deadline));
+            settled.deliveries.push((waiter, Err(Box::new(error))));
         }
         if !settled.deliveries.is_empty() {
             self.publish(state);
@@ -305,7 +313,7 @@ impl<M: Manager> Pool<M> {
             .waiters
             .pop_front_if(|waiter| waiter.attempts_seen < attempt)
         {
-            settled.deliveries.push((waiter, Err(error())));
+            settled.deliveries.push((waiter, Err(Box::new(error()))));
         }
         self.publish(state);
         settled
@@ -358,12 +366,12 @@ impl<M: Manager> Pool<M> {
         state: &mut State<M::Connection>,
         raw: M::Connection,
         slot: OpenSlot,
-        now: Instant,
+        now: Tick,
     ) -> Conn<M::Connection> {
         state.next_id += 1;
         let config = &self.shared.config;
-        let expires_at = config.max_lifetime.map(|lifetime| {
-            now + lifetime.mul_f64(1.0 - config.max_lifetime_jitter * fastrand::f64())
+        let expires_at = config.max_lifetime.map_or(Tick::NEVER, |lifetime| {
+            now.after(lifetime.mul_f64(1.0 - config.max_lifetime_jitter * fastrand::f64()))
         });
         Conn::new(raw, state.next_id, slot, now, expires_at)
     }

@@ -155,14 +155,17 @@ pub(crate) struct Flags(u64);
 
 impl Flags {
     /// Someone waits.
+    #[inline]
     pub(crate) fn waiting(self) -> bool {
         self.0 & WAITING != 0
     }
 
+    #[inline]
     pub(crate) fn closed(self) -> bool {
         self.0 & CLOSED != 0
     }
 
+    #[inline]
     pub(crate) fn breaker_open(self) -> bool {
         self.0 & BREAKER_OPEN != 0
     }
@@ -170,6 +173,7 @@ impl Flags {
     /// An idle connection may be taken (or returned to a shard) without the
     /// pool's lock: the pool is open and nobody waits (who would come
     /// first).
+    #[inline]
     pub(crate) fn quiet(self) -> bool {
         self.0 & (WAITING | CLOSED) == 0
     }
@@ -183,6 +187,7 @@ impl Gauges {
     }
 
     /// Under the pool's lock (the only writer): publishes what changed.
+    #[inline]
     pub(crate) fn publish(&self, waiting: bool, closed: bool, breaker_open: bool) {
         let flags = if waiting { WAITING } else { 0 }
             | if closed { CLOSED } else { 0 }
@@ -192,12 +197,14 @@ impl Gauges {
         }
     }
 
+    #[inline]
     pub(crate) fn flags(&self) -> Flags {
         Flags(self.flags.load(SeqCst))
     }
 
     /// Idle connections may owe something: to a waiter, to a closed pool,
     /// or to a pool that shrank.
+    #[inline]
     pub(crate) fn needs_settling(&self, slots: SlotCounts) -> bool {
         !self.flags().quiet() || slots.open > slots.max
     }

@@ -16,16 +16,15 @@
 //! connection (or error) after releasing the lock, through the waiter's
 //! [`Handoff`]: a small cell of its own, shared with the caller's future,
 //! so that the caller picks its connection up without touching the pool's
-//! lock again. A caller done with its hand-off leaves it to its thread for
-//! the next caller, so that waiting allocates nothing.
+//! lock again. (Keeping spare hand-offs per thread to save the allocation
+//! was tried: it cost as many instructions as it saved.)
 
-use std::any::{Any, TypeId};
-use std::cell::RefCell;
 use std::panic::Location;
 use std::sync::Arc;
 use std::task::Waker;
 
-use crate::rt::{Instant, Mutex};
+use crate::clock::Tick;
+use crate::rt::Mutex;
 
 const NONE: u32 = u32::MAX;
 
@@ -44,7 +43,7 @@ pub(crate) struct Waiter<T> {
     /// Where it called `get()` (for the checkout record).
     pub(crate) caller: &'static Location<'static>,
     /// When it gives up.
-    pub(crate) deadline: Instant,
+    pub(crate) deadline: Tick,
     /// How many connection attempts had started when it joined: a failed
     /// attempt that started after it joined is news to it.
     pub(crate) attempts_seen: u64,
@@ -247,54 +246,8 @@ enum HandoffState<T> {
     Closed,
 }
 
-thread_local! {
-    /// Hand-offs of callers that are done waiting, kept by the thread that
-    /// last used each, for the next caller on that thread that must wait.
-    static SPARES: RefCell<Vec<Arc<dyn Any + Send + Sync>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Spare hand-offs kept per thread.
-const SPARES_PER_THREAD: usize = 8;
-
-impl<T: Send + 'static> Handoff<T> {
-    /// A hand-off for a caller whose task `waker` wakes: a spare one of
-    /// this thread's that nobody holds any more, or a new one. A queued
-    /// `get()` thus allocates nothing once the thread has one to spare.
-    pub(crate) fn for_caller(waker: &Waker) -> Arc<Self> {
-        let spare = SPARES.with(|spares| {
-            let mut spares = spares.borrow_mut();
-            let index = spares
-                .iter()
-                .position(|spare| (**spare).type_id() == TypeId::of::<Self>())?;
-            Some(spares.swap_remove(index))
-        });
-        if let Some(Ok(mut spare)) = spare.map(Arc::downcast::<Self>) {
-            if let Some(handoff) = Arc::get_mut(&mut spare) {
-                *handoff
-                    .state
-                    .get_mut()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    HandoffState::Waiting(waker.clone());
-                return spare;
-            }
-        }
-        Self::new(waker.clone())
-    }
-
-    /// The caller is done with its hand-off: kept for the next caller on
-    /// this thread.
-    pub(crate) fn recycle(this: Arc<Self>) {
-        SPARES.with(|spares| {
-            let mut spares = spares.borrow_mut();
-            if spares.len() < SPARES_PER_THREAD {
-                spares.push(this);
-            }
-        });
-    }
-}
-
 impl<T> Handoff<T> {
-    /// A new hand-off for a caller whose task `waker` wakes.
+    /// A hand-off for a caller whose task `waker` wakes.
     pub(crate) fn new(waker: Waker) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(HandoffState::Waiting(waker)),
@@ -359,7 +312,7 @@ mod tests {
 
     use super::*;
 
-    fn waiter(deadline: Instant) -> (Waiter<u32>, Arc<Handoff<u32>>) {
+    fn waiter(deadline: Tick) -> (Waiter<u32>, Arc<Handoff<u32>>) {
         let handoff = Handoff::new(Waker::noop().clone());
         let waiter = Waiter {
             handoff: handoff.clone(),
@@ -370,14 +323,14 @@ mod tests {
         (waiter, handoff)
     }
 
-    fn deadlines(queue: &mut WaiterQueue<u32>) -> Vec<Instant> {
+    fn deadlines(queue: &mut WaiterQueue<u32>) -> Vec<Tick> {
         std::iter::from_fn(|| queue.pop_front().map(|w| w.deadline)).collect()
     }
 
     #[test]
     fn serves_in_order_of_deadline() {
-        let t0 = Instant::now();
-        let at = |ms| t0 + Duration::from_millis(ms);
+        let t0 = Tick::default();
+        let at = |ms| t0.after(Duration::from_millis(ms));
         let mut queue = WaiterQueue::new();
         for ms in [10, 20, 30] {
             queue.push(waiter(at(ms)).0);
@@ -395,12 +348,12 @@ mod tests {
 
     #[test]
     fn leaving_from_the_middle_keeps_the_order() {
-        let t0 = Instant::now();
+        let t0 = Tick::default();
         let mut queue = WaiterQueue::new();
         let mut keys = Vec::new();
         let mut handoffs = Vec::new();
         for ms in 0..4 {
-            let (waiter, handoff) = waiter(t0 + Duration::from_millis(ms));
+            let (waiter, handoff) = waiter(t0.after(Duration::from_millis(ms)));
             handoffs.push(handoff);
             keys.push(queue.push(waiter));
         }
@@ -421,16 +374,16 @@ mod tests {
 
     #[test]
     fn a_handoff_delivers_once_and_refuses_after_the_caller_left() {
-        let (waiter, handoff) = waiter(Instant::now());
+        let (waiter, handoff) = waiter(Tick::default());
         assert_eq!(handoff.poll(Waker::noop()), None);
         waiter.give(7).unwrap();
         assert_eq!(handoff.poll(Waker::noop()), Some(7));
 
-        let (waiter, handoff) = super::tests::waiter(Instant::now());
+        let (waiter, handoff) = super::tests::waiter(Tick::default());
         assert_eq!(handoff.leave(), None);
         assert_eq!(waiter.give(9), Err(9), "the caller is gone");
 
-        let (waiter, handoff) = super::tests::waiter(Instant::now());
+        let (waiter, handoff) = super::tests::waiter(Tick::default());
         waiter.give(5).unwrap();
         assert_eq!(handoff.leave(), Some(5), "comes back to the pool");
     }
