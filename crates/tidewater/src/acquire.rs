@@ -143,7 +143,7 @@ impl<M: Manager> Future for Queue<'_, M> {
         let this = &mut *self;
         let served = match &this.state {
             QueueState::Joining => {
-                let handoff = this.wait.then(|| Handoff::new(cx.waker().clone()));
+                let handoff = this.wait.then(|| Handoff::for_caller(cx.waker()));
                 match this
                     .pool
                     .join(this.caller, this.deadline, this.now, handoff.clone())
@@ -167,7 +167,7 @@ impl<M: Manager> Future for Queue<'_, M> {
         };
         if let QueueState::Queued(_, handoff) = std::mem::replace(&mut this.state, QueueState::Done)
         {
-            drop(handoff);
+            Handoff::recycle(handoff);
         }
         Poll::Ready(served)
     }

@@ -16,9 +16,12 @@
 //! connection (or error) after releasing the lock, through the waiter's
 //! [`Handoff`]: a small cell of its own, shared with the caller's future,
 //! so that the caller picks its connection up without touching the pool's
-//! lock again. (Keeping spare hand-offs per thread to save the allocation
-//! was tried: it cost as many instructions as it saved.)
+//! lock again. A caller that has picked its connection up leaves its
+//! hand-off to its thread for the next caller there that must wait, so
+//! waiting allocates nothing.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::panic::Location;
 use std::sync::Arc;
 use std::task::Waker;
@@ -246,8 +249,40 @@ enum HandoffState<T> {
     Closed,
 }
 
+thread_local! {
+    /// The hand-off of the last caller on this thread that picked its
+    /// connection up, kept for the next caller on this thread that must
+    /// wait: a queued `get()` then allocates nothing.
+    static SPARE: RefCell<Option<Arc<dyn Any + Send + Sync>>> = const { RefCell::new(None) };
+}
+
+impl<T: Send + 'static> Handoff<T> {
+    /// A hand-off for a caller whose task `waker` wakes: this thread's
+    /// spare when nobody else holds it any more, else a new one.
+    pub(crate) fn for_caller(waker: &Waker) -> Arc<Self> {
+        let spare = SPARE.with(|spare| spare.borrow_mut().take());
+        if let Some(Ok(mut spare)) = spare.map(Arc::downcast::<Self>)
+            && let Some(handoff) = Arc::get_mut(&mut spare)
+        {
+            *handoff
+                .state
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                HandoffState::Waiting(waker.clone());
+            return spare;
+        }
+        Self::new(waker.clone())
+    }
+
+    /// The caller has picked its connection up: its hand-off becomes this
+    /// thread's spare.
+    pub(crate) fn recycle(this: Arc<Self>) {
+        SPARE.with(|spare| *spare.borrow_mut() = Some(this));
+    }
+}
+
 impl<T> Handoff<T> {
-    /// A hand-off for a caller whose task `waker` wakes.
+    /// A new hand-off for a caller whose task `waker` wakes.
     pub(crate) fn new(waker: Waker) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(HandoffState::Waiting(waker)),
