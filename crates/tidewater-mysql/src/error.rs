@@ -174,10 +174,11 @@ fn driver_class(error: &mysql_async::Error) -> ErrorClass {
 }
 
 /// Permanent: the account, its password, its host or its database are not
-/// accepted. Transient: everything else, notably `1040` too many
-/// connections, `1203`/`1226` the account's connection limit, `1205` lock
-/// wait timeout, `1213` deadlock, `1053` shutdown, `1927` connection
-/// killed, and the client's `2006`/`2013`.
+/// accepted. Full: `1040` too many connections (the server is up; the
+/// connections the pool has still work). Transient: everything else,
+/// notably `1203`/`1226` the account's connection limit, `1205` lock wait
+/// timeout, `1213` deadlock, `1053` shutdown, `1927` connection killed,
+/// and the client's `2006`/`2013`.
 fn class_of(code: u16) -> ErrorClass {
     match code {
         // access denied (password, database, host, no password given),
@@ -186,6 +187,7 @@ fn class_of(code: u16) -> ErrorClass {
         1044 | 1045 | 1049 | 1129 | 1130 | 1251 | 1698 | 1820 | 1862 | 3118 | 4151 => {
             ErrorClass::Permanent
         }
+        1040 => ErrorClass::Full,
         _ => ErrorClass::Transient,
     }
 }
@@ -320,7 +322,7 @@ mod tests {
         for (code, class) in [
             (2013, ErrorClass::Transient),
             (2006, ErrorClass::Transient),
-            (1040, ErrorClass::Transient),
+            (1040, ErrorClass::Full),
             (1203, ErrorClass::Transient),
             (1205, ErrorClass::Transient),
             (1213, ErrorClass::Transient),

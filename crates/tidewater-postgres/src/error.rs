@@ -84,10 +84,14 @@ impl PgError {
 }
 
 /// Permanent: authentication, authorization and naming errors, and
-/// settings the server rejects. Transient: everything else, notably
-/// `57P01` admin shutdown, `57P03` cannot connect now, `53300` too many
-/// connections, `08xxx` connection exceptions.
+/// settings the server rejects. Full: `53300` too many connections (the
+/// server is up; the connections the pool has still work). Transient:
+/// everything else, notably `57P01` admin shutdown, `57P03` cannot connect
+/// now, `08xxx` connection exceptions.
 fn class_of(code: &SqlState) -> ErrorClass {
+    if *code == SqlState::TOO_MANY_CONNECTIONS {
+        return ErrorClass::Full;
+    }
     let permanent = matches!(&code.code()[..2], "28" | "3D" | "42" | "0A" | "22" | "3F");
     if permanent {
         ErrorClass::Permanent
@@ -194,7 +198,7 @@ mod tests {
         for (code, class) in [
             (SqlState::ADMIN_SHUTDOWN, ErrorClass::Transient),
             (SqlState::CANNOT_CONNECT_NOW, ErrorClass::Transient),
-            (SqlState::TOO_MANY_CONNECTIONS, ErrorClass::Transient),
+            (SqlState::TOO_MANY_CONNECTIONS, ErrorClass::Full),
             (SqlState::INVALID_PASSWORD, ErrorClass::Permanent),
             (SqlState::INVALID_CATALOG_NAME, ErrorClass::Permanent),
             (

@@ -442,3 +442,71 @@ async fn a_query_hanging_past_the_statement_timeout() {
     )
     .await;
 }
+
+/// A server (here a proxy in front of one) that accepts every session and
+/// drops it as soon as the login completes: each new connection is broken
+/// before it serves anyone. The pool counts each as a failed connection
+/// attempt (found when its first validation fails, or when it comes back
+/// broken from its first use): backoff instead of a tight loop of
+/// reconnections, the breaker opens, and the callers' errors say what
+/// happens.
+async fn sessions_dropped_as_they_arrive(validate_after: Duration, named: &str) {
+    let cluster = PgCluster::new().await.unwrap();
+    let proxy = FaultProxy::start(cluster.addr()).await.unwrap();
+    proxy.set_drop_after_login(true);
+    let options = PgOptions {
+        url: format!("{}?sslmode=disable", cluster.url_at(proxy.addr())),
+        statement_timeout: Some(STATEMENT_TIMEOUT),
+        ..PgOptions::default()
+    };
+    let config = PoolConfig {
+        validate_after,
+        ..config(4)
+    };
+    let pool = Pool::new(PgManager::new(options).unwrap(), config).unwrap();
+    let load = Load::start(&pool);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outcomes = load.stop().await;
+
+    let attempts = proxy.accepted();
+    let errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
+    println!(
+        "sessions dropped after login (validate_after {validate_after:?}): {} calls, {} failed, \
+         {attempts} connection attempts in 2 s",
+        outcomes.len(),
+        errors.len()
+    );
+    assert!(
+        !errors.is_empty() && errors.len() == outcomes.len(),
+        "no call can succeed"
+    );
+    assert!(attempts >= 3, "the pool tried: {attempts}");
+    assert!(
+        attempts <= 40,
+        "{attempts} connection attempts in 2 s: a storm"
+    );
+    assert!(pool.stats().breaker_opened >= 1, "{}", pool.status());
+    assert!(
+        errors.iter().any(|error| error.contains(named)),
+        "the errors name the cause ({named}): {:?}",
+        &errors[..errors.len().min(3)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_dropped_as_they_arrive_back_off_and_open_the_breaker() {
+    sessions_dropped_as_they_arrive(
+        PoolConfig::default().validate_after,
+        "every new connection broke in its first use",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_dropped_as_they_arrive_fail_their_first_validation() {
+    sessions_dropped_as_they_arrive(
+        Duration::ZERO,
+        "every new connection failed its first validation",
+    )
+    .await;
+}

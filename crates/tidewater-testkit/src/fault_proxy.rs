@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +29,10 @@ use crate::lock;
 /// - [`reset_all`](Self::reset_all): every open connection is aborted with a
 ///   TCP RST, both towards the client and towards the server;
 /// - [`set_refuse`](Self::set_refuse): the proxy stops listening, so new
-///   connections are refused; open ones go on.
+///   connections are refused; open ones go on;
+/// - [`set_drop_after_login`](Self::set_drop_after_login): new PostgreSQL
+///   sessions are closed as soon as their login completes, as a server,
+///   pooler or proxy does that accepts sessions and drops them.
 ///
 /// Its tasks run on the tokio runtime that started it and end when it is
 /// dropped (open connections are then closed).
@@ -59,6 +62,7 @@ struct Shared {
     upstream: SocketAddr,
     latency_nanos: AtomicU64,
     blackhole: watch::Sender<bool>,
+    drop_after_login: AtomicBool,
     next_id: AtomicU64,
     connections: Mutex<HashMap<u64, Connection>>,
 }
@@ -92,6 +96,7 @@ impl FaultProxy {
             upstream,
             latency_nanos: AtomicU64::new(0),
             blackhole: watch::Sender::new(false),
+            drop_after_login: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             connections: Mutex::new(HashMap::new()),
         });
@@ -214,6 +219,33 @@ impl FaultProxy {
         Ok(())
     }
 
+    /// `true`: every PostgreSQL session opened from now on is closed (both
+    /// ways) right after the server's first `ReadyForQuery`, the end of the
+    /// login: the client's connection attempt succeeds, and the session is
+    /// gone before its first query. Open sessions are left alone. Sessions
+    /// must not ask for TLS (`sslmode=disable`): the proxy reads the
+    /// protocol's framing.
+    ///
+    /// ```no_run
+    /// # fn f(proxy: tidewater_testkit::FaultProxy) {
+    /// proxy.set_drop_after_login(true);
+    /// # }
+    /// ```
+    pub fn set_drop_after_login(&self, on: bool) {
+        self.shared.drop_after_login.store(on, SeqCst);
+    }
+
+    /// How many client connections the proxy has accepted so far.
+    ///
+    /// ```no_run
+    /// # fn f(proxy: tidewater_testkit::FaultProxy) {
+    /// assert_eq!(proxy.accepted(), 0);
+    /// # }
+    /// ```
+    pub fn accepted(&self) -> u64 {
+        self.shared.next_id.load(SeqCst)
+    }
+
     /// How many client connections are open through the proxy.
     ///
     /// ```no_run
@@ -288,9 +320,12 @@ async fn serve(shared: Arc<Shared>, id: u64, mut client: TcpStream, reset: onesh
         id,
     };
     let mut upstream = None;
+    let drop_after_login = shared.drop_after_login.load(SeqCst);
     let aborted = tokio::select! {
         _ = reset => true,
-        _ = relay(&shared, &mut client, &mut upstream) => false,
+        // A session dropped after its login closes normally (FIN): a reset
+        // would discard the login's last messages still unread.
+        _ = relay(&shared, &mut client, &mut upstream, drop_after_login) => false,
     };
     if aborted {
         // Closing a socket with a zero linger time sends RST, not FIN.
@@ -301,8 +336,14 @@ async fn serve(shared: Arc<Shared>, id: u64, mut client: TcpStream, reset: onesh
 }
 
 /// Connects to the server once the proxy is open and forwards both ways
-/// until both sides have finished or one fails.
-async fn relay(shared: &Shared, client: &mut TcpStream, upstream: &mut Option<TcpStream>) {
+/// until both sides have finished or one fails; with `drop_after_login`,
+/// only until the login has completed.
+async fn relay(
+    shared: &Shared,
+    client: &mut TcpStream,
+    upstream: &mut Option<TcpStream>,
+    drop_after_login: bool,
+) {
     shared.wait_open().await;
     let Ok(stream) = TcpStream::connect(shared.upstream).await else {
         return;
@@ -310,10 +351,50 @@ async fn relay(shared: &Shared, client: &mut TcpStream, upstream: &mut Option<Tc
     let upstream = upstream.insert(stream);
     let (client_read, client_write) = client.split();
     let (upstream_read, upstream_write) = upstream.split();
+    if drop_after_login {
+        let _ = tokio::try_join!(
+            pump(shared, client_read, upstream_write),
+            pump_login(upstream_read, client_write),
+        );
+        return;
+    }
     let _ = tokio::try_join!(
         pump(shared, client_read, upstream_write),
         pump(shared, upstream_read, client_write),
     );
+}
+
+/// Forwards the server's messages up to and including its first
+/// `ReadyForQuery` (type `Z`), then fails, which ends the session (both
+/// sockets close): the login has completed, and nothing after it gets
+/// through.
+async fn pump_login(mut from: ReadHalf<'_>, mut to: WriteHalf<'_>) -> io::Result<()> {
+    let mut seen = Vec::new();
+    let mut message = 0; // where the message being read starts in `seen`
+    let mut buffer = vec![0; CHUNK];
+    loop {
+        let read = from.read(&mut buffer).await?;
+        if read == 0 {
+            return to.shutdown().await;
+        }
+        seen.extend_from_slice(&buffer[..read]);
+        // Every server message: a type byte, then a 4-byte big-endian
+        // length that counts itself and the body.
+        while let Some(header) = seen.get(message..message + 5) {
+            let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            let end = message + 1 + length;
+            if end > seen.len() {
+                break;
+            }
+            let ready = header[0] == b'Z';
+            to.write_all(&seen[message..end]).await?;
+            if ready {
+                to.flush().await?;
+                return Err(io::Error::other("dropped after login"));
+            }
+            message = end;
+        }
+    }
 }
 
 /// Forwards one direction chunk by chunk, each after the latency and only

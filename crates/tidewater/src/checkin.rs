@@ -13,12 +13,13 @@
 use std::sync::atomic::Ordering::SeqCst;
 
 use crate::clock::Tick;
+use crate::error::Breakage;
 use crate::guard::{Checkout, Conn, Retired, Return};
 use crate::idle::RecordKey;
 use crate::leaks::Record;
 use crate::manager::Manager;
 use crate::pool::Pool;
-use crate::rt::fence;
+use crate::rt::{self, fence};
 use crate::state::Settled;
 use crate::stats::CloseReason;
 use crate::waiters::Waiter;
@@ -64,10 +65,19 @@ impl<M: Manager> Pool<M> {
             Return::Pinged(slot) => Some(slot),
         };
         if let Some(reason) = reason {
+            let never_served = reason == CloseReason::Broken
+                && std::mem::take(&mut conn.unused)
+                && matches!(_ping, None);
             let before = shared.idle.check_in(record, None);
             self.close_retired(conn.retire(reason));
             warn_if_suspect(self, before, now);
+            if never_served {
+                self.arrival_failed(None, Breakage::FirstUse, rt::Instant::now());
+            }
             return;
+        }
+        if _ping.is_none() && std::mem::take(&mut conn.unused) {
+            self.proven();
         }
         let flags = shared.gauges.flags();
         if flags.breaker_open() {

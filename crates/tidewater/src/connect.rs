@@ -20,7 +20,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
 use crate::breaker::{Holding, Pacing};
-use crate::error::{ConnectError, Error};
+use crate::error::{Breakage, ConnectError, Error};
 use crate::manager::{ErrorClass, Manager};
 use crate::pool::{Pool, Shared};
 use crate::rt::{self, Instant};
@@ -71,7 +71,7 @@ pub(crate) async fn run_opener<M: Manager>(
             Some(Ok(mut raw)) => {
                 if manager.is_broken(&mut raw) {
                     drop(raw);
-                    pool.arrival_failed(Some(attempt), None, now);
+                    pool.arrival_failed(Some(attempt), Breakage::OnArrival, now);
                 } else {
                     let slot = slot.take().expect("an attempt holds its slot");
                     pool.connected(raw, slot, started, now);
@@ -121,9 +121,10 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// A new connection: to the oldest waiter, or idle. It proves the
-    /// database is back, unless the pool validates it before its first use
-    /// (`validate_after` 0): then only that validation does.
+    /// A new connection: to the oldest waiter, or idle. The database
+    /// answered, so an open breaker closes; but the failures in a row are
+    /// forgotten only once the connection proves usable ([`Pool::proven`]):
+    /// a server that accepts sessions and drops them must still back off.
     fn connected(&self, raw: M::Connection, slot: AttemptSlot, started: Instant, now: Instant) {
         let shared = &*self.shared;
         shared.stats.opened.fetch_add(1, Relaxed);
@@ -131,7 +132,6 @@ impl<M: Manager> Pool<M> {
             .stats
             .create_time
             .record(now.saturating_duration_since(started));
-        let proven = !shared.config.validate_after.is_zero();
         let tick = shared.clock.tick(now);
         let opened = self.with_state(|pool, state| {
             // Under the lock: once the pool is closed, no connection joins.
@@ -142,13 +142,7 @@ impl<M: Manager> Pool<M> {
                 return Err((raw, CloseReason::Resized)); // shrank meanwhile
             };
             let conn = pool.new_conn(state, raw, open, tick);
-            let closed = if proven {
-                state.broken_arrivals = 0;
-                state.breaker.on_success()
-            } else {
-                state.breaker.on_unproven()
-            };
-            Ok((conn, closed))
+            Ok((conn, state.breaker.on_unproven()))
         });
         let (conn, breaker_closed) = match opened {
             Ok(opened) => opened,
@@ -165,37 +159,43 @@ impl<M: Manager> Pool<M> {
         self.deliver(conn, None, tick);
     }
 
-    /// A connection handed straight from its attempt to a caller passed its
-    /// first validation: the database is back for sure.
+    /// A new connection proved usable (it passed its first validation, or
+    /// came back healthy from its first use): the database is back for
+    /// sure, and the failures in a row are forgotten.
     pub(crate) fn proven(&self) {
-        if self.shared.config.validate_after.is_zero() {
-            self.with_state(|_, state| {
-                state.broken_arrivals = 0;
-                state.breaker.on_success();
-            });
+        let closed = self.with_state(|_, state| {
+            state.broken_arrivals = 0;
+            state.breaker.on_success()
+        });
+        if closed {
+            tracing::info!(pool = %self.shared.name, "database reachable again: circuit breaker closed");
         }
     }
 
-    /// A new connection arrived broken (`attempt` is its attempt when the
-    /// opener found it), or failed its first validation (`detail`): a
-    /// failed attempt, paced by the full backoff.
-    pub(crate) fn arrival_failed(
-        &self,
-        attempt: Option<u64>,
-        detail: Option<String>,
-        now: Instant,
-    ) {
-        let error = self.with_state(|_, state| {
+    /// A new connection was unusable before it served anyone (`attempt`
+    /// is its attempt, when the opener found it so): a failed attempt,
+    /// paced by the full backoff.
+    ///
+    /// Only a connection the opener found broken counts as a connection
+    /// error in the statistics: one found later was counted as opened, and
+    /// its close is counted with its reason.
+    pub(crate) fn arrival_failed(&self, attempt: Option<u64>, how: Breakage, now: Instant) {
+        let (error, last_attempt) = self.with_state(|_, state| {
             state.broken_arrivals = state.broken_arrivals.saturating_add(1);
-            ConnectError::arrived_broken(state.broken_arrivals, detail)
+            let error = ConnectError::arrived_broken(state.broken_arrivals, how);
+            (error, state.breaker.attempts())
         });
-        let attempt = attempt.unwrap_or_else(|| self.lock().breaker.attempts());
-        self.connect_failed(error, Pacing::Backoff, attempt, now);
+        if attempt.is_some() {
+            self.shared
+                .stats
+                .connect_errors_transient
+                .fetch_add(1, Relaxed);
+        }
+        self.attempt_failed(error, Pacing::Backoff, attempt.unwrap_or(last_attempt), now);
     }
 
-    /// A failed attempt: counted, paced, and passed on to the callers it
-    /// concerns: a permanent error to every waiter; while the breaker is
-    /// open, `Unavailable` to those who joined before the attempt started.
+    /// A connection attempt that failed: counted by its class, then
+    /// [`Pool::attempt_failed`].
     pub(crate) fn connect_failed(
         &self,
         error: ConnectError,
@@ -203,13 +203,22 @@ impl<M: Manager> Pool<M> {
         attempt: u64,
         now: Instant,
     ) {
-        let shared = &*self.shared;
-        let stats = &shared.stats;
+        let stats = &self.shared.stats;
         match error.class() {
             ErrorClass::Transient | ErrorClass::Full => &stats.connect_errors_transient,
             ErrorClass::Permanent => &stats.connect_errors_permanent,
         }
         .fetch_add(1, Relaxed);
+        self.attempt_failed(error, pacing, attempt, now);
+    }
+
+    /// A failed attempt (already counted), paced and passed on to the
+    /// callers it concerns: a permanent error to every waiter; while the
+    /// breaker is open, `Unavailable` to those who joined before the attempt
+    /// started.
+    fn attempt_failed(&self, error: ConnectError, pacing: Pacing, attempt: u64, now: Instant) {
+        let shared = &*self.shared;
+        let stats = &shared.stats;
         let (settled, opened, failures, retry_after) = self.with_state(|pool, state| {
             let holding = Holding {
                 idle: shared.idle.len() > 0,

@@ -34,16 +34,10 @@ impl ConnectError {
         Self::new(ConnectTimedOut(after), ErrorClass::Transient)
     }
 
-    /// New connections that arrived broken (`validation` says how, when it
-    /// was their first validation that failed), `in_a_row` of them.
-    pub(crate) fn arrived_broken(in_a_row: u32, validation: Option<String>) -> Self {
-        Self::new(
-            ArrivedBroken {
-                in_a_row,
-                validation,
-            },
-            ErrorClass::Transient,
-        )
+    /// New connections that were unusable before they served anyone,
+    /// `in_a_row` of them; `how` the last one showed it.
+    pub(crate) fn arrived_broken(in_a_row: u32, how: Breakage) -> Self {
+        Self::new(ArrivedBroken { in_a_row, how }, ErrorClass::Transient)
     }
 
     /// Transient (worth retrying) or permanent.
@@ -90,26 +84,44 @@ impl fmt::Display for ConnectTimedOut {
 
 impl std::error::Error for ConnectTimedOut {}
 
-/// New connections that were unusable before their first use: the server
-/// (or a proxy or pooler in front of it) accepts sessions and drops them.
+/// How a new connection turned out unusable before it served anyone.
+#[derive(Debug)]
+pub(crate) enum Breakage {
+    /// The manager reported it broken when it arrived (or at its first
+    /// checkout).
+    OnArrival,
+    /// Its first validation failed, with this error.
+    FirstValidation(String),
+    /// It came back broken from its first checkout.
+    FirstUse,
+}
+
+/// New connections that were unusable before they served anyone: the
+/// server (or a proxy or pooler in front of it) accepts sessions and drops
+/// them.
 #[derive(Debug)]
 struct ArrivedBroken {
     in_a_row: u32,
-    /// The first validation's error, when that is how it showed.
-    validation: Option<String>,
+    how: Breakage,
 }
 
 impl fmt::Display for ArrivedBroken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.validation, self.in_a_row) {
-            (None, 1) => f.write_str("a new connection arrived broken"),
-            (None, n) => write!(f, "every new connection arrived broken, {n} in a row"),
-            (Some(error), 1) => write!(f, "a new connection failed its first validation: {error}"),
-            (Some(error), n) => write!(
-                f,
-                "every new connection failed its first validation, {n} in a row; last: {error}"
-            ),
+        let what = match &self.how {
+            Breakage::OnArrival => "arrived broken",
+            Breakage::FirstValidation(_) => "failed its first validation",
+            Breakage::FirstUse => "broke in its first use",
+        };
+        if self.in_a_row == 1 {
+            write!(f, "a new connection {what}")?;
+        } else {
+            write!(f, "every new connection {what}, {} in a row", self.in_a_row)?;
         }
+        if let Breakage::FirstValidation(error) = &self.how {
+            let label = if self.in_a_row == 1 { ": " } else { "; last: " };
+            write!(f, "{label}{error}")?;
+        }
+        Ok(())
     }
 }
 

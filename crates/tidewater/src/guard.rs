@@ -5,6 +5,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::clock::{Tick, nanos};
+use crate::error::Breakage;
 use crate::idle::RecordKey;
 use crate::manager::Manager;
 use crate::pool::Pool;
@@ -34,6 +35,9 @@ pub(crate) struct Conn<C> {
     /// A fault found now (broken, or failing its first validation) is a
     /// failed connection attempt, not a connection that wore out.
     pub(crate) fresh: bool,
+    /// Not yet back from a caller: broken on its first return, it never
+    /// served anyone, which also counts as a failed connection attempt.
+    pub(crate) unused: bool,
 }
 
 impl<C> Conn<C> {
@@ -47,6 +51,7 @@ impl<C> Conn<C> {
             last_checked: now,
             needs_reset: false,
             fresh: true,
+            unused: true,
         }
     }
 
@@ -220,7 +225,8 @@ impl<M: Manager> PooledConnection<M> {
         }
         if shared.manager.is_broken(&mut conn.raw) {
             if fresh {
-                pool.arrival_failed(None, None, Instant::now());
+                conn.unused = false; // counted here, not again on its way back
+                pool.arrival_failed(None, Breakage::OnArrival, Instant::now());
             }
             *discard_as = Some(CloseReason::Broken);
             return Needs::Discard;
@@ -288,7 +294,7 @@ impl<M: Manager> PooledConnection<M> {
             "checkout check failed"
         );
         if fresh && !reset {
-            pool.arrival_failed(None, Some(error), Instant::now());
+            pool.arrival_failed(None, Breakage::FirstValidation(error), Instant::now());
         }
         *discard_as = Some(reason);
         Prepared::Discard

@@ -480,3 +480,51 @@ async fn new_connections_failing_their_first_validation_back_off_like_broken_one
     );
     assert_eq!(pool.stats().validation_failures, attempts);
 }
+
+#[tokio::test(start_paused = true)]
+async fn new_connections_breaking_in_their_first_use_back_off_like_broken_ones() {
+    let config = PoolConfig {
+        acquire_timeout: Duration::from_secs(2),
+        ..PoolConfig::default()
+    };
+    let (pool, script) = scripted_pool(config);
+    // Every caller finds its (new) connection dead at its first query.
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut errors = Vec::new();
+    while Instant::now() < end {
+        match pool.get().await {
+            Ok(conn) => conn.set_broken(),
+            Err(error) => errors.push(error),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let attempts = script.attempts();
+    assert!(attempts <= 30, "{attempts} connection attempts in 2 s");
+    assert!(pool.stats().breaker_opened >= 1, "{}", pool.status());
+    let last = errors.last().expect("the callers failed");
+    assert!(
+        last.to_string()
+            .contains("every new connection broke in its first use, "),
+        "{last}"
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.connect_errors(), 0, "each attempt itself connected");
+    assert_eq!(
+        stats.closed_by(tidewater::CloseReason::Broken) + u64::from(pool.status().size),
+        attempts,
+        "every connection opened was broken in its first use, or is still idle"
+    );
+
+    // A connection that comes back healthy from its first use proves the
+    // database is fine again: the failures in a row are forgotten.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(pool.get().await.expect("the probe's connection, at last"));
+    assert!(!pool.status().breaker_open);
+    script.set_down(Some(ErrorClass::Transient));
+    let _held = pool.get().await.unwrap();
+    let error = spawn_get(&pool).await.unwrap().unwrap_err();
+    let Error::Unavailable { failures, .. } = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(failures, 5, "a fresh run of failures, not the old streak");
+}

@@ -118,6 +118,9 @@ async fn min_idle_connections_are_opened_and_refilled() {
     conn.set_broken();
     drop(conn);
     assert_eq!(pool.status().idle, 2);
+    // Broken in its first use, the connection counts as a failed attempt:
+    // its replacement waits the first backoff step (at most 10 ms).
+    tokio::time::sleep(Duration::from_millis(10)).await;
     settle().await;
     assert_eq!(
         pool.status().idle,
