@@ -10,6 +10,7 @@
 //! returned while panicking, expired, the pool closed or shrunk) is retired
 //! at once (its slot freed) and closed outside every lock.
 
+use std::panic::Location;
 use std::sync::atomic::Ordering::SeqCst;
 
 use crate::clock::Tick;
@@ -20,7 +21,7 @@ use crate::leaks::Record;
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{self, fence};
-use crate::state::Settled;
+use crate::state::{Settled, State};
 use crate::stats::CloseReason;
 use crate::waiters::Waiter;
 
@@ -68,7 +69,7 @@ impl<M: Manager> Pool<M> {
             let never_served = reason == CloseReason::Broken
                 && std::mem::take(&mut conn.unused)
                 && matches!(_ping, None);
-            let before = shared.idle.check_in(record, None);
+            let before = self.end_record_unlocked(record);
             self.close_retired(conn.retire(reason));
             warn_if_suspect(self, before, now);
             if never_served {
@@ -87,7 +88,7 @@ impl<M: Manager> Pool<M> {
         // gauges tell, it need not be closed.
         let counts = shared.slots.counts();
         if flags.quiet() && counts.open <= counts.max && !conn.expired(now) {
-            self.make_idle(conn, Some(record), now);
+            self.make_idle(conn, Ok(Some(record)), now);
         } else {
             self.deliver(conn, Some(record), now);
         }
@@ -95,43 +96,46 @@ impl<M: Manager> Pool<M> {
 
     /// Gives a usable connection to the oldest waiter, or makes it idle, or
     /// closes it when the pool no longer wants it. `record` is its checkout
-    /// record when it comes from one: passed on to the next caller as it
-    /// is, or removed when the connection goes idle or is closed.
+    /// record when it comes from one; it is ended when the connection goes
+    /// idle or is closed. A connection handed straight to a waiter gets its
+    /// record kept with the queue, under the lock the hand-off takes anyway,
+    /// so that a connection passed from caller to caller (every `get()`
+    /// queues) touches no shard.
     pub(crate) fn deliver(
         &self,
         mut conn: Conn<M::Connection>,
         mut record: Option<RecordKey>,
         now: Tick,
     ) {
-        let shared = &*self.shared;
         loop {
-            let next =
-                self.with_state(|pool, state| match pool.must_go(state.closed, &conn, now) {
-                    Some(reason) => Next::Close(reason),
-                    None => state.waiters.pop_front().map_or(Next::Idle, Next::Give),
-                });
-            let waiter = match next {
-                Next::Give(waiter) => waiter,
-                Next::Idle => return self.make_idle(conn, record, now),
-                Next::Close(reason) => {
-                    if let Some(record) = record {
-                        warn_if_suspect(self, shared.idle.check_in(record, None), now);
+            let next = self.with_state(|pool, state| {
+                if let Some(reason) = pool.must_go(state.closed, &conn, now) {
+                    return Next::Close(reason, pool.end_record(state, record));
+                }
+                let Some(waiter) = state.waiters.pop_front() else {
+                    return Next::Idle(pool.end_queue_record(state, record));
+                };
+                let (record, before) =
+                    pool.hand_record_on(state, record, conn.id, waiter.caller, now);
+                Next::Give(waiter, record, before)
+            });
+            let (waiter, record_key) = match next {
+                Next::Give(waiter, record, before) => {
+                    if let Some(before) = before {
+                        warn_suspect(self, *before, now);
                     }
+                    (waiter, record)
+                }
+                Next::Idle(record) => return self.make_idle(conn, record, now),
+                Next::Close(reason, before) => {
+                    warn_if_suspect(self, before, now);
                     return self.close_retired(conn.retire(reason));
                 }
             };
-            let checkout = match record {
-                Some(record) => {
-                    if let Some(before) = shared.idle.hand_on(record, waiter.caller, now) {
-                        warn_suspect(self, *before, now);
-                    }
-                    Checkout {
-                        conn,
-                        record,
-                        since: now,
-                    }
-                }
-                None => shared.idle.check_out(conn, waiter.caller, now),
+            let checkout = Checkout {
+                conn,
+                record: record_key,
+                since: now,
             };
             match waiter.give(Ok(checkout)) {
                 Ok(()) => return,
@@ -146,17 +150,104 @@ impl<M: Manager> Pool<M> {
         }
     }
 
+    /// Under the lock: the record of a connection handed to a caller at
+    /// `caller`, kept with the queue (moved there from its shard, or new).
+    /// Also returns the record as it was, when it had been reported as a
+    /// leak suspect.
+    fn hand_record_on(
+        &self,
+        state: &mut State<M::Connection>,
+        record: Option<RecordKey>,
+        connection_id: u64,
+        caller: &'static Location<'static>,
+        now: Tick,
+    ) -> (RecordKey, Option<Box<Record>>) {
+        if let Some(key) = record.and_then(RecordKey::queue_key) {
+            return (
+                RecordKey::with_queue(key),
+                state.handed.hand_on(key, caller, now),
+            );
+        }
+        let before = record
+            .and_then(|record| self.shared.idle.check_in(record, None))
+            .filter(|before| before.reported)
+            .map(Box::new);
+        let key = state.handed.insert(Record {
+            caller,
+            since: now,
+            connection_id,
+            reported: false,
+        });
+        (RecordKey::with_queue(key), before)
+    }
+
+    /// Under the lock: ends a checkout record, wherever it is kept.
+    fn end_record(
+        &self,
+        state: &mut State<M::Connection>,
+        record: Option<RecordKey>,
+    ) -> Option<Record> {
+        let record = record?;
+        match record.queue_key() {
+            Some(key) => state.handed.remove(key),
+            None => self.shared.idle.check_in(record, None),
+        }
+    }
+
+    /// Under the lock: ends a checkout record the queue keeps; a record in a
+    /// shard is left for the caller (it ends with the connection's return
+    /// to the shard).
+    fn end_queue_record(
+        &self,
+        state: &mut State<M::Connection>,
+        record: Option<RecordKey>,
+    ) -> Result<Option<RecordKey>, Option<Record>> {
+        match record.and_then(RecordKey::queue_key) {
+            Some(key) => Err(state.handed.remove(key)),
+            None => Ok(record),
+        }
+    }
+
+    /// Ends a checkout record, wherever it is kept (taking the pool's lock
+    /// when the queue keeps it).
+    fn end_record_unlocked(&self, record: RecordKey) -> Option<Record> {
+        match record.queue_key() {
+            Some(key) => self.with_state(|_, state| state.handed.remove(key)),
+            None => self.shared.idle.check_in(record, None),
+        }
+    }
+
     /// Makes a connection idle in this thread's shard (ending its checkout
     /// record, if any), then serves any caller that joined the queue
     /// meanwhile: the connection is in the shard before the fence, and a
     /// caller joining publishes itself before its own, so one of the two
     /// sees the other.
-    fn make_idle(&self, conn: Conn<M::Connection>, record: Option<RecordKey>, now: Tick) {
+    fn make_idle(
+        &self,
+        conn: Conn<M::Connection>,
+        record: Result<Option<RecordKey>, Option<Record>>,
+        now: Tick,
+    ) {
         let shared = &*self.shared;
-        match record {
-            Some(record) => warn_if_suspect(self, shared.idle.check_in(record, Some(conn)), now),
-            None => shared.idle.push(conn),
-        }
+        let before = match record {
+            Ok(Some(record)) if record.queue_key().is_none() => {
+                shared.idle.check_in(record, Some(conn))
+            }
+            Ok(Some(record)) => {
+                let before = self.end_record_unlocked(record);
+                shared.idle.push(conn);
+                before
+            }
+            Ok(None) => {
+                shared.idle.push(conn);
+                None
+            }
+            Err(before) => {
+                shared.idle.push(conn);
+                before
+            }
+        };
+        warn_if_suspect(self, before, now);
         fence(SeqCst); // pairs with the fence in `join`, `close` and `resize`
         if shared.gauges.needs_settling(shared.slots.counts()) {
             self.with_state(|pool, state| pool.settle(state, now))
@@ -178,7 +269,7 @@ impl<M: Manager> Pool<M> {
     /// [`PooledConnection::detach`](crate::PooledConnection::detach)).
     pub(crate) fn detach(&self, checkout: Checkout<M::Connection>) -> M::Connection {
         let shared = &*self.shared;
-        let _ = shared.idle.check_in(checkout.record, None);
+        let _ = self.end_record_unlocked(checkout.record);
         let retired = checkout.conn.retire(CloseReason::Detached);
         shared.stats.count_closed(retired.reason, 1);
         self.slot_freed();
@@ -273,9 +364,14 @@ fn warn_if_suspect<M: Manager>(pool: &Pool<M>, before: Option<Record>, now: Tick
     }
 }
 
-/// Where a connection coming back goes.
+/// Where a connection coming back goes, and what became of its record.
 enum Next<T> {
-    Give(Waiter<T>),
-    Idle,
-    Close(CloseReason),
+    /// To this waiter, with its record (and the record as it was, if it
+    /// had been reported as a leak suspect).
+    Give(Waiter<T>, RecordKey, Option<Box<Record>>),
+    /// Idle: its record in a shard (ended on the way in), or the queue's
+    /// record already ended.
+    Idle(Result<Option<RecordKey>, Option<Record>>),
+    /// Closed, for this reason; its record ended.
+    Close(CloseReason, Option<Record>),
 }

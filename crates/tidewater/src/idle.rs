@@ -26,11 +26,31 @@ use crate::histogram::{Histogram, HistogramSnapshot};
 use crate::leaks::{CheckoutKey, Checkouts, LeakSuspect, Record};
 use crate::rt::{self, Mutex, MutexGuard};
 
-/// Where a checkout's record is kept.
+/// Where a checkout's record is kept: in a shard, or (for a connection
+/// handed straight from caller to caller) with the waiter queue, under the
+/// pool's lock that every hand-off takes anyway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RecordKey {
     shard: u32,
     key: CheckoutKey,
+}
+
+/// `RecordKey::shard` of a record the queue keeps.
+const WITH_QUEUE: u32 = u32::MAX;
+
+impl RecordKey {
+    /// A record the queue keeps.
+    pub(crate) fn with_queue(key: CheckoutKey) -> Self {
+        Self {
+            shard: WITH_QUEUE,
+            key,
+        }
+    }
+
+    /// Its key among the queue's records, if the queue keeps it.
+    pub(crate) fn queue_key(self) -> Option<CheckoutKey> {
+        (self.shard == WITH_QUEUE).then_some(self.key)
+    }
 }
 
 /// One shard on cache lines of its own.
@@ -43,7 +63,7 @@ struct Shard<C> {
     /// shard, wrapping (their sum over the shards is the number).
     waiting: AtomicU64,
     acquired_direct: AtomicU64,
-    acquired_after_wait: AtomicU64,
+    /// Checkouts that waited or validated (its count is theirs).
     wait_time: Histogram,
     use_time: Histogram,
 }
@@ -58,7 +78,6 @@ impl<C> Default for Shard<C> {
             len: AtomicU32::new(0),
             waiting: AtomicU64::new(0),
             acquired_direct: AtomicU64::new(0),
-            acquired_after_wait: AtomicU64::new(0),
             wait_time: Histogram::new(),
             use_time: Histogram::new(),
         }
@@ -161,21 +180,6 @@ impl<C> Shards<C> {
         check_out(&mut self.lock(home), home, conn, caller, now)
     }
 
-    /// A checked-out connection passes straight to another caller: its
-    /// record (kept where it is) now names `caller` and `now`. Returns the
-    /// record as it was when it had been reported as a leak suspect (rare,
-    /// hence boxed: the common answer is one word).
-    pub(crate) fn hand_on(
-        &self,
-        record: RecordKey,
-        caller: &'static Location<'static>,
-        now: Tick,
-    ) -> Option<Box<Record>> {
-        self.lock(record.shard as usize)
-            .checkouts
-            .hand_on(record.key, caller, now)
-    }
-
     /// Makes `conn` idle in the home shard.
     pub(crate) fn push(&self, mut conn: Conn<C>) {
         conn.fresh = false;
@@ -191,6 +195,7 @@ impl<C> Shards<C> {
     /// the home shard when `keep` is given. One lock when the record is
     /// home (the usual case), two otherwise.
     pub(crate) fn check_in(&self, record: RecordKey, keep: Option<Conn<C>>) -> Option<Record> {
+        debug_assert!(record.queue_key().is_none(), "a record the queue keeps");
         let shard = record.shard as usize;
         let mut state = self.lock(shard);
         let removed = state.checkouts.remove(record.key);
@@ -235,11 +240,11 @@ impl<C> Shards<C> {
     }
 
     /// Records a change of `delta` to the number of waiting callers, on
-    /// this thread's shard (a line no other core writes to).
+    /// this thread's shard (a line no other core writes to). Called under
+    /// the pool's lock only, so a plain read and write suffice.
     pub(crate) fn add_waiting(&self, delta: i64) {
-        self.shards[self.home()]
-            .waiting
-            .fetch_add(delta as u64, Relaxed);
+        let waiting = &self.shards[self.home()].waiting;
+        waiting.store(waiting.load(Relaxed).wrapping_add(delta as u64), Relaxed);
     }
 
     /// Callers waiting, as the shards count them.
@@ -260,9 +265,9 @@ impl<C> Shards<C> {
     /// Counts a checkout that waited for a connection or validated one,
     /// and how long it took.
     pub(crate) fn record_wait(&self, waited_nanos: u64) {
-        let shard = &self.shards[self.home()];
-        shard.wait_time.record_nanos(waited_nanos);
-        shard.acquired_after_wait.fetch_add(1, Relaxed);
+        self.shards[self.home()]
+            .wait_time
+            .record_nanos(waited_nanos);
     }
 
     /// Records how long a caller held a connection.
@@ -285,10 +290,11 @@ impl<C> Shards<C> {
                     all.merge(&histogram(shard).snapshot(0))
                 })
         };
+        let wait_time = merged(|shard| &shard.wait_time);
         HotStats {
             acquired_direct: sum(|shard| &shard.acquired_direct),
-            acquired_after_wait: sum(|shard| &shard.acquired_after_wait),
-            wait_time: merged(|shard| &shard.wait_time),
+            acquired_after_wait: wait_time.count(),
+            wait_time,
             use_time: merged(|shard| &shard.use_time),
         }
     }

@@ -106,7 +106,7 @@ impl Checkouts {
 
     /// The connection at `key` passes straight to another caller: its
     /// record now names that caller and time. Returns the record as it was
-    /// if it had been reported as a leak suspect.
+    /// if it had been reported as a leak suspect (rare, hence boxed).
     pub(crate) fn hand_on(
         &mut self,
         key: CheckoutKey,

@@ -104,7 +104,11 @@ pub(crate) fn run<M: Manager>(pool: &Pool<M>) -> bool {
             })
             .collect();
         let leaks = match config.leak_detection_threshold {
-            Some(threshold) => idle.report_new_leaks(tick, threshold),
+            Some(threshold) => {
+                let mut leaks = idle.report_new_leaks(tick, threshold);
+                leaks.extend(state.handed.report_new(tick, threshold));
+                leaks
+            }
             None => Vec::new(),
         };
         pool.start_openers(state);

@@ -349,6 +349,7 @@ impl<M: Manager> Pool<M> {
         };
         let now = self.shared.clock.now();
         let mut suspects = self.shared.idle.leak_suspects(now, threshold);
+        suspects.extend(self.lock().handed.suspects(now, threshold));
         suspects.sort_by_key(|suspect| std::cmp::Reverse(suspect.held_for));
         suspects
     }

@@ -24,6 +24,7 @@ use crate::breaker::Breaker;
 use crate::clock::Tick;
 use crate::error::Error;
 use crate::guard::{Checkout, Conn, Retired};
+use crate::leaks::Checkouts;
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{Instant, fence};
@@ -38,6 +39,9 @@ pub(crate) type Served<C> = Result<Checkout<C>, Box<Error>>;
 /// Everything behind the pool's lock.
 pub(crate) struct State<C> {
     pub(crate) waiters: WaiterQueue<Served<C>>,
+    /// Checkout records of connections handed straight from caller to
+    /// caller (see `checkin.rs`).
+    pub(crate) handed: Checkouts,
     pub(crate) closed: bool,
     pub(crate) breaker: Breaker,
     /// New connections that arrived broken in a row (for the error).
@@ -53,6 +57,7 @@ impl<C> State<C> {
     pub(crate) fn new(breaker: Breaker) -> Self {
         Self {
             waiters: WaiterQueue::new(),
+            handed: Checkouts::default(),
             closed: false,
             breaker,
             broken_arrivals: 0,

@@ -387,3 +387,37 @@ async fn status_and_counters_balance() {
     assert_eq!(stats.use_time.count(), 5);
     assert_eq!(stats.create_time.count(), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_handed_from_caller_to_caller_names_its_holder_in_leak_reports() {
+    let (pool, _) = scripted_pool(PoolConfig {
+        leak_detection_threshold: Some(Duration::from_secs(5)),
+        ..sized(1)
+    });
+    let first = pool.get().await.unwrap();
+    let (took, mut told) = mpsc::channel(1);
+    let line = line!() + 4;
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let conn = pool.get().await.unwrap();
+            took.send(()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            drop(conn);
+        }
+    });
+    settle().await;
+    drop(first); // straight to the waiting caller
+    told.recv().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let suspects = pool.leak_suspects();
+    assert_eq!(suspects.len(), 1, "{suspects:?}");
+    assert_eq!(suspects[0].caller.line(), line, "the caller holding it now");
+    assert!(suspects[0].held_for >= Duration::from_secs(5));
+    second.await.unwrap();
+    assert!(
+        pool.leak_suspects().is_empty(),
+        "its record ended with its return"
+    );
+    assert_eq!(pool.status().idle, 1);
+}
