@@ -163,11 +163,14 @@ impl BenchPool for tidewater::Pool<Noop> {
     type Guard<'a> = tidewater::PooledConnection<Noop>;
 
     async fn build(size: u32) -> Self {
-        // Defaults but the size. `acquire_timeout` is 30 s already, and a
-        // checkout validates only a connection idle longer than
+        // Defaults but the size, and room for the 100 000 callers of the
+        // scaling measurement in the queue (`max_waiters` only decides when
+        // a caller gets `QueueFull`). `acquire_timeout` is 30 s already,
+        // and a checkout validates only a connection idle longer than
         // `validate_after` (500 ms), which never happens while timing.
         let config = tidewater::PoolConfig {
             max_size: size,
+            max_waiters: 200_000,
             ..Default::default()
         };
         tidewater::Pool::new(Noop, config).expect("a valid configuration")

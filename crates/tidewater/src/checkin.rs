@@ -53,7 +53,7 @@ impl<M: Manager> Pool<M> {
         });
         // A ping's slot is given back when this function ends, once the
         // connection is in its place.
-        let _ping = match how {
+        let ping = match how {
             Return::Used => {
                 shared.idle.record_use(now.nanos_since(since));
                 if reason.is_none() {
@@ -66,9 +66,8 @@ impl<M: Manager> Pool<M> {
             Return::Pinged(slot) => Some(slot),
         };
         if let Some(reason) = reason {
-            let never_served = reason == CloseReason::Broken
-                && std::mem::take(&mut conn.unused)
-                && matches!(_ping, None);
+            let never_served =
+                reason == CloseReason::Broken && std::mem::take(&mut conn.unused) && ping.is_none();
             let before = self.end_record_unlocked(record);
             self.close_retired(conn.retire(reason));
             warn_if_suspect(self, before, now);
@@ -77,7 +76,7 @@ impl<M: Manager> Pool<M> {
             }
             return;
         }
-        if _ping.is_none() && std::mem::take(&mut conn.unused) {
+        if ping.is_none() && std::mem::take(&mut conn.unused) {
             self.proven();
         }
         let flags = shared.gauges.flags();

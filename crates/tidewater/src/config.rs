@@ -19,7 +19,7 @@
 //! | `max_lifetime_jitter` | 0.025 | 0 to 0.5 | each lifetime is shortened by a random fraction up to this, so connections do not all expire together |
 //! | `keepalive_interval` | off | off, or 1 ms to 1 day | ping idle connections unused for this long |
 //! | `leak_detection_threshold` | 60 s | off, or 1 ms to 7 days | report a connection held longer than this as a leak suspect |
-//! | `max_waiters` | 10 000 | 0 to 65 535 | callers that may wait at once for a connection to come back (beyond those a new connection is being opened for); more get `QueueFull` at once |
+//! | `max_waiters` | 10 000 | 0 to 1 000 000 | callers that may wait at once for a connection to come back (beyond those a new connection is being opened for); more get `QueueFull` at once |
 //! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned, among those idle on the calling thread's core |
 //! | `max_connecting` | 2 | 1 to 100 | connection attempts in flight at once (no connection storms) |
 //! | `connect_backoff_initial` | 10 ms | 1 ms to 1 min | first retry delay ceiling after a failed connection attempt; while callers wait and the database is down or full, how soon it is tried again |
@@ -298,8 +298,8 @@ impl PoolConfig {
         check(
             "max_waiters",
             self.max_waiters,
-            self.max_waiters <= 65_535,
-            "0 to 65535",
+            self.max_waiters <= 1_000_000,
+            "0 to 1000000",
         )?;
         let connecting = self.max_connecting;
         check(

@@ -116,7 +116,7 @@ impl<M: Manager> Pool<M> {
             },
         }
         match state.breaker.next_attempt(state.waiters.len() > 0) {
-            Some(at) if at > now => Step::WaitUntil(at),
+            Some(at) if rt::not_yet(at, now) => Step::WaitUntil(at),
             _ => Step::Connect(state.breaker.start_attempt(now)),
         }
     }
