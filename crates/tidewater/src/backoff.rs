@@ -1,15 +1,20 @@
-//! Retry delays: exponential growth with full jitter.
+//! Retry delays: exponential growth with jitter.
 //!
-//! The n-th consecutive failure waits a random time between zero and
-//! `initial * 2^(n-1)`, capped at `max`. Full jitter spreads the retries of
-//! many pools (or many processes) over the whole window, so a database that
-//! comes back is not hit by all of them at once.
+//! The n-th consecutive failure has a ceiling of `initial * 2^(n-1)`,
+//! capped at `max`. Retries of a query or a webhook wait a random time
+//! below it (full jitter: the retries of many callers spread over the whole
+//! window). The pool's connection attempts wait between half the ceiling
+//! and the ceiling (equal jitter): still spread, so that a database that
+//! comes back is not hit by every pool at once, and never closer together
+//! than half the ceiling, so the number of attempts in any window has a
+//! bound that follows from the configuration ([`Backoff::most_attempts_within`]).
 
 use std::time::Duration;
 
-/// Delays for retries: exponential, capped, with full jitter. The pool
-/// paces its connection attempts with it; backends use it for their own
-/// retries (a transaction that hit a serialization failure, say).
+/// Delays for retries: exponential, capped, jittered. The pool spaces its
+/// connection attempts with it ([`Backoff::spaced_delay`]); backends use it
+/// for their own retries ([`Backoff::delay`]: a transaction that hit a
+/// serialization failure, say).
 ///
 /// ```
 /// use std::time::Duration;
@@ -34,9 +39,48 @@ impl Backoff {
         self.initial.saturating_mul(1 << doublings).min(self.max)
     }
 
-    /// A random delay in `0..=ceiling(failures)`.
+    /// A random delay in `0..=ceiling(failures)` (full jitter).
     pub fn delay(self, failures: u32) -> Duration {
         self.ceiling(failures).mul_f64(fastrand::f64())
+    }
+
+    /// A random delay between half of `ceiling(failures)` and all of it
+    /// (equal jitter): how the pool spaces its connection attempts.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let backoff = tidewater::Backoff { initial: Duration::from_millis(10), max: Duration::from_secs(1) };
+    /// let delay = backoff.spaced_delay(3);
+    /// assert!(delay >= Duration::from_millis(20) && delay <= Duration::from_millis(40));
+    /// ```
+    pub fn spaced_delay(self, failures: u32) -> Duration {
+        self.ceiling(failures).mul_f64(0.5 + 0.5 * fastrand::f64())
+    }
+
+    /// The most attempts a sequence spaced by [`Backoff::spaced_delay`]
+    /// can start within `window`, the first at its start: each failure
+    /// raises the ceiling, and no delay is shorter than half of it. The
+    /// pool starts at most `max_connecting` attempts at a time, so a pool
+    /// whose attempts keep failing with a permanent error (or whose new
+    /// connections arrive broken) starts at most `max_connecting` times
+    /// this many in any window.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let backoff = tidewater::Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(500) };
+    /// // At 0, then at least 5, 10, 20, 40, 80, 160, 250, 250 ... ms apart.
+    /// assert_eq!(backoff.most_attempts_within(Duration::from_secs(2)), 13);
+    /// ```
+    pub fn most_attempts_within(self, window: Duration) -> u32 {
+        let mut attempts = 1;
+        let mut elapsed = Duration::ZERO;
+        loop {
+            elapsed += self.ceiling(attempts) / 2;
+            if elapsed > window || attempts == u32::MAX {
+                return attempts;
+            }
+            attempts += 1;
+        }
     }
 }
 
@@ -96,5 +140,34 @@ mod tests {
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)));
         assert!(delays.iter().any(|d| *d < Duration::from_millis(200)));
         assert!(delays.iter().any(|d| *d > Duration::from_millis(600)));
+    }
+
+    #[test]
+    fn spaced_delays_keep_at_least_half_the_ceiling() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        };
+        let delays: Vec<Duration> = (0..200).map(|_| backoff.spaced_delay(4)).collect();
+        let allowed = Duration::from_millis(400)..=Duration::from_millis(800);
+        assert!(delays.iter().all(|d| allowed.contains(d)));
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(500)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(700)));
+    }
+
+    #[test]
+    fn the_attempts_in_a_window_are_counted_from_the_shortest_delays() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+        };
+        // Attempts at 0, 50, 150, 350, 550, 750, 950 ... ms.
+        let within = |ms| backoff.most_attempts_within(Duration::from_millis(ms));
+        assert_eq!(within(0), 1);
+        assert_eq!(within(49), 1);
+        assert_eq!(within(50), 2);
+        assert_eq!(within(349), 3);
+        assert_eq!(within(350), 4);
+        assert_eq!(within(1_000), 7);
     }
 }

@@ -1,8 +1,9 @@
 //! The circuit breaker, and the pacing of connection attempts behind it.
 //!
 //! Every failed attempt pushes the next one back, for all of the pool's
-//! openers together, by a [`Backoff`] delay that grows with the failures in
-//! a row. While callers wait and the failure says the database is down or
+//! openers together, by a [`Backoff::spaced_delay`] that grows with the
+//! failures in a row (never shorter than half its ceiling, so the attempts
+//! in a window are bounded: [`Backoff::most_attempts_within`]). While callers wait and the failure says the database is down or
 //! full for now ([`Pacing::Soon`]), the next attempt comes sooner: within
 //! `connect_backoff_initial` of the failure, so that the database's return
 //! is noticed at once; permanent errors and connections that arrived broken
@@ -145,7 +146,7 @@ impl Breaker {
         self.last_error = Some(error);
         self.pacing = pacing;
         self.probe_started = None;
-        self.next_attempt = Some(now + self.backoff.delay(self.failures));
+        self.next_attempt = Some(now + self.backoff.spaced_delay(self.failures));
         self.next_attempt_on_demand = (pacing == Pacing::Soon).then(|| {
             // Equal jitter: soon, but not in step with other pools.
             now + self.backoff.initial.mul_f64(0.5 + 0.5 * fastrand::f64())
@@ -171,11 +172,17 @@ impl Breaker {
     /// A connection opened but is not proven yet (it is validated before
     /// its first use): the breaker closes, but the failures in a row are
     /// kept, so that connections failing their first validation still back
-    /// off. `true` when this closed the breaker.
-    pub(crate) fn on_unproven(&mut self) -> bool {
+    /// off. After failures that retrying soon cannot help (connections that
+    /// arrived broken), the next attempt also waits as if this one had
+    /// failed: it may well break like the ones before it, and attempts stay
+    /// spaced. `true` when this closed the breaker.
+    pub(crate) fn on_unproven(&mut self, now: Instant) -> bool {
         let was_open = self.open;
         self.open = false;
         self.probe_started = None;
+        if self.pacing == Pacing::Backoff && self.failures > 0 {
+            self.next_attempt = Some(now + self.backoff.spaced_delay(self.failures));
+        }
         was_open
     }
 
@@ -270,9 +277,15 @@ mod tests {
         for _ in 0..3 {
             breaker.on_failure(error(ErrorClass::Transient), Pacing::Backoff, now, NOTHING);
         }
-        assert!(breaker.on_unproven());
+        let later = now + Duration::from_secs(1);
+        assert!(breaker.on_unproven(later));
         assert!(!breaker.is_open());
         assert_eq!(breaker.failures(), 3);
+        let next = breaker.next_attempt(true).expect("paced");
+        assert!(
+            next >= later + Duration::from_millis(20),
+            "spaced as after a failure"
+        );
         assert!(
             breaker.on_failure(error(ErrorClass::Transient), Pacing::Backoff, now, NOTHING),
             "the next failure opens it again"

@@ -23,7 +23,7 @@
 //! | `idle_order` | `"lifo"` | `"lifo"`, `"fifo"` | which idle connection to reuse: most (LIFO) or least (FIFO) recently returned, among those idle on the calling thread's core |
 //! | `max_connecting` | 2 | 1 to 100 | connection attempts in flight at once (no connection storms) |
 //! | `connect_backoff_initial` | 10 ms | 1 ms to 1 min | first retry delay ceiling after a failed connection attempt; while callers wait and the database is down or full, how soon it is tried again |
-//! | `connect_backoff_max` | 500 ms | `connect_backoff_initial` to 10 min | largest retry delay ceiling (full jitter below it) |
+//! | `connect_backoff_max` | 500 ms | `connect_backoff_initial` to 10 min | largest retry delay ceiling (each attempt waits between half the ceiling and all of it) |
 //! | `breaker_enabled` | true | true, false | fail fast while the database is unreachable |
 //! | `breaker_failure_threshold` | 5 | 1 to 1 000 | consecutive connect failures (with no idle connection left) that open the breaker |
 //! | `maintenance_interval` | 1 s | 10 ms to 1 min | how often the maintenance task runs |
@@ -44,6 +44,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::Backoff;
 
 /// Which idle connection a checkout reuses.
 ///
@@ -236,6 +238,26 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
 impl PoolConfig {
+    /// How the pool spaces its connection attempts while they fail:
+    /// `connect_backoff_initial` and `connect_backoff_max` together. With
+    /// [`Backoff::most_attempts_within`] and `max_connecting` it bounds how
+    /// hard a pool can knock on a database that refuses it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let config = tidewater::PoolConfig::default();
+    /// let per_minute = config.max_connecting
+    ///     * config.connect_backoff().most_attempts_within(Duration::from_secs(60));
+    /// assert_eq!(per_minute, 2 * 245);
+    /// ```
+    pub fn connect_backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.connect_backoff_initial,
+            max: self.connect_backoff_max,
+        }
+    }
+
     /// Checks every key against its allowed range, and the keys against each
     /// other. The error names the first key that is wrong.
     ///

@@ -142,7 +142,7 @@ impl<M: Manager> Pool<M> {
                 return Err((raw, CloseReason::Resized)); // shrank meanwhile
             };
             let conn = pool.new_conn(state, raw, open, tick);
-            Ok((conn, state.breaker.on_unproven()))
+            Ok((conn, state.breaker.on_unproven(now)))
         });
         let (conn, breaker_closed) = match opened {
             Ok(opened) => opened,

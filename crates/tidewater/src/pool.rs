@@ -30,7 +30,6 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
 use crate::alerts::{Alert, AlertSink, Monitor, ServerCapacity};
-use crate::backoff::Backoff;
 use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::config::{ConfigError, PoolConfig};
@@ -157,14 +156,10 @@ impl<M: Manager> Pool<M> {
     /// ```
     pub fn new(manager: M, config: PoolConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let backoff = Backoff {
-            initial: config.connect_backoff_initial,
-            max: config.connect_backoff_max,
-        };
         let breaker = Breaker::new(
             config.breaker_enabled,
             config.breaker_failure_threshold,
-            backoff,
+            config.connect_backoff(),
         );
         let monitor = Monitor::new(&config.alerts);
         let pool = Self {
