@@ -456,8 +456,10 @@ async fn a_query_hanging_past_the_statement_timeout() {
 /// A server (here a proxy in front of one) that accepts every session and
 /// drops it as soon as the login completes: each new connection is broken
 /// before it serves anyone. The pool counts each as a failed connection
-/// attempt (found when its first validation fails, or when it comes back
-/// broken from its first use): backoff instead of a tight loop of
+/// attempt (found as it arrives when the server's goodbye is already in,
+/// else when its first validation fails or when it comes back broken from
+/// its first use: which one is a race with the network, so either cause
+/// may be named): backoff instead of a tight loop of
 /// reconnections, the breaker opens, and the callers' errors say what
 /// happens.
 async fn sessions_dropped_as_they_arrive(validate_after: Duration, named: &str) {
@@ -499,8 +501,10 @@ async fn sessions_dropped_as_they_arrive(validate_after: Duration, named: &str) 
     );
     assert!(pool.stats().breaker_opened >= 1, "{}", pool.status());
     assert!(
-        errors.iter().any(|error| error.contains(named)),
-        "the errors name the cause ({named}): {:?}",
+        errors.iter().any(|error| {
+            error.contains(named) || error.contains("every new connection arrived broken")
+        }),
+        "the errors name the cause ({named}, or arrived broken): {:?}",
         &errors[..errors.len().min(3)]
     );
 }
