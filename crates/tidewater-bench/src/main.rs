@@ -1,24 +1,26 @@
 //! `tidewater-bench`: the same workload on tidewater and on its peer pools
-//! (deadpool, bb8, mobc, qp), in one process, one JSON object a line.
+//! (deadpool, bb8, mobc, qp), in one process, one table per regime (or one
+//! JSON object a line with `--json`).
 //!
-//! Every pool runs over the same no-op backend ([`Noop`]): opening, checking
-//! and recycling a connection do nothing and return at once, so what is
-//! measured is each pool's own checkout-and-return path.
-//!
-//! - **throughput**: `2^20` get-then-drop operations split over W worker
-//!   tasks on a pool of size S, for each (S, W) in [`THROUGHPUT`]; the median
-//!   of the runs.
-//! - **fairness**: at (S, W) = [`FAIRNESS`], the p50, p99 and p99.99 of how
-//!   long each `get()` waited, over all runs.
-//!
-//! Each run builds a fresh pool, checks out S connections at once and gives
-//! them back (so opening connections is never timed), then releases all
-//! workers together. Runs alternate between pools, so that a slow phase of
-//! the machine does not land on one pool only.
+//! Every pool runs over the same no-op backend ([`Noop`](peers::Noop)):
+//! opening, checking and recycling a connection do nothing and return at
+//! once, so what is measured is each pool's own checkout-and-return path,
+//! in the three regimes a service meets ([`noop`]): **warm** (every
+//! connection idle, nobody queues), **cold** (the pool built and used at
+//! once, callers queueing from the first moment; median and worst run) and
+//! **yield** (each task yields while it holds its connection, so every
+//! `get()` queues and every return is a hand-off). Runs alternate between
+//! pools, so that a slow phase of the machine does not land on one pool
+//! only.
 //!
 //! ```text
 //! cargo run --release -p tidewater-bench -- --quick --pools tidewater,bb8
+//! cargo run --release -p tidewater-bench -- --runs 7 --regimes cold,yield
 //! ```
+//!
+//! `tidewater-bench scaling` measures how a checkout and a hand-off cost as
+//! the pool and the queue grow, and the memory per idle connection and per
+//! waiter: see the [`scaling`] module.
 //!
 //! `tidewater-bench postgres` runs tidewater-postgres and its peers
 //! (deadpool-postgres, bb8-postgres, sqlx) against a real PostgreSQL server
