@@ -9,11 +9,14 @@
 //! is noticed at once; permanent errors and connections that arrived broken
 //! ([`Pacing::Backoff`]) always wait the full backoff.
 //!
-//! After `breaker_failure_threshold` failures in a row the breaker opens,
-//! when the pool has nothing left to give: no idle connection (the
-//! database is down), or for a full server ([`ErrorClass::Full`]) no open
-//! connection at all (the connections it has still work, and callers wait
-//! for them). While it is open a single opener keeps probing; a caller
+//! After `breaker_failure_threshold` failures in a row, over at least
+//! `connect_backoff_max` (the outage outlasted the whole backoff range; a
+//! permanent error needs no such wait), the breaker opens, when the pool
+//! has nothing left to give: no idle connection (the database is down), or
+//! for a full server ([`ErrorClass::Full`]) no open connection at all (the
+//! connections it has still work, and callers wait for them). A restart
+//! that takes a few hundred milliseconds is thus ridden out by the callers
+//! waiting for it, while a longer outage fails them fast. While it is open a single opener keeps probing; a caller
 //! that arrives either waits for the next probe (while probes answer
 //! quickly and the failure is worth retrying soon) or fails at once with
 //! [`Error::Unavailable`](crate::Error::Unavailable). Any sign that the
@@ -51,6 +54,8 @@ pub(crate) struct Breaker {
     threshold: u32,
     backoff: Backoff,
     failures: u32,
+    /// When the first of the failures in a row happened.
+    failing_since: Option<Instant>,
     last_error: Option<ConnectError>,
     pacing: Pacing,
     /// No attempt may start before this (the backoff).
@@ -72,6 +77,7 @@ impl Breaker {
             threshold,
             backoff,
             failures: 0,
+            failing_since: None,
             last_error: None,
             pacing: Pacing::Backoff,
             next_attempt: None,
@@ -138,10 +144,14 @@ impl Breaker {
         now: Instant,
         holding: Holding,
     ) -> bool {
-        let nothing_to_give = match error.class() {
+        let class = error.class();
+        let nothing_to_give = match class {
             ErrorClass::Full => !holding.open,
             ErrorClass::Transient | ErrorClass::Permanent => !holding.idle,
         };
+        let since = *self.failing_since.get_or_insert(now);
+        let outlasted_backoff = class == ErrorClass::Permanent
+            || now.saturating_duration_since(since) >= self.backoff.max;
         self.failures = self.failures.saturating_add(1);
         self.last_error = Some(error);
         self.pacing = pacing;
@@ -151,8 +161,11 @@ impl Breaker {
             // Equal jitter: soon, but not in step with other pools.
             now + self.backoff.initial.mul_f64(0.5 + 0.5 * fastrand::f64())
         });
-        let opens =
-            self.enabled && !self.open && nothing_to_give && self.failures >= self.threshold;
+        let opens = self.enabled
+            && !self.open
+            && nothing_to_give
+            && outlasted_backoff
+            && self.failures >= self.threshold;
         self.open |= opens;
         opens
     }
@@ -217,6 +230,17 @@ mod tests {
         open: false,
     };
 
+    /// Three transient failures over the largest backoff (500 ms), from
+    /// `start`: enough to open the breaker. Returns the last one's time.
+    fn fail_three_times(breaker: &mut Breaker, pacing: Pacing, start: Instant) -> Instant {
+        let mut at = start;
+        for step in 0..3 {
+            at = start + Duration::from_millis(250 * step);
+            breaker.on_failure(error(ErrorClass::Transient), pacing, at, NOTHING);
+        }
+        at
+    }
+
     #[test]
     fn opens_after_the_threshold_with_nothing_to_give() {
         let mut breaker = breaker();
@@ -232,9 +256,25 @@ mod tests {
             !breaker.is_open(),
             "a full server while connections are open: callers wait"
         );
-        assert!(breaker.on_failure(error(ErrorClass::Transient), Pacing::Soon, now, busy));
+        let later = now + Duration::from_millis(499);
+        assert!(
+            !breaker.on_failure(error(ErrorClass::Transient), Pacing::Soon, later, busy),
+            "down for less than the largest backoff: callers still wait"
+        );
+        let later = now + Duration::from_millis(500);
+        assert!(breaker.on_failure(error(ErrorClass::Transient), Pacing::Soon, later, busy));
         assert!(breaker.on_success());
         assert_eq!(breaker.failures(), 0);
+    }
+
+    #[test]
+    fn a_permanent_error_opens_it_without_waiting_out_the_backoff() {
+        let mut breaker = breaker();
+        let now = Instant::now();
+        for _ in 0..2 {
+            breaker.on_failure(error(ErrorClass::Permanent), Pacing::Backoff, now, NOTHING);
+        }
+        assert!(breaker.on_failure(error(ErrorClass::Permanent), Pacing::Backoff, now, NOTHING));
     }
 
     #[test]
@@ -260,10 +300,7 @@ mod tests {
     #[test]
     fn a_stuck_probe_stops_admitting_waiters() {
         let mut breaker = breaker();
-        let now = Instant::now();
-        for _ in 0..3 {
-            breaker.on_failure(error(ErrorClass::Transient), Pacing::Soon, now, NOTHING);
-        }
+        let now = fail_three_times(&mut breaker, Pacing::Soon, Instant::now());
         assert!(breaker.is_open());
         assert_eq!(breaker.start_attempt(now), 1);
         assert!(breaker.admits_waiters(now + Duration::from_millis(499)));
@@ -273,10 +310,8 @@ mod tests {
     #[test]
     fn an_unproven_connection_closes_but_keeps_the_streak() {
         let mut breaker = breaker();
-        let now = Instant::now();
-        for _ in 0..3 {
-            breaker.on_failure(error(ErrorClass::Transient), Pacing::Backoff, now, NOTHING);
-        }
+        let now = fail_three_times(&mut breaker, Pacing::Backoff, Instant::now());
+        assert!(breaker.is_open());
         let later = now + Duration::from_secs(1);
         assert!(breaker.on_unproven(later));
         assert!(!breaker.is_open());
@@ -287,7 +322,7 @@ mod tests {
             "spaced as after a failure"
         );
         assert!(
-            breaker.on_failure(error(ErrorClass::Transient), Pacing::Backoff, now, NOTHING),
+            breaker.on_failure(error(ErrorClass::Transient), Pacing::Backoff, later, NOTHING),
             "the next failure opens it again"
         );
     }
