@@ -25,7 +25,7 @@
 //! | `connect_backoff_initial` | 10 ms | 1 ms to 1 min | first retry delay ceiling after a failed connection attempt; while callers wait and the database is down or full, how soon it is tried again |
 //! | `connect_backoff_max` | 500 ms | `connect_backoff_initial` to 10 min | largest retry delay ceiling (each attempt waits between half the ceiling and all of it) |
 //! | `breaker_enabled` | true | true, false | fail fast while the database is unreachable |
-//! | `breaker_failure_threshold` | 5 | 1 to 1 000 | consecutive connect failures (with no idle connection left) that open the breaker |
+//! | `breaker_failure_threshold` | 5 | 1 to 1 000 | consecutive connect failures (with no idle connection left, lasting at least `connect_backoff_max`; a permanent error at once) that open the breaker |
 //! | `maintenance_interval` | 1 s | 10 ms to 1 min | how often the maintenance task runs |
 //! | `drain_timeout` | 30 s | 0 to 1 h | how long `close()` waits for connections in use to come back |
 //! | `expected_wait_p99` | 1 s | 1 ms to 1 h | the health check's bound on the recent p99 acquisition wait (degraded above it) |
@@ -134,7 +134,8 @@ pub struct PoolConfig {
     pub connect_backoff_max: Duration,
     /// Fail fast while the database is unreachable.
     pub breaker_enabled: bool,
-    /// Consecutive connect failures that open the breaker.
+    /// Consecutive connect failures that open the breaker, once they have
+    /// lasted `connect_backoff_max` (a permanent error: at once).
     pub breaker_failure_threshold: u32,
     /// How often the maintenance task runs.
     #[serde(with = "duration")]
