@@ -147,7 +147,8 @@ impl DrillPool {
         match self {
             Self::Tidewater => {
                 "PoolConfig defaults (validate connections idle > 500 ms, breaker after 5 \
-                 failed connects, backoff to 500 ms) but max_size 8, acquire_timeout 1 s, \
+                 failed connects lasting 500 ms, backoff 10 to 500 ms) but max_size 8, \
+                 acquire_timeout 1 s, \
                  connect_timeout 1 s, validation_timeout 1 s; PgOptions defaults \
                  (statement_timeout 30 s)"
             }
