@@ -322,7 +322,12 @@ mod tests {
             "spaced as after a failure"
         );
         assert!(
-            breaker.on_failure(error(ErrorClass::Transient), Pacing::Backoff, later, NOTHING),
+            breaker.on_failure(
+                error(ErrorClass::Transient),
+                Pacing::Backoff,
+                later,
+                NOTHING
+            ),
             "the next failure opens it again"
         );
     }
