@@ -3,20 +3,25 @@
 //! server restarts, crashes, hangs, drops its sessions, fills up, refuses a
 //! password, or the wire goes half-open or slow; then checks that
 //!
+//! - the fault happened and the pool felt it: each drill names its evidence
+//!   (callers failed with the fault's kinds of error, connections were
+//!   replaced, calls slowed down), and the fault is held until that evidence
+//!   is seen, so a slow machine only makes the drill longer,
+//! - every error named its cause, and only causes the fault can explain,
 //! - every caller's wait ended by its deadline,
-//! - every error named its cause,
-//! - the pool recovered by itself: once the fault ended, a `get()` and a
-//!   query succeeded within the bound recorded in docs/fault-matrix.md,
+//! - the pool recovered by itself within a bound that follows from the
+//!   configuration, and no call that started after the recovery failed,
 //! - no capacity was lost: all slots are back once the load stops.
 //!
 //! The measured recovery times are printed (`--nocapture`) for the fault
-//! matrix; the assertions only check the generous bounds, never a speed.
+//! matrix; the assertions check bounds derived from the configuration,
+//! never a speed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use tidewater::{Pool, PoolConfig};
+use tidewater::{CloseReason, Pool, PoolConfig};
 use tidewater_postgres::{PgError, PgManager, PgOptions};
 use tidewater_testkit::{FaultProxy, PgCluster, Shutdown};
 use tokio::task::JoinHandle;
@@ -24,25 +29,47 @@ use tokio::time::Instant;
 
 const CALLERS: usize = 12;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long tidewater-postgres waits for the server to confirm a cancel
+/// request before it gives up on the connection.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// Scheduling slack for a loaded 2-core machine, added to every bound.
+const SLACK: Duration = Duration::from_secs(3);
 /// The longest any caller may take: acquire, then a query cut off at the
-/// statement timeout, then the cancel request's grace (5 s), plus slack
-/// for a loaded 2-core machine.
-const CALLER_DEADLINE: Duration = Duration::from_secs(10);
-/// The bound on recovery once a fault ends (docs/fault-matrix.md lists
-/// what was measured; the bound leaves room for the backoff ceiling, 2 s,
-/// and a slow machine).
-const RECOVERY_BOUND: Duration = Duration::from_secs(15);
+/// statement timeout, then the cancel request's grace.
+const CALLER_DEADLINE: Duration = ACQUIRE_TIMEOUT
+    .saturating_add(STATEMENT_TIMEOUT)
+    .saturating_add(CANCEL_GRACE)
+    .saturating_add(SLACK);
+/// How long a fault lasts at least (under load), and at most while the
+/// drill waits for its evidence.
+const FAULT: Duration = Duration::from_secs(2);
+const FAULT_DEADLINE: Duration = Duration::from_secs(30);
 
 fn config(max_size: u32) -> PoolConfig {
     PoolConfig {
         max_size,
         acquire_timeout: ACQUIRE_TIMEOUT,
-        connect_timeout: Duration::from_secs(2),
-        validation_timeout: Duration::from_secs(1),
+        connect_timeout: CONNECT_TIMEOUT,
+        validation_timeout: VALIDATION_TIMEOUT,
         maintenance_interval: Duration::from_millis(100),
         ..PoolConfig::default()
     }
+}
+
+/// The bound on recovery once a fault ends: the next attempt is at most
+/// one backoff ceiling away, it may take the connect timeout, the new
+/// connection may be validated, and the first call may still wait out its
+/// acquire timeout and a statement timeout; plus the slack.
+fn recovery_bound(config: &PoolConfig) -> Duration {
+    config.connect_backoff_max
+        + config.connect_timeout
+        + config.validation_timeout
+        + config.acquire_timeout
+        + STATEMENT_TIMEOUT
+        + SLACK
 }
 
 /// The most connection attempts the pool's backoff allows in `window`
@@ -69,9 +96,14 @@ struct Outcome {
     error: Option<String>,
 }
 
-/// Callers that each loop get, `SELECT 1`, drop, until stopped.
+/// Callers that each loop get, `SELECT 1`, drop, until stopped, counting
+/// failed calls as they go (for the drill to see the fault land).
 struct Load {
     stop: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    /// The slowest call so far, in microseconds.
+    slowest_us: Arc<AtomicU64>,
     callers: Vec<JoinHandle<Vec<Outcome>>>,
 }
 
@@ -86,17 +118,29 @@ async fn one_call(pool: &Pool<PgManager>) -> Result<(), String> {
 impl Load {
     fn start(pool: &Pool<PgManager>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let slowest_us = Arc::new(AtomicU64::new(0));
         let callers = (0..CALLERS)
             .map(|_| {
                 let (pool, stop) = (pool.clone(), stop.clone());
+                let (calls, failed) = (calls.clone(), failed.clone());
+                let slowest_us = slowest_us.clone();
                 tokio::spawn(async move {
                     let mut outcomes = Vec::new();
                     while !stop.load(SeqCst) {
                         let started = Instant::now();
                         let error = one_call(&pool).await.err();
+                        calls.fetch_add(1, SeqCst);
+                        if error.is_some() {
+                            failed.fetch_add(1, SeqCst);
+                        }
+                        let took = started.elapsed();
+                        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                        slowest_us.fetch_max(micros, SeqCst);
                         outcomes.push(Outcome {
                             started,
-                            took: started.elapsed(),
+                            took,
                             error,
                         });
                         // Think time between requests: a steady load, not a spin.
@@ -106,7 +150,28 @@ impl Load {
                 })
             })
             .collect();
-        Self { stop, callers }
+        Self {
+            stop,
+            calls,
+            failed,
+            slowest_us,
+            callers,
+        }
+    }
+
+    /// Calls made so far.
+    fn calls(&self) -> usize {
+        self.calls.load(SeqCst)
+    }
+
+    /// Calls that failed so far.
+    fn failed(&self) -> usize {
+        self.failed.load(SeqCst)
+    }
+
+    /// The slowest call so far.
+    fn slowest(&self) -> Duration {
+        Duration::from_micros(self.slowest_us.load(SeqCst))
     }
 
     async fn stop(self) -> Vec<Outcome> {
@@ -148,8 +213,15 @@ fn cause(error: &str) -> Option<&'static str> {
         .map(|(_, cause)| *cause)
 }
 
-/// Checks the outcomes of a drill and prints a summary for the matrix.
-fn check(drill: &str, outcomes: &[Outcome]) {
+/// Checks the outcomes of a drill and prints a summary for the matrix:
+/// every call ended by its deadline, every error named a cause, and only
+/// one of `allowed` (what the fault can explain). Returns the failures by
+/// cause.
+fn check(
+    drill: &str,
+    outcomes: &[Outcome],
+    allowed: &[&str],
+) -> std::collections::BTreeMap<&'static str, usize> {
     assert!(!outcomes.is_empty(), "{drill}: the load made no calls");
     let slowest = outcomes.iter().map(|o| o.took).max().unwrap();
     assert!(
@@ -161,6 +233,10 @@ fn check(drill: &str, outcomes: &[Outcome]) {
         if let Some(error) = &outcome.error {
             let named =
                 cause(error).unwrap_or_else(|| panic!("{drill}: an error names no cause: {error}"));
+            assert!(
+                allowed.contains(&named),
+                "{drill}: a caller failed with {named}, which this fault does not explain: {error}"
+            );
             *causes.entry(named).or_insert(0) += 1;
         }
     }
@@ -169,20 +245,68 @@ fn check(drill: &str, outcomes: &[Outcome]) {
         "{drill}: {} calls, {failed} failed {causes:?}, slowest {slowest:?}",
         outcomes.len()
     );
+    causes
 }
 
-/// Time from `since` until a fresh `get()` and query succeed.
+/// Time from `since` until a fresh `get()` and query succeed; fails past
+/// the bound the pool's configuration implies.
 async fn recovery(pool: &Pool<PgManager>, since: Instant) -> Duration {
+    let bound = recovery_bound(pool.config());
     loop {
         if one_call(pool).await.is_ok() {
             return since.elapsed();
         }
         assert!(
-            since.elapsed() < RECOVERY_BOUND,
-            "no recovery within {RECOVERY_BOUND:?}: {}",
+            since.elapsed() < bound,
+            "no recovery within {bound:?}: {}",
             pool.status()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What a fault must do to the pool for the drill to count: the drill
+/// holds the fault (at least [`FAULT`]) until this is seen, and fails if it
+/// never is.
+#[derive(Clone, Copy, Debug)]
+enum Evidence {
+    /// Some calls failed.
+    CallersFailed,
+    /// Connections died under the pool and were replaced (callers may have
+    /// been spared: a restart is waited out).
+    ConnectionsReplaced,
+    /// A call took at least this long (a slower wire: each round trip pays
+    /// the added latency twice).
+    CallsSlowerThan(Duration),
+    /// Nothing the pool counts: the heal step checks it.
+    CheckedByHeal,
+}
+
+/// The pool's counters a fault moves.
+#[derive(Clone, Copy, Debug)]
+struct Counters {
+    broken: u64,
+    opened: u64,
+}
+
+impl Counters {
+    fn of(pool: &Pool<PgManager>) -> Self {
+        let stats = pool.stats();
+        Self {
+            broken: stats.closed_by(CloseReason::Broken),
+            opened: stats.opened,
+        }
+    }
+}
+
+impl Evidence {
+    fn seen(self, load: &Load, before: Counters, now: Counters) -> bool {
+        match self {
+            Self::CallersFailed => load.failed() > 0,
+            Self::CallsSlowerThan(floor) => load.slowest() >= floor,
+            Self::ConnectionsReplaced => now.broken > before.broken && now.opened > before.opened,
+            Self::CheckedByHeal => true,
+        }
     }
 }
 
@@ -204,27 +328,103 @@ async fn assert_all_slots_back(pool: &Pool<PgManager>) {
     }
 }
 
-/// Runs `fault` under load, then `heal`, and checks everything.
-async fn drill<F, H>(name: &str, pool: &Pool<PgManager>, fault: F, heal: H)
-where
+/// Runs `fault` under load until `evidence` of it is seen (and at least
+/// [`FAULT`]), then `heal`, and checks everything: only `allowed` causes of
+/// failure, recovery within the configured bound, no failure after it.
+async fn drill<F, H>(
+    name: &str,
+    pool: &Pool<PgManager>,
+    fault: F,
+    heal: H,
+    evidence: Evidence,
+    allowed: &[&str],
+) where
     F: AsyncFnOnce(),
     H: AsyncFnOnce(),
 {
     // Warm up: the pool at full size, serving.
     assert_all_slots_back(pool).await;
+    let before = Counters::of(pool);
     let load = Load::start(pool);
-    tokio::time::sleep(Duration::from_millis(300)).await; // steady state before the fault
     fault().await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // the fault lasts a while under load
+    hold(name, pool, &load, evidence, before).await;
     heal().await;
+    finish(name, pool, load, allowed).await;
+}
+
+/// Keeps the fault on (at least [`FAULT`]) until `evidence` of it is seen;
+/// fails if it never is.
+async fn hold(
+    name: &str,
+    pool: &Pool<PgManager>,
+    load: &Load,
+    evidence: Evidence,
+    before: Counters,
+) {
+    let faulted = Instant::now();
+    loop {
+        let held = faulted.elapsed();
+        if held >= FAULT && evidence.seen(load, before, Counters::of(pool)) {
+            return;
+        }
+        assert!(
+            held < FAULT_DEADLINE,
+            "{name}: the fault left no trace in {held:?} ({evidence:?}): {}",
+            pool.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Once the fault is healed: waits for the recovery (within the configured
+/// bound), lets the load run on a little, stops it, and checks the calls:
+/// before the recovery only `allowed` causes of failure, after it none.
+/// Returns the calls made before the recovery.
+async fn finish(name: &str, pool: &Pool<PgManager>, load: Load, allowed: &[&str]) -> Vec<Outcome> {
     let healed = Instant::now();
     let recovered = recovery(pool, healed).await;
-    let mut outcomes = load.stop().await;
-    outcomes.retain(|outcome| outcome.started < healed + recovered);
-    check(name, &outcomes);
+    // The load goes on after the recovery until every caller has had time
+    // for two more calls: calls that start once the pool is back must all
+    // succeed.
+    let back = healed + recovered;
+    let target = load.calls() + 2 * CALLERS;
+    while load.calls() < target {
+        assert!(
+            back.elapsed() < FAULT_DEADLINE,
+            "{name}: the load stalled after the recovery: {}",
+            pool.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outcomes = load.stop().await;
+    let (during, after): (Vec<Outcome>, Vec<Outcome>) = outcomes
+        .into_iter()
+        .partition(|outcome| outcome.started < back);
+    check(name, &during, allowed);
+    let failed_after: Vec<&str> = after.iter().filter_map(|o| o.error.as_deref()).collect();
+    assert!(
+        failed_after.is_empty(),
+        "{name}: {} of {} calls failed after the recovery: {:?}",
+        failed_after.len(),
+        after.len(),
+        &failed_after[..failed_after.len().min(3)]
+    );
     println!("{name}: recovered {recovered:?} after the fault ended");
     assert_all_slots_back(pool).await;
+    during
 }
+
+/// Errors a dying or restarting server explains.
+const SERVER_GONE: [&str; 8] = [
+    "breaker open",
+    "acquire timeout",
+    "server shutting down",
+    "server crashed",
+    "server starting up",
+    "connection closed",
+    "connection lost",
+    "server unreachable",
+];
 
 async fn nothing() {}
 
@@ -237,6 +437,8 @@ async fn server_restart_fast() {
         &pool,
         async || cluster.restart(Shutdown::Fast).await.unwrap(),
         nothing,
+        Evidence::ConnectionsReplaced,
+        &SERVER_GONE,
     )
     .await;
 }
@@ -250,6 +452,8 @@ async fn server_restart_immediate() {
         &pool,
         async || cluster.restart(Shutdown::Immediate).await.unwrap(),
         nothing,
+        Evidence::ConnectionsReplaced,
+        &SERVER_GONE,
     )
     .await;
 }
@@ -263,6 +467,8 @@ async fn server_crash_and_start() {
         &pool,
         async || cluster.kill().await.unwrap(),
         async || cluster.start().await.unwrap(),
+        Evidence::CallersFailed,
+        &SERVER_GONE,
     )
     .await;
 }
@@ -276,6 +482,13 @@ async fn server_hung_then_resumed() {
         &pool,
         async || cluster.pause().await.unwrap(),
         async || cluster.resume().await.unwrap(),
+        Evidence::CallersFailed,
+        &[
+            "statement timeout",
+            "acquire timeout",
+            "connect timeout",
+            "breaker open",
+        ],
     )
     .await;
 }
@@ -292,6 +505,12 @@ async fn all_sessions_terminated_on_the_server() {
             assert!(terminated >= 1);
         },
         nothing,
+        Evidence::ConnectionsReplaced,
+        &[
+            "connection closed",
+            "connection lost",
+            "server shutting down",
+        ],
     )
     .await;
 }
@@ -314,37 +533,41 @@ async fn server_full() {
     }
     let pool = pool_for(url, 3);
     let load = Load::start(&pool);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(pool.status().size == 0, "the server had no slot to give");
+    let before = Counters::of(&pool);
+    let name = "server full (too many clients)";
+    hold(name, &pool, &load, Evidence::CallersFailed, before).await;
+    assert_eq!(pool.status().size, 0, "the server had no slot to give");
     hogs.clear();
-    let freed = Instant::now();
-    let recovered = recovery(&pool, freed).await;
-    let mut outcomes = load.stop().await;
-    outcomes.retain(|outcome| outcome.started < freed + recovered);
-    check("server full (too many clients)", &outcomes);
+    let during = finish(
+        name,
+        &pool,
+        load,
+        &["too many connections", "breaker open", "acquire timeout"],
+    )
+    .await;
     assert!(
-        outcomes
+        during
             .iter()
             .any(|o| o.error.as_deref().is_some_and(|e| e.contains("53300"))),
         "the callers learned the server is full"
     );
-    println!("server full (too many clients): recovered {recovered:?} after slots were freed");
-    assert_all_slots_back(&pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_database_fail_fast_without_a_retry_storm() {
     let cluster = PgCluster::new().await.unwrap();
-    for (name, url, code) in [
+    for (name, url, code, named) in [
         (
             "wrong password",
             cluster.url_for("postgres", "wrong", "postgres"),
             "28P01",
+            "bad password",
         ),
         (
             "unknown database",
             cluster.url_for("postgres", PgCluster::PASSWORD, "nowhere"),
             "3D000",
+            "unknown database",
         ),
     ] {
         let started = Instant::now();
@@ -352,7 +575,7 @@ async fn wrong_password_and_unknown_database_fail_fast_without_a_retry_storm() {
         let load = Load::start(&pool);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let outcomes = load.stop().await;
-        check(name, &outcomes);
+        check(name, &outcomes, &[named, "breaker open"]);
         assert!(
             outcomes.iter().all(|o| o.error.is_some()),
             "{name}: nothing can succeed"
@@ -401,6 +624,15 @@ async fn half_open_connections_through_a_blackhole() {
             proxy.set_blackhole(false);
             proxy.reset_all().await;
         },
+        Evidence::CallersFailed,
+        &[
+            "statement timeout",
+            "acquire timeout",
+            "connect timeout",
+            "breaker open",
+            "connection lost",
+            "connection closed",
+        ],
     )
     .await;
 }
@@ -415,6 +647,8 @@ async fn latency_spike() {
         &pool,
         async || proxy.set_latency(Duration::from_millis(100)),
         async || proxy.set_latency(Duration::ZERO),
+        Evidence::CallsSlowerThan(Duration::from_millis(200)),
+        &["acquire timeout"],
     )
     .await;
 }
@@ -449,6 +683,8 @@ async fn a_query_hanging_past_the_statement_timeout() {
                 "the cancelled query's connection stays usable"
             );
         },
+        Evidence::CheckedByHeal,
+        &[],
     )
     .await;
 }
