@@ -82,8 +82,10 @@ async fn restart_closes_connections_and_accepts_new_ones() {
             select_one(&client).await.is_err(),
             "{mode:?}: old connection is gone"
         );
-        let ended = bounded("the old connection ends", driver).await.unwrap();
-        assert!(ended.is_err() || client.is_closed(), "{mode:?}");
+        // The old connection's driver task ends: `bounded` fails if it does
+        // not (how it ends, an error or a clean close, depends on what the
+        // server managed to send before it went).
+        bounded("the old connection ends", driver).await.unwrap().ok();
         let (client, _driver) = connect(&cluster.url()).await;
         select_one(&client).await.unwrap();
     }

@@ -31,7 +31,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 use tidewater::PooledConnection;
 use tidewater::{CloseReason, CloseReport, Error, ErrorClass, IdleOrder, Pool, PoolConfig};
 use tidewater_testkit::{ConnectStep, Script, ScriptedManager, spawn_get};
@@ -784,7 +784,12 @@ fn run_case(setup: Setup, schedule: Vec<(Op, bool)>) -> Fallible {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 96,
-        failure_persistence: None,
+        // A failing case's seed is written next to this file
+        // (properties.proptest-regressions, checked in) and replayed first
+        // on every later run, so a failure found once is never lost.
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+            "proptest-regressions"
+        ))),
         // A failing case shrinks for at most this long (milliseconds).
         max_shrink_time: 60_000,
         ..ProptestConfig::default()
