@@ -3,14 +3,20 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tidewater::{Backoff, Manager, Pool, PoolConfig, RetryPolicy};
 use tidewater_sqlite::{SessionReset, SqliteError, SqliteManager, SqliteOptions, transaction};
+use tokio::sync::oneshot;
 
 mod common;
-use common::AppError;
+use common::{AppError, SLACK, eventually, within};
+
+/// How long a closure may take to end once interrupted before its
+/// connection is given up ("within a second", as `interact` documents).
+const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 
 fn pool(options: SqliteOptions, max_size: u32) -> Pool<SqliteManager> {
     let config = PoolConfig {
@@ -24,10 +30,13 @@ fn pool(options: SqliteOptions, max_size: u32) -> Pool<SqliteManager> {
         .unwrap()
 }
 
-/// A patient policy: the tests hold locks for a few hundred milliseconds.
+/// A policy that outlasts any lock a test holds: each attempt waits out
+/// `busy_timeout` (50 ms in [`items`]), so a thousand of them last over
+/// 50 s, and the tests release their locks as soon as they have seen an
+/// attempt fail.
 fn patient() -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 30,
+        max_attempts: 1000,
         backoff: Backoff {
             initial: Duration::from_millis(10),
             max: Duration::from_millis(50),
@@ -39,23 +48,29 @@ fn patient() -> RetryPolicy {
 async fn sqlite_never_blocks_the_runtime() {
     let pool = pool(SqliteOptions::in_memory(), 1);
     let conn = pool.get().await.unwrap();
-    let ticks = Arc::new(AtomicU32::new(0));
-    let ticker = tokio::spawn({
-        let ticks = ticks.clone();
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                ticks.fetch_add(1, SeqCst);
-            }
-        }
+    // The closure blocks its thread until a task on the runtime's only
+    // thread releases it, which that task does once the closure has
+    // started. Were the call to block the runtime's thread, the task could
+    // not run, and the closure would give up waiting (after far longer
+    // than anything here takes).
+    let (started_tx, started_rx) = oneshot::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let releaser = tokio::spawn(async move {
+        started_rx.await.unwrap();
+        release_tx.send(()).unwrap();
     });
-    // The closure blocks its own thread for 300 ms; the runtime's only
-    // thread keeps ticking meanwhile.
-    conn.interact(|_| std::thread::sleep(Duration::from_millis(300)))
+    let released = conn
+        .interact(move |_| {
+            started_tx.send(()).unwrap();
+            release_rx.recv_timeout(SLACK).is_ok()
+        })
         .await
         .unwrap();
-    ticker.abort();
-    assert!(ticks.load(SeqCst) >= 10, "{} ticks", ticks.load(SeqCst));
+    assert!(
+        released,
+        "no task ran on the runtime while the closure blocked its connection's thread"
+    );
+    releaser.await.unwrap();
 }
 
 #[tokio::test]
@@ -89,25 +104,32 @@ async fn a_dropped_call_runs_to_its_end_and_its_transaction_is_rolled_back() {
     let conn = pool.get().await.unwrap();
     conn.execute_batch("CREATE TABLE t (x)").await.unwrap();
     let finished = Arc::new(AtomicBool::new(false));
+    // The closure opens a transaction, says so, and waits for the test.
+    let (began_tx, began_rx) = oneshot::channel();
+    let (go_tx, go_rx) = mpsc::channel();
     let call = conn.interact({
         let finished = finished.clone();
         move |c| {
             c.execute_batch("BEGIN; INSERT INTO t VALUES (1)")?;
-            std::thread::sleep(Duration::from_millis(300));
+            began_tx.send(()).unwrap();
+            let _ = go_rx.recv(); // the test's go, or the test is over
             c.execute_batch("INSERT INTO t VALUES (2)")?;
             finished.store(true, SeqCst);
             Ok::<_, rusqlite::Error>(())
         }
     });
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), call)
-            .await
-            .is_err()
-    );
+    // The call is dropped mid-call, mid-transaction.
+    tokio::select! {
+        ended = call => panic!("the call ended before the test let it: {ended:?}"),
+        began = began_rx => began.unwrap(),
+    }
     assert!(conn.in_transaction(), "a call is still running");
-    drop(conn); // mid-call, mid-transaction
+    drop(conn);
+    go_tx.send(()).unwrap();
 
-    let conn = pool.get().await.unwrap(); // reset waits for the call, then rolls back
+    // The reset runs on the connection's thread after the call, then rolls
+    // back what it left open.
+    let conn = pool.get().await.unwrap();
     assert!(finished.load(SeqCst), "the closure ran to its end");
     assert_eq!(
         conn.query_value::<i64, _>("SELECT count(*) FROM t", ())
@@ -121,21 +143,23 @@ async fn a_dropped_call_runs_to_its_end_and_its_transaction_is_rolled_back() {
 
 #[tokio::test]
 async fn a_statement_past_the_timeout_is_interrupted_and_the_connection_kept() {
+    let statement_timeout = Duration::from_millis(200);
     let options = SqliteOptions {
-        statement_timeout: Some(Duration::from_millis(200)),
+        statement_timeout: Some(statement_timeout),
         ..SqliteOptions::in_memory()
     };
     let pool = pool(options, 1);
     let conn = pool.get().await.unwrap();
-    let start = Instant::now();
+    // Never ends by itself: only the interrupt ends it.
     let endless =
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
-    let error = conn.query_value::<i64, _>(endless, ()).await.unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
+    let error = within(
+        "the endless statement's interrupt",
+        statement_timeout + INTERRUPT_GRACE + SLACK,
+        conn.query_value::<i64, _>(endless, ()),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(
             error,
@@ -152,16 +176,24 @@ async fn a_statement_past_the_timeout_is_interrupted_and_the_connection_kept() {
 
 #[tokio::test]
 async fn a_closure_that_ignores_the_interrupt_costs_its_connection() {
+    let statement_timeout = Duration::from_millis(100);
     let options = SqliteOptions {
-        statement_timeout: Some(Duration::from_millis(100)),
+        statement_timeout: Some(statement_timeout),
         ..SqliteOptions::in_memory()
     };
     let pool = pool(options, 1);
     let conn = pool.get().await.unwrap();
-    let error = conn
-        .interact(|_| std::thread::sleep(Duration::from_millis(1500)))
-        .await
-        .unwrap_err();
+    // The closure runs no statement to interrupt: it waits until the test,
+    // having seen the call's error, drops the sender.
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let error = within(
+        "the call to give up on the closure",
+        statement_timeout + INTERRUPT_GRACE + SLACK,
+        conn.interact(move |_| release_rx.recv()),
+    )
+    .await
+    .unwrap_err();
+    drop(release_tx);
     assert!(
         matches!(
             error,
@@ -331,20 +363,18 @@ async fn read_only_connections_read_and_refuse_writes() {
     assert_eq!(error.class(), tidewater::ErrorClass::Permanent);
 }
 
-/// Runs `begin` on another connection to `path` (a transaction that takes
-/// a lock), and commits it `hold` later.
-fn hold_lock(
-    path: &std::path::Path,
-    begin: &'static str,
-    hold: Duration,
-) -> std::thread::JoinHandle<()> {
+/// Another connection to `path`, which has run `begin` (a transaction that
+/// takes a lock) and holds the lock until the test runs `COMMIT` on it.
+fn hold_lock(path: &std::path::Path, begin: &str) -> Connection {
     let holder = Connection::open(path).unwrap();
     holder.execute_batch(begin).unwrap();
-    std::thread::spawn(move || {
-        std::thread::sleep(hold);
-        holder.execute_batch("COMMIT").unwrap();
-    })
+    holder
 }
+
+/// How long a transaction that retries on a busy database may take for two
+/// attempts: each waits out `busy_timeout` (50 ms in [`items`]) at most,
+/// and the retry waits at most the backoff's ceiling (50 ms).
+const TWO_ATTEMPTS: Duration = Duration::from_millis(150).saturating_add(SLACK);
 
 /// A pool on a new file holding `items (1, 0)`, with a short busy timeout
 /// and `pragmas`; the folder goes with the returned guard.
@@ -379,34 +409,75 @@ async fn n(pool: &Pool<SqliteManager>) -> i64 {
 #[tokio::test]
 async fn a_writer_busy_at_begin_is_retried_and_named_when_out_of_attempts() {
     let (_dir, path, pool) = items(&[]).await;
-    let holder = hold_lock(&path, "BEGIN IMMEDIATE", Duration::from_millis(300));
+    let holder = hold_lock(&path, "BEGIN IMMEDIATE");
     let once = RetryPolicy {
         max_attempts: 1,
         ..patient()
     };
-    let error = increment(&pool, once).await.unwrap_err();
+    let error = increment(&pool, once, Arc::default()).await.unwrap_err();
     assert!(
         error.to_string().contains("database is locked (SQLITE_BUSY: another connection held a lock for longer than busy_timeout)"),
         "{error}"
     );
-    let start = Instant::now();
-    increment(&pool, patient())
-        .await
-        .expect("retried until the lock was released");
-    assert!(
-        start.elapsed() >= Duration::from_millis(100),
-        "it waited for the lock"
+    let (result, bodies) = increment_while_held(&pool, holder).await;
+    result.expect("retried until the lock was released");
+    assert_eq!(
+        bodies, 1,
+        "the attempts that met the lock failed at BEGIN, before the body"
     );
-    holder.join().unwrap();
     assert_eq!(n(&pool).await, 1);
 }
 
-async fn increment(pool: &Pool<SqliteManager>, policy: RetryPolicy) -> Result<(), AppError> {
-    transaction(pool, policy, |tx| {
+/// Adds 1 to `items.n` in a transaction under `policy`, counting the runs
+/// of its body in `bodies`.
+async fn increment(
+    pool: &Pool<SqliteManager>,
+    policy: RetryPolicy,
+    bodies: Arc<AtomicU32>,
+) -> Result<(), AppError> {
+    transaction(pool, policy, move |tx| {
+        bodies.fetch_add(1, SeqCst);
         tx.execute("UPDATE items SET n = n + 1 WHERE id = 1", [])?;
         Ok(())
     })
     .await
+}
+
+/// Runs a patient [`increment`] while `holder` keeps its lock, until the
+/// increment makes a second attempt: each attempt takes a connection from
+/// the pool, so a second one while the lock is held means the first met
+/// the lock and was retried. Then commits the holder, and returns how the
+/// increment ended and how many times its body ran.
+async fn increment_while_held(
+    pool: &Pool<SqliteManager>,
+    holder: Connection,
+) -> (Result<(), AppError>, u32) {
+    let bodies = Arc::new(AtomicU32::new(0));
+    let before = pool.stats().acquired();
+    let running = tokio::spawn({
+        let (pool, bodies) = (pool.clone(), bodies.clone());
+        async move { increment(&pool, patient(), bodies).await }
+    });
+    eventually(
+        "a second attempt while the lock is held",
+        TWO_ATTEMPTS,
+        || running.is_finished() || pool.stats().acquired() >= before + 2,
+    )
+    .await;
+    assert!(
+        !running.is_finished(),
+        "the increment ended while the lock was held: {:?}",
+        running.await
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    let result = within(
+        "the increment once the lock was released",
+        TWO_ATTEMPTS,
+        running,
+    )
+    .await
+    .unwrap();
+    (result, bodies.load(SeqCst))
 }
 
 #[tokio::test]
@@ -414,22 +485,13 @@ async fn a_commit_that_meets_a_busy_database_is_retried() {
     // In rollback-journal mode a commit needs every reader gone; a reader
     // that stays past busy_timeout makes COMMIT fail with SQLITE_BUSY.
     let (_dir, path, pool) = items(&[("journal_mode", "DELETE")]).await;
-    let reader = hold_lock(
-        &path,
-        "BEGIN; SELECT count(*) FROM items",
-        Duration::from_millis(300),
+    let reader = hold_lock(&path, "BEGIN; SELECT count(*) FROM items");
+    let (result, bodies) = increment_while_held(&pool, reader).await;
+    result.expect("committed once the reader left");
+    assert!(
+        bodies >= 2,
+        "the first attempt's body ran, then its COMMIT met the reader: {bodies} runs"
     );
-    let bodies = Arc::new(AtomicU32::new(0));
-    let counted = bodies.clone();
-    transaction(&pool, patient(), move |tx| {
-        counted.fetch_add(1, SeqCst);
-        tx.execute("UPDATE items SET n = n + 1 WHERE id = 1", [])?;
-        Ok::<_, AppError>(())
-    })
-    .await
-    .expect("committed once the reader left");
-    reader.join().unwrap();
-    assert!(bodies.load(SeqCst) >= 2, "the first commit met the reader");
     assert_eq!(n(&pool).await, 1, "applied once");
 }
 
