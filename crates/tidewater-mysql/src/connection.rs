@@ -24,6 +24,12 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 /// first.
 const SERVER_FIRST: Duration = Duration::from_millis(500);
 
+/// The longest a bounded query can take under statement timeout `limit`:
+/// the server's head start, then the `KILL QUERY` grace.
+pub(crate) fn query_bound(limit: Duration) -> Duration {
+    limit + SERVER_FIRST + KILL_GRACE
+}
+
 /// `ER_UNKNOWN_SYSTEM_VARIABLE`.
 const UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
 

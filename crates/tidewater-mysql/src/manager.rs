@@ -77,6 +77,26 @@ impl Default for MySqlOptions {
     }
 }
 
+impl MySqlOptions {
+    /// The longest a query through [`MySqlConnection`]'s methods can take
+    /// before it returns: `statement_timeout`, the head start the client
+    /// gives the server's own timer (0.5 s), then the grace for its
+    /// `KILL QUERY` (3 s), after which the connection is given up. `None`
+    /// when the statement timeout is off. A deadline around a query (a
+    /// request's, a test's) should allow at least this much.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tidewater_mysql::MySqlOptions;
+    ///
+    /// let options = MySqlOptions { statement_timeout: Some(Duration::from_secs(5)), ..Default::default() };
+    /// assert_eq!(options.query_bound(), Some(Duration::from_millis(8_500)));
+    /// ```
+    pub fn query_bound(&self) -> Option<Duration> {
+        self.statement_timeout.map(crate::connection::query_bound)
+    }
+}
+
 impl std::fmt::Debug for MySqlOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MySqlOptions")

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tidewater::{Error, ErrorClass, Pool};
+use tidewater::Pool;
 use tidewater_mysql::{MySqlManager, MySqlOptions};
 use tidewater_testkit::TestCertificates;
 
@@ -71,7 +71,7 @@ impl PrivateServer {
             guardian,
             _dir: dir,
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + common::POLL_DEADLINE;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -116,18 +116,6 @@ fn pool(url: String, ssl_root_cert: Option<PathBuf>) -> Pool<MySqlManager> {
     common::pool_sized(options, 2)
 }
 
-/// Fails at once, permanently, with the certificate error in the message.
-async fn refused(pool: &Pool<MySqlManager>, because: &str) {
-    let start = std::time::Instant::now();
-    let error = pool.get().await.unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(2), "{error}");
-    let Error::Connect(cause) = &error else {
-        panic!("{error:?}")
-    };
-    assert_eq!(cause.class(), ErrorClass::Permanent, "{error}");
-    assert!(error.to_string().contains(because), "{error}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_verifies_the_server_certificate() {
     let server = PrivateServer::start();
@@ -143,8 +131,8 @@ async fn tls_verifies_the_server_certificate() {
     drop(conn);
 
     // Without the test CA the certificate does not verify.
-    refused(&pool(server.url("localhost"), None), "UnknownIssuer").await;
+    common::refused(&pool(server.url("localhost"), None), "UnknownIssuer").await;
     // The CA is trusted, but the certificate is for localhost, not 127.0.0.1.
     let other_name = pool(server.url("127.0.0.1"), Some(server.ca_file.clone()));
-    refused(&other_name, "not valid for name").await;
+    common::refused(&other_name, "not valid for name").await;
 }

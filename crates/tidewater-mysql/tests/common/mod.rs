@@ -12,12 +12,90 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-use tidewater::{Pool, PoolConfig};
+use tidewater::{Error, ErrorClass, Pool, PoolConfig};
 use tidewater_mysql::{MySqlError, MySqlManager, MySqlOptions};
 use tokio::sync::OnceCell;
 
 /// The shared server.
 pub const ADDR: &str = "127.0.0.1:3306";
+
+/// How long a test waits for something that takes milliseconds: far
+/// beyond any scheduling delay on a loaded machine, so that only an event
+/// that never comes ends the wait.
+pub const POLL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Added to every bound that follows from the configuration (a query's
+/// bound, a caller's deadline): how late a timer may fire on this shared
+/// 2-core machine. Enough that such a bound never trips on a slow
+/// scheduler, small against what it catches (a wait without a deadline).
+pub const SLACK: Duration = Duration::from_secs(5);
+
+/// Polls `condition` every 10 ms until it holds; `false` if it still does
+/// not after [`POLL_DEADLINE`]. Tests wait for events this way, never for
+/// a fixed time.
+pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
+    while !condition().await {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// Waits until the server's processlist shows session `id` running `sql`.
+pub async fn until_running(id: u32, sql: &str) {
+    until_processlist(id, sql, true).await;
+}
+
+/// Waits until session `id` has left the server.
+pub async fn until_gone(id: u32) {
+    until_processlist(id, "%", false).await;
+}
+
+/// Ends session `id` (`KILL`), if it is still on the server: a query the
+/// client gave up on runs on there.
+pub async fn kill(id: u32) {
+    let mut admin = admin().await;
+    let _ = admin.query_drop(format!("KILL {id}")).await; // it may have ended
+    admin.disconnect().await.unwrap();
+}
+
+/// Waits until the server's processlist `shows` (or no longer shows)
+/// session `id` with a statement like `info` (`%`: any, none included).
+async fn until_processlist(id: u32, info: &str, shows: bool) {
+    let mut admin = admin().await;
+    let seen = eventually(async || {
+        let found: Option<u32> = admin
+            .exec_first(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE ID = ? AND COALESCE(INFO, '') LIKE ?",
+                (id, info),
+            )
+            .await
+            .unwrap();
+        found.is_some() == shows
+    })
+    .await;
+    let state = if shows { "never showed" } else { "still shows" };
+    assert!(seen, "the processlist {state} session {id} with `{info}`");
+    admin.disconnect().await.unwrap();
+}
+
+/// A `get()` that must fail at once and for good: with the permanent
+/// connection error itself (the pool passes it to the caller instead of
+/// retrying until `acquire_timeout`), whose text contains `says`.
+/// Returns the error for further checks.
+pub async fn refused(pool: &Pool<MySqlManager>, says: &str) -> Error {
+    let error = pool.get().await.unwrap_err();
+    let Error::Connect(cause) = &error else {
+        panic!("the permanent connection error itself, not {error:?}")
+    };
+    assert_eq!(cause.class(), ErrorClass::Permanent, "{error}");
+    assert!(error.to_string().contains(says), "{error}");
+    error
+}
 
 pub fn addr() -> SocketAddr {
     ADDR.parse().unwrap()
