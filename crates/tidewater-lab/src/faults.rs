@@ -5,7 +5,9 @@
 //! - [`Fault`] names one way to break the server, [`inject`] breaks a
 //!   [`PgCluster`] that way, holds it broken, restores it, and returns the
 //!   [`FaultWindow`]: when it broke and when the database was available
-//!   again.
+//!   again. [`inject_until`] holds it broken until a future completes
+//!   instead of for a fixed time, so a test can keep it so until it has
+//!   seen what it does.
 //! - [`PhaseRecorder`] collects one [`Record`] per request (start, end,
 //!   [`Outcome`]) from any number of tasks, and cuts them into phases: a
 //!   baseline, then one phase per fault. [`PhaseStats`] is what one phase
@@ -229,6 +231,57 @@ impl FaultWindow {
 /// # }
 /// ```
 pub async fn inject(cluster: &PgCluster, fault: Fault, hold: Duration) -> io::Result<FaultWindow> {
+    inject_held(cluster, fault, tokio::time::sleep(hold), Some(hold)).await
+}
+
+/// [`inject`], holding the faults that [`hold`](Fault::holds) until
+/// `released` completes instead of for a fixed time: a test can keep the
+/// database broken until it has seen what the fault does, however slowly
+/// it looks. The others ignore `released`.
+///
+/// # Errors
+/// As [`inject`].
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use tidewater_lab::faults::{Fault, inject_until};
+///
+/// let cluster = tidewater_testkit::PgCluster::new().await?;
+/// let (release, released) = tokio::sync::oneshot::channel::<()>();
+/// let (window, ()) = tokio::join!(
+///     inject_until(&cluster, Fault::Hang, async { let _ = released.await; }),
+///     async {
+///         // ... see that the server does not answer, then:
+///         let _ = release.send(());
+///     },
+/// );
+/// println!("hung for {:?}", window?.outage());
+/// # Ok(())
+/// # }
+/// ```
+pub async fn inject_until(
+    cluster: &PgCluster,
+    fault: Fault,
+    released: impl Future<Output = ()>,
+) -> io::Result<FaultWindow> {
+    inject_held(cluster, fault, released, None).await
+}
+
+/// [`inject`] and [`inject_until`]: the faults that hold are held until
+/// `released` completes; the window's detail gives `hold` as their hold,
+/// or without it the time they were held, to the millisecond.
+async fn inject_held(
+    cluster: &PgCluster,
+    fault: Fault,
+    released: impl Future<Output = ()>,
+    hold: Option<Duration>,
+) -> io::Result<FaultWindow> {
+    let held = |since: Instant| {
+        hold.unwrap_or_else(|| {
+            Duration::from_millis(u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX))
+        })
+    };
     let window = |broken_at, restored_at, detail: String| FaultWindow {
         fault,
         broken_at,
@@ -245,21 +298,21 @@ pub async fn inject(cluster: &PgCluster, fault: Fault, hold: Duration) -> io::Re
         Fault::Crash => {
             let broken_at = Instant::now();
             cluster.kill().await?;
-            tokio::time::sleep(hold).await;
+            released.await;
+            let detail = format!("down {:?} after SIGKILL", held(broken_at));
             let restored_at = start(cluster).await?;
-            let detail = format!("down {hold:?} after SIGKILL");
             Ok(window(broken_at, restored_at, detail))
         }
         Fault::Hang => {
             let broken_at = Instant::now();
             cluster.pause().await?;
-            tokio::time::sleep(hold).await;
+            released.await;
             cluster.resume().await?;
-            let detail = format!("stopped {hold:?}");
+            let detail = format!("stopped {:?}", held(broken_at));
             Ok(window(broken_at, Instant::now(), detail))
         }
         Fault::TerminateBackends => terminate_backends(cluster).await,
-        Fault::FillConnections => fill_connections(cluster, hold).await,
+        Fault::FillConnections => fill_connections(cluster, released).await,
     }
 }
 
@@ -381,8 +434,11 @@ async fn until_gone(
 /// How long `pg_terminate_backend` waits for a session to exit, in ms.
 const TERMINATE_WAIT_MS: i64 = 10_000;
 
-/// [`Fault::FillConnections`].
-async fn fill_connections(cluster: &PgCluster, hold: Duration) -> io::Result<FaultWindow> {
+/// [`Fault::FillConnections`], held until `released` completes.
+async fn fill_connections(
+    cluster: &PgCluster,
+    released: impl Future<Output = ()>,
+) -> io::Result<FaultWindow> {
     let max: usize = cluster
         .execute("SHOW max_connections")
         .await?
@@ -445,7 +501,7 @@ async fn fill_connections(cluster: &PgCluster, hold: Duration) -> io::Result<Fau
         }
     }
     side.extend(retaken);
-    tokio::time::sleep(hold).await;
+    released.await;
     let held = side.len();
     // Let go of all but one session, and watch from that one until the
     // others have left the server: then it has room again.

@@ -1,12 +1,17 @@
 //! Every fault of the drill schedule against a private PostgreSQL cluster
 //! (never the shared server): each must break what it says, and the server
-//! must serve again once `inject` returns.
+//! must serve again once the injection returns.
+//!
+//! No window is defined by a sleep: the faults that last are injected with
+//! `inject_until` and held until the test has seen what they do, and every
+//! other wait is a poll for an event, with a deadline.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tidewater_lab::faults::{Fault, inject};
+use tidewater_lab::faults::{Fault, FaultWindow, inject, inject_until};
 use tidewater_testkit::PgCluster;
+use tokio::sync::oneshot;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -14,9 +19,10 @@ use tokio_postgres::{Client, NoTls};
 const TEST_BOUND: Duration = Duration::from_secs(180);
 /// Bound on one poll for a condition.
 const POLL_DEADLINE: Duration = Duration::from_secs(20);
-const HOLD: Duration = Duration::from_millis(500);
-/// Longer for the fill, so the test can try to connect while it holds.
-const FILL_HOLD: Duration = Duration::from_secs(3);
+/// How long a query on a stopped server is watched for an answer it must
+/// not get. The server cannot answer while it is held stopped, so a
+/// longer or shorter watch changes nothing but the test's length.
+const NO_ANSWER_FOR: Duration = Duration::from_millis(100);
 
 async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
@@ -51,6 +57,36 @@ fn is_stopped(pid: u32) -> bool {
         .is_some_and(|rest| rest.trim_start().starts_with('T'))
 }
 
+/// A hold for [`inject_until`] and the switch that ends it: the fault
+/// lasts until the test has seen it and sends.
+fn hold() -> (oneshot::Sender<()>, impl Future<Output = ()>) {
+    let (release, released) = oneshot::channel();
+    (release, async {
+        let _ = released.await;
+    })
+}
+
+/// Waits until the role `app` has no session on the server but the one of
+/// `client` (asked from it, so that the question opens no session of its
+/// own): a dropped client's session leaves a moment after the drop, and
+/// the faults that count the sessions they end must find only this one.
+async fn until_only(client: &Client) {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'";
+    poll_until("one session of app left", || async {
+        client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) == 1
+    })
+    .await;
+}
+
+/// The window of a fault held from before `seen` (the test saw the
+/// database broken) until after `released` (the test let go).
+fn assert_held(window: &FaultWindow, seen: Instant, released: Instant) {
+    assert!(
+        window.broken_at <= seen && released <= window.restored_at,
+        "{window:?}: broken after it was seen, or restored before it was released"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_breaks_the_server_then_restores_it() {
     tokio::time::timeout(TEST_BOUND, every_fault())
@@ -65,39 +101,71 @@ async fn every_fault() {
     cluster.create_role("app", "app", None).await.unwrap();
     let url = cluster.url_for("app", "app", "postgres");
 
-    // Restart: sessions are closed, new ones work once it returns.
+    // Restart: sessions are closed, new ones work once it returns. It is
+    // over at once: it has no hold.
     let client = connect(&url).await.unwrap();
-    let window = inject(&cluster, Fault::Restart, HOLD).await.unwrap();
+    let window = inject(&cluster, Fault::Restart, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(window.fault, Fault::Restart);
     assert!(window.restored_at >= window.broken_at);
     assert!(select_one(&client).await.is_err(), "the restart closed it");
     assert_eq!(select_one(&connect(&url).await.unwrap()).await.unwrap(), 1);
 
-    // Crash: down for the hold time, then back.
+    // Crash: while it is down, the session dies and nothing accepts a new
+    // one; back once released.
     let client = connect(&url).await.unwrap();
-    let window = inject(&cluster, Fault::Crash, HOLD).await.unwrap();
-    assert!(window.outage() >= HOLD, "{window:?}");
-    assert!(select_one(&client).await.is_err(), "the crash ended it");
+    let (release, held) = hold();
+    let (window, (seen, released)) =
+        tokio::join!(inject_until(&cluster, Fault::Crash, held), async {
+            poll_until("the crash ended the session", || async {
+                client.is_closed()
+            })
+            .await;
+            let refused = connect(&url).await;
+            assert!(refused.is_err(), "a crashed server accepted a session");
+            let seen = Instant::now();
+            release.send(()).unwrap();
+            (seen, Instant::now())
+        });
+    let window = window.unwrap();
+    assert_held(&window, seen, released);
     assert_eq!(select_one(&connect(&url).await.unwrap()).await.unwrap(), 1);
 
-    // Hang: nothing answers while stopped; the same session answers after.
+    // Hang: a query sent while every process serving it is stopped gets no
+    // answer; the same query is answered once the server resumes.
     let client = connect(&url).await.unwrap();
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     let postmaster = cluster.postmaster_pid().unwrap();
-    let (window, ()) = tokio::join!(inject(&cluster, Fault::Hang, HOLD), async {
-        poll_until("the postmaster stopped", || async {
-            is_stopped(postmaster)
-        })
-        .await;
-        let query = tokio::time::timeout(Duration::from_millis(100), select_one(&client)).await;
-        assert!(query.is_err(), "a paused server answered: {query:?}");
-    });
+    let (release, held) = hold();
+    let (window, (seen, released)) =
+        tokio::join!(inject_until(&cluster, Fault::Hang, held), async {
+            poll_until(
+                "the postmaster and the session's backend stopped",
+                || async { is_stopped(postmaster) && is_stopped(backend as u32) },
+            )
+            .await;
+            let query = select_one(&client);
+            tokio::pin!(query);
+            let early = tokio::time::timeout(NO_ANSWER_FOR, &mut query).await;
+            assert!(early.is_err(), "a stopped server answered: {early:?}");
+            let seen = Instant::now();
+            release.send(()).unwrap();
+            let released = Instant::now();
+            assert_eq!(query.await.unwrap(), 1, "answered after the resume");
+            (seen, released)
+        });
     let window = window.unwrap();
-    assert!(window.outage() >= HOLD, "{window:?}");
+    assert_held(&window, seen, released);
     assert!(!is_stopped(postmaster), "resumed");
-    assert_eq!(select_one(&client).await.unwrap(), 1);
 
     // Terminate backends: every client session ends, the server stays up.
-    let window = inject(&cluster, Fault::TerminateBackends, HOLD)
+    until_only(&client).await;
+    let window = inject(&cluster, Fault::TerminateBackends, Duration::ZERO)
         .await
         .unwrap();
     assert!(
@@ -115,17 +183,25 @@ async fn every_fault() {
     // Fill connections: the app's session is ended and it cannot open
     // another until the side client lets go.
     let client = connect(&url).await.unwrap();
-    let (window, ()) = tokio::join!(inject(&cluster, Fault::FillConnections, FILL_HOLD), async {
-        poll_until("the app's session ended", || async { client.is_closed() }).await;
-        let error = connect(&url).await.expect_err("the server is full");
-        assert_eq!(
-            error.code(),
-            Some(&SqlState::TOO_MANY_CONNECTIONS),
-            "{error}"
-        );
-    });
+    until_only(&client).await;
+    let (release, held) = hold();
+    let (window, (seen, released)) = tokio::join!(
+        inject_until(&cluster, Fault::FillConnections, held),
+        async {
+            poll_until("the app's session ended", || async { client.is_closed() }).await;
+            let error = connect(&url).await.expect_err("the server is full");
+            assert_eq!(
+                error.code(),
+                Some(&SqlState::TOO_MANY_CONNECTIONS),
+                "{error}"
+            );
+            let seen = Instant::now();
+            release.send(()).unwrap();
+            (seen, Instant::now())
+        }
+    );
     let window = window.unwrap();
-    assert!(window.outage() >= FILL_HOLD, "{window:?}");
+    assert_held(&window, seen, released);
     assert!(
         window.detail.contains("1 others ended") && !window.detail.contains("not retaken"),
         "{}",

@@ -85,7 +85,10 @@ async fn restart_closes_connections_and_accepts_new_ones() {
         // The old connection's driver task ends: `bounded` fails if it does
         // not (how it ends, an error or a clean close, depends on what the
         // server managed to send before it went).
-        bounded("the old connection ends", driver).await.unwrap().ok();
+        bounded("the old connection ends", driver)
+            .await
+            .unwrap()
+            .ok();
         let (client, _driver) = connect(&cluster.url()).await;
         select_one(&client).await.unwrap();
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use serde_json::Value;
-use tidewater::{AlertConfig, PoolConfig};
 use tidewater::alerts::{AlertEvent, AlertSink, ServerCapacity};
 use tidewater::webhook::{AlertmanagerWebhook, WebhookOptions};
+use tidewater::{AlertConfig, PoolConfig};
 use tidewater_testkit::scripted_pool;
 use tokio::sync::mpsc;
 

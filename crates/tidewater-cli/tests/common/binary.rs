@@ -1,5 +1,6 @@
 //! Running the `tidewater` binary itself, as the lab's tests do: its exit
-//! code and output, bounded in time; and reading the JSON report it prints.
+//! code and output, bounded in time; and reading the JSON report it
+//! prints: its verdicts and the exit code they give.
 
 use std::io::Read;
 use std::path::Path;
@@ -28,9 +29,15 @@ impl std::fmt::Debug for Run {
 /// Runs `tidewater ARGS` in `dir`; kills it and panics if it has not
 /// exited within `limit`.
 pub fn tidewater(args: &[&str], dir: &Path, limit: Duration) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(args)
-        .current_dir(dir)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidewater"));
+    command.args(args).current_dir(dir);
+    run(command, limit)
+}
+
+/// Runs `command` (the binary, set up by the caller) with no standard
+/// input; kills it and panics if it has not exited within `limit`.
+pub fn run(mut command: Command, limit: Duration) -> Run {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -57,7 +64,7 @@ pub fn tidewater(args: &[&str], dir: &Path, limit: Duration) -> Run {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "tidewater {args:?} still running after {limit:?}; stderr:\n{}",
+                "{command:?} still running after {limit:?}; stderr:\n{}",
                 err.join().unwrap()
             );
         }
@@ -83,4 +90,47 @@ pub fn verdict<'a>(report: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|verdict| verdict["name"] == name)
         .unwrap_or_else(|| panic!("no verdict {name} in {report:#}"))
+}
+
+/// The names of a report's verdicts, in order.
+pub fn verdict_names(report: &Value) -> Vec<&str> {
+    report["verdicts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no verdicts in {report:#}"))
+        .iter()
+        .map(|verdict| verdict["name"].as_str().expect("a verdict's name"))
+        .collect()
+}
+
+/// Asserts that each verdict named in `names` passed.
+pub fn assert_passed(report: &Value, names: &[&str]) {
+    for name in names {
+        let verdict = verdict(report, name);
+        assert_eq!(verdict["passed"], true, "{name} failed: {verdict:#}");
+    }
+}
+
+/// The exit code a lab report's verdicts give: 0 when every verdict
+/// passed, 1 when one failed. Asserts first that the report agrees with
+/// itself: `passed` says whether every verdict passed, and no verdict
+/// passed with its measured value beyond its bound.
+pub fn exit_code_of(report: &Value) -> i32 {
+    let names = verdict_names(report);
+    assert!(!names.is_empty(), "a report without verdicts: {report:#}");
+    let verdicts = report["verdicts"].as_array().unwrap();
+    for verdict in verdicts {
+        if let (true, Some(measured), Some(bound)) = (
+            verdict["passed"] == true,
+            verdict["measured"].as_f64(),
+            verdict["bound"].as_f64(),
+        ) {
+            assert!(measured <= bound, "passed beyond its bound: {verdict:#}");
+        }
+    }
+    let all = verdicts.iter().all(|verdict| verdict["passed"] == true);
+    assert_eq!(
+        report["passed"], all,
+        "`passed` is not whether every verdict passed: {report:#}"
+    );
+    if all { 0 } else { 1 }
 }

@@ -26,13 +26,22 @@ fn littles_law_splits_the_load_over_the_replicas() {
     assert!((advice.load.busy_mean_per_replica - 5.0).abs() < 1e-9);
     assert!((advice.load.checkouts_per_second_per_replica - 1000.0).abs() < 1e-9);
     // 5 Erlangs at most 80% busy: 7 (6.25 rounded up), and the wait target
-    // is long met (C(7, 5) ≈ 0.32, p99 = 5 ms · ln(32) / 2 ≈ 8.7 ms).
+    // is long met: C(7, 5) = 15625/48203 = 0.324150 (worked by hand in
+    // `queueing`), p99 = 5 ms · ln(32.415) / 2 = 2.5 ms · 3.47862 = 8.697 ms.
     assert_eq!(advice.max_size, 7);
     assert_eq!(advice.limited_by, Limit::Load);
     assert_eq!(advice.needed.unwrap().bound_by, Bound::Utilization);
     assert_eq!(advice.min_idle, 5);
+    let p_wait = advice.at_max_size.p_wait;
+    assert!(
+        (p_wait - 0.324_150).abs() < 1e-6,
+        "P(wait) {p_wait}, by hand 0.324150"
+    );
     let p99 = advice.at_max_size.wait_p99_seconds.unwrap();
-    assert!((p99 - 0.005 * (queueing::erlang_c(7, 5.0) / 0.01).ln() / 2.0).abs() < 1e-12);
+    assert!(
+        (p99 - 0.008_697).abs() < 1e-6,
+        "p99 {p99} s, by hand 8.697 ms"
+    );
     assert!(advice.warnings.is_empty(), "{:#?}", advice.warnings);
     assert!(
         advice.why[0].contains("3000/s x 5ms = 15 connections"),

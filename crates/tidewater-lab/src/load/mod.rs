@@ -1090,6 +1090,87 @@ mod tests {
         );
     }
 
+    /// A ramp step of `users` users as its recorder and its two scrapes
+    /// of `/metrics` would have it: 1000 requests of 5 ms, `errors` of
+    /// them answered `503`, and 1000 checkouts whose acquisition waits
+    /// fall into the buckets of [`report::tests::scrape`] (at most 10 µs,
+    /// 10 ms, 100 ms, any) as the cumulative counts `waits`.
+    fn step(users: u32, errors: u64, waits: [u64; 4]) -> StepReport {
+        let mut stats = Stats::default();
+        for n in 0..1000 {
+            let outcome = if n < errors {
+                record::Outcome::Answered {
+                    status: 503,
+                    problem: Some("pool-timeout".into()),
+                }
+            } else {
+                record::Outcome::Answered {
+                    status: 200,
+                    problem: None,
+                }
+            };
+            stats.record(record::Op::ReadAccount, Duration::from_millis(5), &outcome);
+        }
+        let result = PhaseResult {
+            users,
+            seconds: 10.0,
+            from: 0.0,
+            to: 10.0,
+            stats,
+            start: Some(report::tests::scrape(0, [0; 4], 0.0, [0; 4], 0.0)),
+            end: Some(report::tests::scrape(
+                1000,
+                waits,
+                1.0,
+                [0, 1000, 1000, 1000],
+                5.0,
+            )),
+        };
+        step_report(&result, &[], "p", &Slos::default())
+    }
+
+    /// A synthetic saturation curve whose knee is known by construction:
+    /// up to 40 users the 99th percentile checkout waits at most 10 ms
+    /// (the objective is 100 ms); at 80 users 1.5 % of checkouts wait
+    /// longer than 100 ms, so the p99 lies above the objective.
+    #[test]
+    fn the_knee_of_a_synthetic_saturation_curve_is_where_it_was_built() {
+        let steps = vec![
+            step(10, 0, [1000, 1000, 1000, 1000]),
+            step(20, 0, [990, 1000, 1000, 1000]),
+            step(40, 0, [700, 995, 1000, 1000]),
+            step(80, 0, [400, 900, 985, 1000]),
+            step(160, 0, [100, 500, 800, 1000]),
+        ];
+        let passed: Vec<bool> = steps.iter().map(|step| step.passed).collect();
+        assert_eq!(passed, [true, true, true, false, false], "{steps:#?}");
+        assert_eq!(steps[2].acquire_wait_p99_seconds, Some(0.01));
+        assert_eq!(
+            steps[3].acquire_wait_p99_seconds, None,
+            "above the last finite bucket"
+        );
+        let ramp = RampReport::of(vec![10, 20, 40, 80, 160], Duration::from_secs(10), steps);
+        assert_eq!(
+            (ramp.knee_users, ramp.broke_at_users),
+            (Some(40), Some(80)),
+            "{}",
+            ramp.summary()
+        );
+
+        // The same ramp broken by errors instead, every wait short: 1 in
+        // 1000 at 20 users is the 0.1 % objective itself, which passes; 2
+        // in 1000 at 40 users is over it.
+        let calm = [1000, 1000, 1000, 1000];
+        let steps = vec![step(10, 0, calm), step(20, 1, calm), step(40, 2, calm)];
+        let ramp = RampReport::of(vec![10, 20, 40], Duration::from_secs(10), steps);
+        assert_eq!(
+            (ramp.knee_users, ramp.broke_at_users),
+            (Some(20), Some(40)),
+            "{}",
+            ramp.summary()
+        );
+    }
+
     #[test]
     fn peaks_are_taken_within_the_window() {
         let sample = |t: f64, in_use: u32, waiters: u32| SecondSample {

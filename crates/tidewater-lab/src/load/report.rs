@@ -491,10 +491,13 @@ impl LoadReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn scrape(
+    /// A scrape of `/metrics` for the pool `p`: `acquired` checkouts, the
+    /// acquisition waits and use times as cumulative bucket counts (at
+    /// most 10 µs, 10 ms, 100 ms, any) with their sums, a `max_size` of 50.
+    pub(crate) fn scrape(
         acquired: u64,
         wait: [u64; 4],
         wait_sum: f64,
