@@ -495,11 +495,7 @@ async fn wrong_password_and_unknown_database_fail_fast_without_a_retry_storm() {
         // backoff allows (each attempt at least half its ceiling after the
         // last failure), so the attempts in any window have a bound that
         // follows from the configuration, whatever the machine's speed.
-        let attempts_allowed = |window| {
-            let config = pool.config();
-            let attempts = config.connect_backoff().most_attempts_within(window);
-            u64::from(config.max_connecting * attempts)
-        };
+        let attempts_allowed = |window| pool.config().most_connect_attempts_within(window);
         // The drill lasts until a storm would break that bound, whether
         // one attempt per call or a steady quicker pace: the callers have
         // made more calls than it allows attempts, and the attempts have

@@ -72,13 +72,6 @@ fn recovery_bound(config: &PoolConfig) -> Duration {
         + SLACK
 }
 
-/// The most connection attempts the pool's backoff allows in `window`
-/// while every attempt fails.
-fn most_attempts(config: &PoolConfig, window: Duration) -> u64 {
-    let rounds = config.connect_backoff().most_attempts_within(window);
-    u64::from(config.max_connecting * rounds)
-}
-
 fn pool_for(url: String, max_size: u32) -> Pool<PgManager> {
     let options = PgOptions {
         url,
@@ -597,7 +590,9 @@ async fn wrong_password_and_unknown_database_fail_fast_without_a_retry_storm() {
         // that follows from the configuration, whatever the speed of the
         // machine; a storm would be one per call.
         let attempts = pool.stats().connect_errors();
-        let bound = most_attempts(pool.config(), started.elapsed());
+        let bound = pool
+            .config()
+            .most_connect_attempts_within(started.elapsed());
         println!(
             "{name}: {} calls, {attempts} connection attempts (the backoff allows {bound})",
             outcomes.len()
@@ -718,7 +713,9 @@ async fn sessions_dropped_as_they_arrive(validate_after: Duration, named: &str) 
     let outcomes = load.stop().await;
 
     let attempts = proxy.accepted();
-    let bound = most_attempts(pool.config(), started.elapsed());
+    let bound = pool
+        .config()
+        .most_connect_attempts_within(started.elapsed());
     let errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
     println!(
         "sessions dropped after login (validate_after {validate_after:?}): {} calls, {} failed, \

@@ -716,14 +716,12 @@ async fn a_corrupt_file_fails_callers_at_once_then_recovers_when_replaced() {
     let path = dir.path().join("app.db");
     std::fs::write(&path, vec![0x5a; 16 * 1024]).unwrap();
     // However many callers fail, connection attempts are paced by the
-    // backoff: at most `max_connecting` times `most_attempts_within` the
-    // time since the pool was made, which no attempt can precede. The
+    // backoff: at most `most_connect_attempts_within` the time since the
+    // pool was made, which no attempt can precede. The
     // callers go on until they have made more calls than that, so a pool
     // that let each caller make its own attempt would break the bound.
     let config = config();
-    let most_attempts = |window| {
-        u64::from(config.max_connecting * config.connect_backoff().most_attempts_within(window))
-    };
+    let most_attempts = |window| config.most_connect_attempts_within(window);
     let start = Instant::now();
     let pool = pool(options(&path));
     let mut calls = 0;

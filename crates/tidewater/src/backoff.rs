@@ -59,11 +59,9 @@ impl Backoff {
 
     /// The most attempts a sequence spaced by [`Backoff::spaced_delay`]
     /// can start within `window`, the first at its start: each failure
-    /// raises the ceiling, and no delay is shorter than half of it. The
-    /// pool starts at most `max_connecting` attempts at a time, so a pool
-    /// whose attempts keep failing with a permanent error (or whose new
-    /// connections arrive broken) starts at most `max_connecting` times
-    /// this many in any window.
+    /// raises the ceiling, and no delay is shorter than half of it. For a
+    /// pool, with `max_connecting` at a time:
+    /// [`PoolConfig::most_connect_attempts_within`](crate::PoolConfig::most_connect_attempts_within).
     ///
     /// ```
     /// # use std::time::Duration;

@@ -240,23 +240,37 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 impl PoolConfig {
     /// How the pool spaces its connection attempts while they fail:
-    /// `connect_backoff_initial` and `connect_backoff_max` together. With
-    /// [`Backoff::most_attempts_within`] and `max_connecting` it bounds how
-    /// hard a pool can knock on a database that refuses it.
+    /// `connect_backoff_initial` and `connect_backoff_max` together.
     ///
     /// ```
-    /// use std::time::Duration;
-    ///
-    /// let config = tidewater::PoolConfig::default();
-    /// let per_minute = config.max_connecting
-    ///     * config.connect_backoff().most_attempts_within(Duration::from_secs(60));
-    /// assert_eq!(per_minute, 2 * 245);
+    /// let backoff = tidewater::PoolConfig::default().connect_backoff();
+    /// assert_eq!(backoff.ceiling(1), std::time::Duration::from_millis(10));
     /// ```
     pub fn connect_backoff(&self) -> Backoff {
         Backoff {
             initial: self.connect_backoff_initial,
             max: self.connect_backoff_max,
         }
+    }
+
+    /// The most connection attempts the pool can start within `window`
+    /// while they keep failing with a permanent error or with connections
+    /// that arrive broken: `max_connecting` at a time, each round at least
+    /// half its backoff ceiling after the last failure
+    /// ([`Backoff::most_attempts_within`]). (While callers wait on a
+    /// database that is down or full, attempts come instead within
+    /// `connect_backoff_initial` of each other, one at a time once the
+    /// breaker is open.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let config = tidewater::PoolConfig::default();
+    /// assert_eq!(config.most_connect_attempts_within(Duration::from_secs(60)), 2 * 245);
+    /// ```
+    pub fn most_connect_attempts_within(&self, window: Duration) -> u64 {
+        let rounds = self.connect_backoff().most_attempts_within(window);
+        u64::from(self.max_connecting) * u64::from(rounds)
     }
 
     /// Checks every key against its allowed range, and the keys against each

@@ -392,14 +392,6 @@ async fn an_idle_connection_keeps_the_breaker_closed() {
     assert_ne!(conn.id(), broken_id);
 }
 
-/// The most connection attempts the pool's backoff allows in `window`
-/// while every attempt fails (each at least half its ceiling after the
-/// last failure, `max_connecting` at a time).
-fn most_attempts(config: &PoolConfig, window: Duration) -> u64 {
-    let rounds = config.connect_backoff().most_attempts_within(window);
-    u64::from(config.max_connecting * rounds)
-}
-
 /// Runs gets for `run` (a caller every 10 ms), and returns their errors.
 async fn keep_calling(
     pool: &tidewater::Pool<tidewater_testkit::ScriptedManager>,
@@ -422,7 +414,7 @@ async fn connections_that_arrive_broken_back_off_open_the_breaker_and_say_so() {
         acquire_timeout: Duration::from_secs(2),
         ..PoolConfig::default()
     };
-    let bound = most_attempts(&config, Duration::from_secs(2));
+    let bound = config.most_connect_attempts_within(Duration::from_secs(2));
     let (pool, script) = scripted_pool(config);
     script.set_arrive_broken(true);
     let errors = keep_calling(&pool, Duration::from_secs(2)).await;
@@ -461,7 +453,7 @@ async fn without_a_breaker_a_broken_arrival_still_backs_off_and_the_timeout_name
         breaker_enabled: false,
         ..PoolConfig::default()
     };
-    let bound = most_attempts(&config, config.acquire_timeout);
+    let bound = config.most_connect_attempts_within(config.acquire_timeout);
     let (pool, script) = scripted_pool(config);
     script.set_arrive_broken(true);
     let error = pool.get().await.unwrap_err();
@@ -483,7 +475,7 @@ async fn new_connections_failing_their_first_validation_back_off_like_broken_one
         breaker_enabled: false,
         ..PoolConfig::default()
     };
-    let bound = most_attempts(&config, config.acquire_timeout);
+    let bound = config.most_connect_attempts_within(config.acquire_timeout);
     let (pool, script) = scripted_pool(config);
     for _ in 0..1000 {
         script.push_validate(CheckStep::Fail);
@@ -512,7 +504,7 @@ async fn new_connections_breaking_in_their_first_use_back_off_like_broken_ones()
         acquire_timeout: Duration::from_secs(2),
         ..PoolConfig::default()
     };
-    let bound = most_attempts(&config, Duration::from_secs(2));
+    let bound = config.most_connect_attempts_within(Duration::from_secs(2));
     let (pool, script) = scripted_pool(config);
     // Every caller finds its (new) connection dead at its first query.
     let end = Instant::now() + Duration::from_secs(2);
