@@ -396,6 +396,7 @@ fn unanswered(view: &dyn PoolView, reason: String) -> PoolHealth {
         status: HealthStatus::Unhealthy,
         checks,
         state,
+        sizing: view.sizing(),
         leak_suspects,
         alerts: view.alerts(),
     }
@@ -415,6 +416,10 @@ impl PoolView for Shared {
 
     fn status(&self) -> PoolStatus {
         self.0.status()
+    }
+
+    fn sizing(&self) -> tidewater::SizingReport {
+        self.0.sizing()
     }
 
     fn stats(&self) -> StatsSnapshot {

@@ -188,7 +188,7 @@ impl Failure {
 }
 
 /// `error` and its sources, `: `-separated.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {

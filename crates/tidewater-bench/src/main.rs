@@ -27,6 +27,10 @@
 //! instead: see the [`postgres`] module. `tidewater-bench drill` runs the
 //! fault drill of `tidewater drill` on each PostgreSQL pool behind the same
 //! small HTTP service: see the [`drill`] module.
+//!
+//! `tidewater-bench sizing` runs fixed pool sizes and the adaptive limit
+//! side by side on a CPU-bound query, on hot-row transfers (both on a
+//! private PostgreSQL) and on SQLite writes: see the [`sizing`] module.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,6 +44,7 @@ mod noop;
 mod peers;
 mod postgres;
 mod scaling;
+mod sizing;
 
 use noop::Regime;
 use peers::PoolKind;
@@ -94,6 +99,11 @@ enum Command {
     /// sessions, a full server; failures, longest wait and recovery side by
     /// side.
     Drill(drill::DrillArgs),
+    /// Fixed pool sizes (2 to 200) against the adaptive limit, 1000 tasks,
+    /// on a CPU-bound query and on hot-row transfers on a private
+    /// PostgreSQL, and on SQLite writes: throughput, latency, wait and the
+    /// limit adaptive found, one table per workload.
+    Sizing(sizing::SizingArgs),
 }
 
 /// An empty histogram of waits in nanoseconds, 3 significant digits.
@@ -138,6 +148,7 @@ async fn main() -> ExitCode {
         }
         Some(Command::Postgres(pg)) => exit("postgres", postgres::run(pg).await),
         Some(Command::Drill(drill)) => exit("drill", drill::run(drill).await),
+        Some(Command::Sizing(sizing)) => exit("sizing", sizing::run(sizing).await),
     }
 }
 

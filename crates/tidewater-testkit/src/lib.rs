@@ -6,6 +6,9 @@
 //!   dirty connections, and counts of everything it did. Its waits use
 //!   tokio's clock, so tests run it under a paused clock and never sleep for
 //!   real.
+//! - [`SimulatedDatabase`] is a database whose latency grows with
+//!   concurrency past a knee, on tokio's clock: the adaptive limit's tests
+//!   drive it through a scripted pool.
 //! - [`PgCluster`] is a private PostgreSQL server that a test may restart,
 //!   kill, pause, empty of connections or starve of connection slots.
 //! - [`FaultProxy`] sits on the wire between a client and a server and adds
@@ -47,6 +50,7 @@ mod pg_cluster;
 mod pgbouncer;
 mod procfs;
 mod scripted;
+mod simulated;
 mod test_ca;
 mod wait;
 mod watchdog;
@@ -58,6 +62,7 @@ pub use scripted::{
     CheckStep, ConnectStep, Script, ScriptedConnection, ScriptedError, ScriptedManager,
     scripted_pool, settle, spawn_get,
 };
+pub use simulated::SimulatedDatabase;
 pub use test_ca::TestCertificates;
 
 /// Locks `mutex`, also when a panicking test poisoned it.

@@ -29,6 +29,11 @@
 //! | `maintenance_interval` | 1 s | 10 ms to 1 min | how often the maintenance task runs |
 //! | `drain_timeout` | 30 s | 0 to 1 h | how long `close()` waits for connections in use to come back |
 //! | `expected_wait_p99` | 1 s | 1 ms to 1 h | the health check's bound on the recent p99 acquisition wait (degraded above it) |
+//! | `sizing.mode` | `"fixed"` | `"fixed"`, `"adaptive"` | `fixed`: up to `max_size` connections in use; `adaptive`: a limit between `sizing.floor` and `max_size` that follows the database's knee (see [`crate::sizing`]) |
+//! | `sizing.floor` | 2 | 1 to 10 000 | the adaptive limit never goes below this (nor above `max_size`) |
+//! | `sizing.interval` | 500 ms | 10 ms to 1 min | how often the adaptive limit is reconsidered (at least 20 returns in between) |
+//! | `sizing.step` | 0.1 | 0.01 to 0.5 | largest rise per interval, as a share of the limit (at least one connection); a fall is at most twice this |
+//! | `sizing.tolerance` | 0.1 | 0.01 to 1 | how far the mean use time may rise above its baseline before the limit falls (it rises only within half of this) |
 //! | `alerts.enabled` | true | true, false | evaluate the in-process alert rules |
 //! | `alerts.window` | 1 min | 1 s to 1 h | the recent window the timeout, slow-wait, connection-error rules and the wait p99 look at |
 //! | `alerts.utilization_threshold` | 0.8 | 0.05 to 1 | connections in use over `max_size` that counts as high |
@@ -148,6 +153,68 @@ pub struct PoolConfig {
     pub expected_wait_p99: Duration,
     /// The in-process alert rules' thresholds.
     pub alerts: AlertConfig,
+    /// Fixed or adaptive sizing.
+    pub sizing: SizingConfig,
+}
+
+/// How many connections the pool lets callers use at once: all of
+/// `max_size` (`fixed`), or an adaptive limit below it; see the
+/// [module documentation](self) and [`crate::sizing`].
+///
+/// ```
+/// let config: tidewater::PoolConfig = toml::from_str(r#"
+///     max_size = 200
+///     [sizing]
+///     mode = "adaptive"
+///     floor = 4
+/// "#).unwrap();
+/// assert_eq!(config.sizing.mode, tidewater::SizingMode::Adaptive);
+/// assert_eq!(config.sizing.step, 0.1);
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SizingConfig {
+    /// Fixed at `max_size`, or adaptive.
+    pub mode: SizingMode,
+    /// The adaptive limit never goes below this.
+    pub floor: u32,
+    /// How often the adaptive limit is reconsidered.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// Largest rise per interval, as a share of the limit.
+    pub step: f64,
+    /// How far the mean use time may rise above its baseline before the
+    /// limit falls.
+    pub tolerance: f64,
+}
+
+impl Default for SizingConfig {
+    fn default() -> Self {
+        Self {
+            mode: SizingMode::Fixed,
+            floor: 2,
+            interval: Duration::from_millis(500),
+            step: 0.1,
+            tolerance: 0.1,
+        }
+    }
+}
+
+/// Whether the pool's limit on connections in use is `max_size` or adapts.
+///
+/// ```
+/// assert_eq!(tidewater::SizingMode::default(), tidewater::SizingMode::Fixed);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizingMode {
+    /// Up to `max_size` connections, always.
+    #[default]
+    Fixed,
+    /// A limit between `sizing.floor` and `max_size` that follows the
+    /// database's knee.
+    Adaptive,
 }
 
 /// Thresholds and durations of the in-process alert rules; see the
@@ -229,6 +296,7 @@ impl Default for PoolConfig {
             drain_timeout: Duration::from_secs(30),
             expected_wait_p99: Duration::from_secs(1),
             alerts: AlertConfig::default(),
+            sizing: SizingConfig::default(),
         }
     }
 }
@@ -412,6 +480,26 @@ impl PoolConfig {
             alerts.resolve_after,
             Duration::ZERO,
             HOUR,
+        )?;
+        let sizing = &self.sizing;
+        check(
+            "sizing.floor",
+            sizing.floor,
+            (1..=10_000).contains(&sizing.floor),
+            "1 to 10000",
+        )?;
+        within("sizing.interval", sizing.interval, 10 * MS, MINUTE)?;
+        check(
+            "sizing.step",
+            sizing.step,
+            (0.01..=0.5).contains(&sizing.step),
+            "0.01 to 0.5",
+        )?;
+        check(
+            "sizing.tolerance",
+            sizing.tolerance,
+            (0.01..=1.0).contains(&sizing.tolerance),
+            "0.01 to 1",
         )?;
         Ok(())
     }

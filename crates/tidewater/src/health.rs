@@ -22,10 +22,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::alerts::Alert;
+use crate::config::SizingMode;
 use crate::leaks::LeakSuspect;
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{self, Instant};
+use crate::sizing::SizingReport;
 use crate::stats::PoolStatus;
 
 /// How well something is.
@@ -78,6 +80,8 @@ pub struct PoolHealth {
     pub checks: Vec<HealthCheck>,
     /// The pool's numbers when the report was made.
     pub state: PoolStatus,
+    /// Its limit on connections in use, and why it is where it is.
+    pub sizing: SizingReport,
     /// Connections held past the leak threshold, longest first.
     pub leak_suspects: Vec<LeakSuspect>,
     /// Alerts firing.
@@ -145,6 +149,7 @@ impl<M: Manager> Pool<M> {
         let config = &self.shared.config;
         let acquire = self.probe().await;
         let state = self.status();
+        let sizing = self.sizing();
         let stats = self.stats();
         let leak_suspects = self.leak_suspects();
 
@@ -173,11 +178,12 @@ impl<M: Manager> Pool<M> {
                 HealthStatus::Healthy
             },
             format!(
-                "{} of {} connections in use ({:.0}%), {} waiting",
+                "{} of {} connections in use ({:.0}%), {} waiting{}",
                 state.in_use,
                 state.max_size,
                 share * 100.0,
-                state.waiters
+                state.waiters,
+                limit_note(&sizing),
             ),
         );
 
@@ -228,6 +234,7 @@ impl<M: Manager> Pool<M> {
             status,
             checks,
             state,
+            sizing,
             leak_suspects,
             alerts: self.alerts(),
         }
@@ -258,5 +265,17 @@ impl<M: Manager> Pool<M> {
                 format!("no connection acquired and validated within {limit:?}"),
             ),
         }
+    }
+}
+
+/// The adaptive limit, for the utilization check's reason.
+fn limit_note(sizing: &SizingReport) -> String {
+    match sizing.mode {
+        SizingMode::Fixed => String::new(),
+        SizingMode::Adaptive => format!(
+            ", adaptive limit {} ({})",
+            sizing.limit,
+            sizing.reason.as_str()
+        ),
     }
 }

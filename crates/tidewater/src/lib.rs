@@ -87,6 +87,7 @@ mod pool;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod rt;
+pub mod sizing;
 mod slots;
 mod state;
 mod stats;
@@ -96,12 +97,13 @@ mod waiters;
 pub mod webhook;
 
 pub use backoff::{Backoff, RetryPolicy};
-pub use config::{AlertConfig, ConfigError, IdleOrder, PoolConfig};
+pub use config::{AlertConfig, ConfigError, IdleOrder, PoolConfig, SizingConfig, SizingMode};
 pub use error::{ConnectError, Error};
 pub use guard::PooledConnection;
 pub use histogram::HistogramSnapshot;
 pub use leaks::LeakSuspect;
 pub use manager::{ErrorClass, Manager};
 pub use pool::{CloseReport, Pool, WeakPool};
+pub use sizing::{LimitReason, SizingReport};
 pub use stats::{CloseReason, PoolStatus, StatsSnapshot};
 pub use view::PoolView;

@@ -58,6 +58,7 @@ struct Seen {
     name: String,
     min_idle: u32,
     status: crate::stats::PoolStatus,
+    sizing: crate::sizing::SizingReport,
     stats: crate::stats::StatsSnapshot,
     leak_suspects: usize,
     firing: Vec<AlertName>,
@@ -70,6 +71,7 @@ impl Seen {
             name: pool.name().to_owned(),
             min_idle: pool.config().min_idle,
             status: pool.status(),
+            sizing: pool.sizing(),
             stats: pool.stats(),
             leak_suspects: pool.leak_suspects().len(),
             firing: pool.alerts().iter().map(|alert| alert.name).collect(),
@@ -191,6 +193,26 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
         "Connections held past leak_detection_threshold now.",
         Gauge,
         |p| p.leak_suspects as f64,
+    );
+    c.one(
+        "tidewater_connection_limit",
+        "Connections callers may use at once: max_size, or the adaptive limit below it.",
+        Gauge,
+        |p| p.status.limit.into(),
+    );
+    c.add(
+        "tidewater_limit_use_time_seconds",
+        "The adaptive limit's use-time estimates: the baseline (no queueing in the database) and the last interval's mean.",
+        Gauge,
+        |pool| {
+            let sizing = &pool.sizing;
+            [("baseline", sizing.baseline_use), ("recent", sizing.recent_use)]
+                .into_iter()
+                .filter_map(|(estimate, value)| {
+                    value.map(|value| (vec![("estimate", estimate.into())], number(value.as_secs_f64())))
+                })
+                .collect()
+        },
     );
     c.one(
         "tidewater_breaker_open",

@@ -39,6 +39,7 @@ use crate::idle::Shards;
 use crate::leaks::LeakSuspect;
 use crate::manager::Manager;
 use crate::rt::{self, Instant, Mutex, MutexGuard, fence};
+use crate::sizing::Sizing;
 use crate::slots::Slots;
 use crate::state::State;
 use crate::stats::{Gauges, PoolStatus, Stats, StatsSnapshot};
@@ -107,6 +108,8 @@ pub(crate) struct Shared<M: Manager> {
     /// the time it sleeps until.
     pub(crate) sweep: Arc<Notify>,
     pub(crate) monitor: std::sync::Mutex<Monitor>,
+    /// The ceiling and, when adaptive, the limit's controller.
+    pub(crate) sizing: Sizing,
 }
 
 /// What [`Pool::close`] found.
@@ -162,13 +165,14 @@ impl<M: Manager> Pool<M> {
             config.connect_backoff(),
         );
         let monitor = Monitor::new(&config.alerts);
+        let sizing = Sizing::new(&config.sizing, config.max_size);
         let pool = Self {
             shared: Arc::new(Shared {
                 manager: Arc::new(manager),
                 name: config.name.as_str().into(),
                 clock: Clock::new(),
                 idle: Shards::new(config.idle_order),
-                slots: Slots::new(config.max_size),
+                slots: Slots::new(sizing.initial_limit()),
                 gauges: Gauges::new(),
                 config,
                 state: Mutex::new(State::new(breaker)),
@@ -177,10 +181,14 @@ impl<M: Manager> Pool<M> {
                 pacing: Arc::new(Notify::new()),
                 sweep: Arc::new(Notify::new()),
                 monitor: std::sync::Mutex::new(monitor),
+                sizing,
             }),
         };
         #[cfg(not(tidewater_shuttle))]
-        crate::maintenance::start(&pool);
+        {
+            crate::maintenance::start(&pool);
+            crate::sizing::start(&pool);
+        }
         pool.with_state(|pool, state| pool.start_openers(state));
         Ok(pool)
     }
@@ -269,6 +277,7 @@ impl<M: Manager> Pool<M> {
         let shared = &*self.shared;
         shared.gauges.status_of(
             &shared.name,
+            shared.sizing.ceiling(),
             shared.slots.counts(),
             shared.idle.waiting(),
             shared.idle.len(),
@@ -372,16 +381,26 @@ impl<M: Manager> Pool<M> {
             ..self.shared.config.clone()
         }
         .validate()?;
+        self.set_ceiling(max_size);
+        Ok(())
+    }
+
+    /// Lets callers use up to `limit` connections at once: the pool's size
+    /// becomes `limit`; surplus idle connections close now, surplus ones
+    /// in use as they come back, and waiters get what a rise makes room for.
+    pub(crate) fn apply_limit(&self, limit: u32) {
+        if self.shared.slots.counts().max == limit {
+            return;
+        }
         let now = self.shared.clock.now();
         self.with_state(|pool, state| {
-            pool.shared.slots.set_max(max_size);
+            pool.shared.slots.set_max(limit);
             fence(SeqCst); // pairs with the fence in `make_idle`
             let settled = pool.settle(state, now);
             pool.start_openers(state);
             settled
         })
         .finish(self);
-        Ok(())
     }
 
     /// Closes the pool: callers waiting get [`Error::Closed`], as do later

@@ -223,9 +223,20 @@ impl<M: Manager> Pool<M> {
         } else if conn.expired(now) {
             Some(CloseReason::MaxLifetime)
         } else if counts.open > counts.max {
-            Some(CloseReason::Resized)
+            Some(self.shrunk_by())
         } else {
             None
+        }
+    }
+
+    /// Why connections above the pool's size are closed: `resize()` put
+    /// the ceiling below them, or the adaptive limit fell.
+    fn shrunk_by(&self) -> CloseReason {
+        let shared = &*self.shared;
+        if shared.slots.counts().open > shared.sizing.ceiling() {
+            CloseReason::Resized
+        } else {
+            CloseReason::Limited
         }
     }
 
@@ -244,7 +255,7 @@ impl<M: Manager> Pool<M> {
             (CloseReason::PoolClosed, usize::MAX)
         } else {
             (
-                CloseReason::Resized,
+                self.shrunk_by(),
                 counts.open.saturating_sub(counts.max) as usize,
             )
         };
@@ -355,7 +366,12 @@ impl<M: Manager> Pool<M> {
         if wanted == 0 {
             return;
         }
-        while let Some(slot) = shared.slots.reserve_attempt(wanted) {
+        // At most `wanted` spawns: a runtime shutting down drops each task
+        // as it is spawned, giving its slot straight back.
+        for _ in 0..wanted {
+            let Some(slot) = shared.slots.reserve_attempt(wanted) else {
+                break;
+            };
             crate::rt::spawn(crate::connect::run_opener(
                 Arc::downgrade(&self.shared),
                 shared.manager.clone(),
@@ -400,6 +416,7 @@ impl<M: Manager> Pool<M> {
         let shared = &*self.shared;
         shared.gauges.status_of(
             &shared.name,
+            shared.sizing.ceiling(),
             shared.slots.counts(),
             state.waiters.len(),
             shared.idle.len(),

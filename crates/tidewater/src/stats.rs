@@ -33,8 +33,11 @@ use crate::idle::HotStats;
 pub struct PoolStatus {
     /// The pool's name.
     pub pool: Arc<str>,
-    /// Most connections allowed.
+    /// Most connections allowed: `max_size`, or the last `resize()`.
     pub max_size: u32,
+    /// Connections callers may use at once now: `max_size`, or the
+    /// adaptive limit below it (see [`Pool::sizing`](crate::Pool::sizing)).
+    pub limit: u32,
     /// Connections open (in use plus idle).
     pub size: u32,
     /// Connections checked out.
@@ -56,6 +59,9 @@ impl fmt::Display for PoolStatus {
             "pool {:?}: {} of {} open, {} in use, {} idle, {} opening, {} waiting",
             self.pool, self.size, self.max_size, self.in_use, self.idle, self.opening, self.waiters
         )?;
+        if self.limit < self.max_size {
+            write!(f, ", limit {}", self.limit)?;
+        }
         if self.breaker_open {
             f.write_str(", breaker open")?;
         }
@@ -68,7 +74,7 @@ impl fmt::Display for PoolStatus {
 /// ```
 /// use tidewater::CloseReason;
 /// assert_eq!(CloseReason::IdleTimeout.as_str(), "idle_timeout");
-/// assert_eq!(CloseReason::ALL.len(), 10);
+/// assert_eq!(CloseReason::ALL.len(), 11);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -88,8 +94,10 @@ pub enum CloseReason {
     IdleTimeout,
     /// Older than its (jittered) `max_lifetime`.
     MaxLifetime,
-    /// The pool shrank below its size.
+    /// The pool was resized below its size.
     Resized,
+    /// The adaptive limit fell below the pool's size.
+    Limited,
     /// The pool was closed.
     PoolClosed,
     /// Taken out of the pool for good by
@@ -99,7 +107,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         Self::Broken,
         Self::Panicked,
         Self::Interrupted,
@@ -108,6 +116,7 @@ impl CloseReason {
         Self::IdleTimeout,
         Self::MaxLifetime,
         Self::Resized,
+        Self::Limited,
         Self::PoolClosed,
         Self::Detached,
     ];
@@ -123,6 +132,7 @@ impl CloseReason {
             Self::IdleTimeout => "idle_timeout",
             Self::MaxLifetime => "max_lifetime",
             Self::Resized => "resized",
+            Self::Limited => "limited",
             Self::PoolClosed => "pool_closed",
             Self::Detached => "detached",
         }
@@ -213,6 +223,7 @@ impl Gauges {
     pub(crate) fn status_of(
         &self,
         pool: &Arc<str>,
+        ceiling: u32,
         slots: SlotCounts,
         waiters: u32,
         idle: u32,
@@ -221,7 +232,8 @@ impl Gauges {
         let idle = idle.min(slots.open);
         PoolStatus {
             pool: pool.clone(),
-            max_size: slots.max,
+            max_size: ceiling,
+            limit: slots.max,
             size: slots.open,
             in_use: slots.open - idle,
             idle,

@@ -10,6 +10,7 @@ use crate::health::PoolHealth;
 use crate::leaks::LeakSuspect;
 use crate::manager::Manager;
 use crate::pool::Pool;
+use crate::sizing::SizingReport;
 use crate::stats::{PoolStatus, StatsSnapshot};
 
 /// A pool seen from outside, with its backend erased, so that pools of
@@ -35,6 +36,8 @@ pub trait PoolView: Send + Sync + 'static {
     fn config(&self) -> &PoolConfig;
     /// Its numbers now.
     fn status(&self) -> PoolStatus;
+    /// Its limit on connections in use, and why it is where it is.
+    fn sizing(&self) -> SizingReport;
     /// Its counters and histograms.
     fn stats(&self) -> StatsSnapshot;
     /// Connections held past the leak threshold.
@@ -58,6 +61,10 @@ impl<M: Manager> PoolView for Pool<M> {
 
     fn status(&self) -> PoolStatus {
         Pool::status(self)
+    }
+
+    fn sizing(&self) -> SizingReport {
+        Pool::sizing(self)
     }
 
     fn stats(&self) -> StatsSnapshot {

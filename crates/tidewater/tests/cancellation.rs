@@ -187,3 +187,46 @@ async fn a_timed_out_waiter_leaves_nothing_behind() {
     drop(held);
     assert_slot_free(&pool).await;
 }
+
+/// A runtime shutting down drops each task, and each task spawned from
+/// then on, at once. A broken connection dropped then, with callers still
+/// queued, must not make the pool respawn connection attempts forever.
+#[test]
+fn a_runtime_shutting_down_with_callers_queued_ends() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (pool, script) = scripted_pool(PoolConfig {
+                max_size: 2,
+                ..PoolConfig::default()
+            });
+            for _ in 0..2 {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let conn = pool.get().await.unwrap();
+                    conn.set_broken();
+                    std::future::pending::<()>().await;
+                    drop(conn);
+                });
+            }
+            settle().await;
+            assert_eq!(pool.status().in_use, 2);
+            for _ in 0..8 {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.get().await.map(drop) });
+            }
+            settle().await;
+            assert_eq!(pool.status().waiters, 8);
+            assert_eq!(script.opened(), 2);
+        });
+        drop(runtime);
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the runtime shut down");
+}

@@ -120,6 +120,11 @@ async fn every_series_is_named_typed_labelled_and_true() {
     );
     assert_eq!(gauge("db_client_connection_pending_requests", &[]), 0.0);
     assert_eq!(gauge("tidewater_breaker_open", &[]), 0.0);
+    assert_eq!(
+        gauge("tidewater_connection_limit", &[]),
+        1.0,
+        "the limit follows resize() when fixed"
+    );
     assert_eq!(gauge("tidewater_server_connections_available", &[]), 30.0);
     assert_eq!(
         gauge(

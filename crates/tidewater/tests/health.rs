@@ -153,6 +153,7 @@ async fn the_json_keeps_its_documented_shape() {
             "checks",
             "leak_suspects",
             "pool",
+            "sizing",
             "state",
             "status"
         ]
@@ -164,6 +165,7 @@ async fn the_json_keeps_its_documented_shape() {
             "breaker_open",
             "idle",
             "in_use",
+            "limit",
             "max_size",
             "opening",
             "pool",
@@ -171,6 +173,20 @@ async fn the_json_keeps_its_documented_shape() {
             "waiters"
         ]
     );
+    assert_eq!(
+        keys(&pool_json["sizing"]),
+        [
+            "baseline_use_seconds",
+            "ceiling",
+            "floor",
+            "limit",
+            "mode",
+            "reason",
+            "recent_in_use",
+            "recent_use_seconds"
+        ]
+    );
+    assert_eq!(pool_json["sizing"]["mode"], "fixed");
     assert_eq!(
         keys(&pool_json["leak_suspects"][0]),
         ["caller", "connection_id", "held_for_seconds"]

@@ -1,0 +1,248 @@
+//! The adaptive limit against a simulated database whose latency grows
+//! with concurrency past a knee, under tokio's paused clock: it finds the
+//! knee from below and from above, follows it when it moves, holds when
+//! the slowness is not concurrency's, stays within the floor and the
+//! ceiling, composes with `resize()` and the breaker, and loses no slot.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::Duration;
+
+use tidewater::{LimitReason, Pool, PoolConfig, SizingConfig, SizingMode};
+use tidewater_testkit::{ScriptedManager, SimulatedDatabase, scripted_pool, settle};
+use tokio::task::JoinHandle;
+
+const INTERVAL: Duration = Duration::from_millis(500);
+const BASE: Duration = Duration::from_millis(5);
+
+fn adaptive(ceiling: u32, floor: u32) -> PoolConfig {
+    PoolConfig {
+        max_size: ceiling,
+        acquire_timeout: Duration::from_secs(600),
+        leak_detection_threshold: None,
+        sizing: SizingConfig {
+            mode: SizingMode::Adaptive,
+            floor,
+            interval: INTERVAL,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Callers that loop: take a connection, run one query, give it back.
+struct Load {
+    pool: Pool<ScriptedManager>,
+    db: Arc<SimulatedDatabase>,
+    stop: Arc<AtomicBool>,
+    callers: Vec<JoinHandle<u64>>,
+}
+
+impl Load {
+    fn start(config: PoolConfig, knee: u32, callers: usize) -> Self {
+        let (pool, _script) = scripted_pool(config);
+        let db = Arc::new(SimulatedDatabase::new(BASE, knee));
+        let stop = Arc::new(AtomicBool::new(false));
+        let callers = (0..callers)
+            .map(|_| {
+                let (pool, db, stop) = (pool.clone(), db.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut served = 0;
+                    while !stop.load(SeqCst) {
+                        let conn = pool.get().await.expect("no caller fails");
+                        db.query().await;
+                        drop(conn);
+                        served += 1;
+                    }
+                    served
+                })
+            })
+            .collect();
+        Self {
+            pool,
+            db,
+            stop,
+            callers,
+        }
+    }
+
+    /// The limit at every interval for `span` of simulated time, each
+    /// checked against the floor and the ceiling.
+    async fn limits_over(&self, span: Duration) -> Vec<u32> {
+        let mut limits = Vec::new();
+        let end = tokio::time::Instant::now() + span;
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep(INTERVAL).await;
+            let sizing = self.pool.sizing();
+            let status = self.pool.status();
+            assert!(
+                sizing.floor.min(sizing.ceiling) <= sizing.limit && sizing.limit <= sizing.ceiling,
+                "{sizing:?}"
+            );
+            assert_eq!(status.limit, sizing.limit);
+            assert!(status.size <= status.max_size, "{status}");
+            limits.push(sizing.limit);
+        }
+        limits
+    }
+
+    /// Stops the callers; every connection comes back and none is lost.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, SeqCst);
+        let mut served = 0;
+        for caller in self.callers {
+            served += caller.await.expect("caller ran");
+        }
+        settle().await;
+        let status = self.pool.status();
+        assert_eq!((status.in_use, status.waiters), (0, 0), "{status}");
+        assert_eq!(status.idle, status.size, "{status}");
+        assert!(status.size <= status.limit, "{status}");
+        assert_eq!(served, self.db.queries());
+        served
+    }
+}
+
+fn within(limits: &[u32], knee: u32, share: f64) -> bool {
+    let (low, high) = (
+        f64::from(knee) * (1.0 - share),
+        f64::from(knee) * (1.0 + share),
+    );
+    limits
+        .iter()
+        .all(|&limit| (low..=high).contains(&f64::from(limit)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn finds_the_knee_from_below_and_holds_near_it() {
+    let load = Load::start(adaptive(200, 2), 30, 400);
+    let climb = load.limits_over(Duration::from_secs(10)).await;
+    assert_eq!(
+        &climb[..4],
+        [2, 4, 8, 16],
+        "slow start doubles from the floor"
+    );
+    let steady = load.limits_over(Duration::from_secs(30)).await;
+    assert!(
+        within(&steady, 30, 0.2),
+        "within 20% of the knee (30) once there: {steady:?}"
+    );
+    let (low, high) = (steady.iter().min().unwrap(), steady.iter().max().unwrap());
+    assert!(
+        high - low <= 9,
+        "oscillates by at most 30% of the knee: {steady:?}"
+    );
+    load.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn follows_the_knee_down_and_back_up() {
+    let load = Load::start(adaptive(200, 2), 40, 400);
+    load.limits_over(Duration::from_secs(15)).await;
+    load.db.set_knee(10);
+    let falling = load.limits_over(Duration::from_secs(15)).await;
+    assert!(
+        within(&falling[falling.len() - 10..], 10, 0.2),
+        "down to the new knee (10) from above: {falling:?}"
+    );
+    load.db.set_knee(40);
+    let rising = load.limits_over(Duration::from_secs(20)).await;
+    assert!(
+        within(&rising[rising.len() - 10..], 40, 0.2),
+        "back up to the knee (40) from below: {rising:?}"
+    );
+    load.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_database_slower_at_every_concurrency_does_not_starve_the_pool() {
+    let load = Load::start(adaptive(200, 2), 30, 400);
+    load.limits_over(Duration::from_secs(15)).await;
+    // Three times slower whatever the concurrency (a slower network): the
+    // limit may dip once, but the use time does not follow it down, so
+    // the baseline moves and the limit returns to the knee.
+    load.db.set_base(BASE * 3);
+    let after = load.limits_over(Duration::from_secs(20)).await;
+    assert!(
+        within(&after[after.len() - 10..], 30, 0.2),
+        "back at the knee (30): {after:?}"
+    );
+    assert!(
+        after.iter().all(|&limit| limit >= 18),
+        "never far below it: {after:?}"
+    );
+    load.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stays_within_a_resized_ceiling_and_the_floor() {
+    let load = Load::start(adaptive(200, 6), 3, 100);
+    let limits = load.limits_over(Duration::from_secs(10)).await;
+    assert!(
+        limits[limits.len() - 10..].iter().all(|&limit| limit <= 7),
+        "a knee below the floor keeps the limit within one of the floor: {limits:?}"
+    );
+    load.db.set_knee(60);
+    load.pool.resize(20).unwrap();
+    let capped = load.limits_over(Duration::from_secs(10)).await;
+    assert_eq!(
+        capped.last(),
+        Some(&20),
+        "up to the new ceiling: {capped:?}"
+    );
+    assert_eq!(load.pool.sizing().reason, LimitReason::Bounded);
+    load.pool.resize(10).unwrap();
+    assert_eq!(
+        load.pool.status().limit,
+        10,
+        "a lower ceiling applies at once"
+    );
+    load.limits_over(Duration::from_secs(2)).await;
+    let stats = load.pool.stats();
+    assert!(stats.closed_by(tidewater::CloseReason::Resized) >= 10);
+    load.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_falling_limit_closes_connections_as_limited() {
+    let load = Load::start(adaptive(200, 2), 40, 400);
+    load.limits_over(Duration::from_secs(10)).await;
+    load.db.set_knee(10);
+    load.limits_over(Duration::from_secs(10)).await;
+    let stats = load.pool.stats();
+    assert!(
+        stats.closed_by(tidewater::CloseReason::Limited) >= 20,
+        "{:?}",
+        stats.closed_by(tidewater::CloseReason::Limited)
+    );
+    assert_eq!(stats.closed_by(tidewater::CloseReason::Resized), 0);
+    assert_eq!(stats.timeouts, 0);
+    load.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn fixed_sizing_keeps_the_limit_at_max_size() {
+    let config = PoolConfig {
+        max_size: 20,
+        ..adaptive(20, 2)
+    };
+    let config = PoolConfig {
+        sizing: SizingConfig::default(),
+        ..config
+    };
+    let load = Load::start(config, 5, 100);
+    let limits = load.limits_over(Duration::from_secs(5)).await;
+    assert!(limits.iter().all(|&limit| limit == 20), "{limits:?}");
+    assert_eq!(load.pool.sizing().mode, SizingMode::Fixed);
+    load.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_queued_callers_the_limit_does_not_rise() {
+    // Ten callers never fill a limit that slow start took past them.
+    let load = Load::start(adaptive(200, 16), 100, 10);
+    let limits = load.limits_over(Duration::from_secs(10)).await;
+    assert!(limits.iter().all(|&limit| limit == 16), "{limits:?}");
+    assert_eq!(load.pool.sizing().reason, LimitReason::NotReached);
+    load.stop().await;
+}
