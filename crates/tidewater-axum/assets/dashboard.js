@@ -211,6 +211,10 @@
 
     setMetric('in_use', status.in_use);
     setMetric('max_size', status.max_size);
+    const sizing = pool.sizing;
+    setMetric('limit', status.limit, sizing.mode === 'adaptive'
+      ? `${status.limit} (adaptive, ${sizing.reason.replace(/_/g, ' ')})`
+      : `${status.limit} (fixed)`);
     setMetric('idle', status.idle);
     setMetric('waiters', status.waiters);
     setMetric('opening', status.opening);
@@ -332,10 +336,11 @@
         { label: 'idle', color: '--series-3', value: (p) => p.idle },
         { label: 'waiting', color: '--series-5', value: (p) => p.waiters },
         { label: 'max', color: '--series-muted', value: (p) => p.max_size, dash: true },
+        { label: 'limit', color: '--series-2', value: (p) => p.limit, dash: true },
       ],
       format: (v) => String(Math.round(v)),
       integer: true,
-      describe: (p) => `now ${p.in_use} in use, ${p.idle} idle, ${p.waiters} waiting, ${p.max_size} at most`,
+      describe: (p) => `now ${p.in_use} in use, ${p.idle} idle, ${p.waiters} waiting, limit ${p.limit}, ${p.max_size} at most`,
     }, span);
 
     let peak = 0;

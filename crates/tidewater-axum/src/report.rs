@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tidewater::alerts::{Alert, ServerCapacity};
-use tidewater::{LeakSuspect, PoolStatus, PoolView, StatsSnapshot};
+use tidewater::{LeakSuspect, PoolStatus, PoolView, SizingReport, StatsSnapshot};
 
 /// Every monitored pool, as `GET /api/pools` returns it (see
 /// [`Monitoring::report`](crate::Monitoring::report)).
@@ -40,8 +40,9 @@ pub struct PoolsReport {
 /// ```json
 /// {
 ///   "name": "orders",
-///   "status": { "pool": "orders", "max_size": 4, "size": 2, "in_use": 1, "idle": 1,
+///   "status": { "pool": "orders", "max_size": 4, "limit": 4, "size": 2, "in_use": 1, "idle": 1,
 ///               "opening": 0, "waiters": 0, "breaker_open": false },
+///   "sizing": { "mode": "fixed", "limit": 4, "floor": 4, "ceiling": 4, "reason": "starting", "...": "see docs/health.md" },
 ///   "alerts": [],
 ///   "leak_suspects": [ { "connection_id": 1, "caller": "src/orders.rs:6:21", "held_for_seconds": 7.0 } ],
 ///   "totals": { "acquired": 812, "timeouts": 0, "connect_errors": 0, "opened": 2, "closed": 0,
@@ -59,6 +60,9 @@ pub struct PoolReport {
     pub name: String,
     /// Its numbers now (the `PoolStatus` of `docs/health.md`).
     pub status: PoolStatus,
+    /// Its limit on connections in use and why it is there (the
+    /// `SizingReport` of `docs/health.md`).
+    pub sizing: SizingReport,
     /// Alerts firing (the `Alert` of `docs/health.md`).
     pub alerts: Vec<Alert>,
     /// Connections held past the leak threshold, longest first, with the
@@ -143,7 +147,7 @@ impl Thresholds {
 ///
 /// ```json
 /// { "sample": 41, "unix_ms": 1795899999000, "in_use": 1, "idle": 1, "max_size": 4,
-///   "waiters": 0, "opening": 0, "acquired": 37, "wait_p50_seconds": 0.0000005,
+///   "limit": 4, "waiters": 0, "opening": 0, "acquired": 37, "wait_p50_seconds": 0.0000005,
 ///   "wait_p99_seconds": 0.00025, "acquired_total": 812, "timeouts_total": 0,
 ///   "connect_errors_total": 0, "breaker_open": false }
 /// ```
@@ -160,6 +164,9 @@ pub struct HistoryPoint {
     pub idle: u32,
     /// Most connections allowed.
     pub max_size: u32,
+    /// Connections callers may use at once: `max_size`, or the adaptive
+    /// limit below it.
+    pub limit: u32,
     /// Callers waiting for a connection.
     pub waiters: u32,
     /// Connection attempts in flight or backing off.
@@ -208,6 +215,7 @@ impl History {
             in_use: status.in_use,
             idle: status.idle,
             max_size: status.max_size,
+            limit: status.limit,
             waiters: status.waiters,
             opening: status.opening,
             acquired: stats.acquired().saturating_sub(self.baseline.acquired()),
@@ -239,6 +247,7 @@ pub(crate) fn pool_report(view: &dyn PoolView, history: Vec<HistoryPoint>) -> Po
     PoolReport {
         name: view.name().to_owned(),
         status: view.status(),
+        sizing: view.sizing(),
         alerts: view.alerts(),
         leak_suspects: view.leak_suspects(),
         totals: Totals::of(&stats),

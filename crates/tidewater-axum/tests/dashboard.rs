@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use axum::Router;
-use tidewater::{AlertConfig, PoolConfig};
+use tidewater::{AlertConfig, PoolConfig, SizingConfig, SizingMode};
 use tidewater_axum::Monitoring;
 use tidewater_testkit::browser::{Browser, Tab};
 use tidewater_testkit::scripted_pool;
@@ -238,4 +238,55 @@ async fn the_browser_check_catches_javascript_errors() {
     drop(tab);
     browser.close().await;
     eprintln!("reported: {errors:#?}");
+}
+
+/// An adaptive pool: the page shows its limit and why it is there, and the
+/// connections chart draws the limit beside in-use and waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_limit_is_shown_and_drawn() {
+    let (pool, _script) = scripted_pool(PoolConfig {
+        sizing: SizingConfig {
+            mode: SizingMode::Adaptive,
+            floor: 3,
+            ..SizingConfig::default()
+        },
+        ..config("orders", 40)
+    });
+    let monitoring = Monitoring::with_sampling(Duration::from_millis(200), 600);
+    monitoring.register(pool.clone());
+    let server = serve(Router::new().merge(monitoring.router())).await;
+    assert_eq!(
+        pool.status().limit,
+        3,
+        "an adaptive pool starts at its floor"
+    );
+
+    let browser = Browser::launch()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let tab = browser.open(&server.url("/dashboard")).await;
+    let shown: (f64, String) = tab
+        .wait_for(
+            "the limit is shown",
+            "(() => { const e = document.querySelector('[data-metric=\"limit\"]'); \
+             return e && e.dataset.value !== '' ? [Number(e.dataset.value), e.textContent] : null; })()",
+        )
+        .await;
+    assert_eq!(shown.0, 3.0);
+    assert!(shown.1.contains("adaptive"), "{shown:?}");
+    let legend: Vec<String> = tab
+        .wait_for(
+            "the connections chart has its legend",
+            "(() => { const items = [...document.querySelectorAll('[data-legend=\"chart-connections\"] li')]; \
+             return items.length ? items.map((li) => li.textContent) : null; })()",
+        )
+        .await;
+    assert!(legend.iter().any(|item| item == "limit"), "{legend:?}");
+    let report: serde_json::Value = tab.eval("fetch('api/pools').then((r) => r.json())").await;
+    assert_eq!(report["pools"][0]["sizing"]["mode"], "adaptive");
+    assert_eq!(report["pools"][0]["history"][0]["limit"], 3);
+    let errors = tab.js_errors();
+    drop(tab);
+    browser.close().await;
+    assert!(errors.is_empty(), "{errors:#?}");
 }

@@ -775,7 +775,7 @@ struct Summary {
     /// Each configuration's medians, in order.
     configs: Vec<Median>,
     /// Adaptive against the best fixed size by throughput, then against
-    /// fixed 50 when it ran.
+    /// fixed 50 when it ran and is not the best.
     adaptive_vs: Vec<Versus>,
 }
 
@@ -798,8 +798,8 @@ impl Summary {
         let mut adaptive_vs = Vec::new();
         if let (Some(adaptive), Some(best)) = (adaptive, best) {
             adaptive_vs.push(Versus::new(adaptive, best, true));
-            if let Some(fifty) = fifty {
-                adaptive_vs.push(Versus::new(adaptive, fifty, fifty.key == best.key));
+            if let Some(fifty) = fifty.filter(|fifty| fifty.key != best.key) {
+                adaptive_vs.push(Versus::new(adaptive, fifty, false));
             }
         }
         Self {

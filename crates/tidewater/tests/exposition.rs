@@ -9,7 +9,7 @@ use std::time::Duration;
 use prometheus_parse::{Sample, Scrape, Value};
 use tidewater::alerts::ServerCapacity;
 use tidewater::prometheus::PoolMetrics;
-use tidewater::{CloseReason, PoolConfig};
+use tidewater::{CloseReason, PoolConfig, SizingConfig, SizingMode};
 use tidewater_testkit::scripted_pool;
 
 fn parse(text: &str) -> Scrape {
@@ -194,7 +194,22 @@ async fn every_series_is_named_typed_labelled_and_true() {
 /// `_bucket`, `_sum`, `_count` series), from a rendering of a pool that has
 /// every optional series.
 async fn exported_names() -> BTreeSet<String> {
-    let (pool, _) = scripted_pool(PoolConfig::default());
+    let (pool, _) = scripted_pool(PoolConfig {
+        sizing: SizingConfig {
+            mode: SizingMode::Adaptive,
+            ..SizingConfig::default()
+        },
+        ..PoolConfig::default()
+    });
+    // Enough returns, each held a moment, for the adaptive limit to decide
+    // once (its use-time estimates are exported from then on).
+    for _ in 0..25 {
+        let conn = pool.get().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        drop(conn);
+    }
+    tokio::time::sleep(SizingConfig::default().interval * 2).await;
+    assert!(pool.sizing().baseline_use.is_some());
     pool.report_capacity(ServerCapacity {
         max_connections: 10,
         available: 5,
