@@ -101,6 +101,31 @@ fn charts(report: &LoadReport) -> Vec<(String, Result<String, String>)> {
                 .filter_map(|s| f(s).map(|y| (s.t, y)))
                 .collect()
         };
+    let mut usage = vec![
+        Series {
+            name: "in use",
+            color: BLUE_,
+            points: points(&|s| s.pool.map(|p| f64::from(p.in_use))),
+        },
+        Series {
+            name: "max size",
+            color: GREY,
+            points: points(&|s| s.pool.map(|p| f64::from(p.max_size))),
+        },
+        Series {
+            name: "waiting",
+            color: RED_,
+            points: points(&|s| s.pool.map(|p| f64::from(p.waiters))),
+        },
+    ];
+    let limit = points(&|s| s.pool.filter(|p| p.adaptive).map(|p| f64::from(p.limit)));
+    if !limit.is_empty() {
+        usage.push(Series {
+            name: "adaptive limit",
+            color: ORANGE,
+            points: limit,
+        });
+    }
     let mut out = vec![
         (
             "Request latency".to_owned(),
@@ -157,23 +182,7 @@ fn charts(report: &LoadReport) -> Vec<(String, Result<String, String>)> {
             chart(
                 "Pool usage (one-second samples of /api/pools)",
                 "connections / callers",
-                &[
-                    Series {
-                        name: "in use",
-                        color: BLUE_,
-                        points: points(&|s| s.pool.map(|p| f64::from(p.in_use))),
-                    },
-                    Series {
-                        name: "max size",
-                        color: GREY,
-                        points: points(&|s| s.pool.map(|p| f64::from(p.max_size))),
-                    },
-                    Series {
-                        name: "waiting",
-                        color: RED_,
-                        points: points(&|s| s.pool.map(|p| f64::from(p.waiters))),
-                    },
-                ],
+                &usage,
             ),
         ),
     ];
@@ -318,7 +327,9 @@ pub fn render(report: &LoadReport) -> String {
                 seconds(pool.use_time_seconds.mean),
                 pool.peak_in_use,
                 pool.peak_waiters
-            ),
+            ) + &pool
+                .adaptive_limit
+                .map_or(String::new(), |limit| format!(" · {limit}")),
         ),
         (
             "service memory".to_owned(),

@@ -408,6 +408,8 @@ async fn pool_status(
                 idle: number("idle").unwrap_or(0),
                 size: number("size").unwrap_or(0),
                 max_size,
+                limit: number("limit").unwrap_or(max_size),
+                adaptive: first["sizing"]["mode"] == "adaptive",
                 waiters: number("waiters").unwrap_or(0),
             },
         )),
@@ -934,6 +936,7 @@ async fn drive(
         pool.max_size = pool_at_start.max_size;
     }
     (pool.peak_in_use, pool.peak_waiters) = peaks(&timeline, 0.0, f64::INFINITY);
+    pool.adaptive_limit = report::LimitRange::of(timeline.iter().filter_map(|s| s.pool));
 
     let ramp = config
         .ramp
@@ -1168,6 +1171,30 @@ mod tests {
             (Some(20), Some(40)),
             "{}",
             ramp.summary()
+        );
+    }
+
+    #[test]
+    fn the_adaptive_limit_range_comes_from_adaptive_samples_only() {
+        let sample = |limit: u32, adaptive: bool| PoolSample {
+            limit,
+            adaptive,
+            max_size: 200,
+            ..PoolSample::default()
+        };
+        assert_eq!(report::LimitRange::of([sample(200, false)]), None);
+        let range = report::LimitRange::of([sample(4, true), sample(12, true), sample(8, true)]);
+        assert_eq!(
+            range,
+            Some(report::LimitRange {
+                min: 4,
+                max: 12,
+                last: 8
+            })
+        );
+        assert_eq!(
+            range.unwrap().to_string(),
+            "adaptive limit 8 at the end (4 to 12 during the run)"
         );
     }
 

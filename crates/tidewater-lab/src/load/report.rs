@@ -143,8 +143,58 @@ pub struct PoolSection {
     pub peak_in_use: u32,
     /// Most callers waiting at a sample.
     pub peak_waiters: u32,
+    /// The limit on connections in use over the run's samples, when the
+    /// pool's sizing is adaptive; `null` when fixed.
+    #[serde(default)]
+    pub adaptive_limit: Option<LimitRange>,
     /// Both scrapes of `/metrics` were read.
     pub metrics_read: bool,
+}
+
+/// The adaptive limit over a run, from its one-second samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitRange {
+    /// The lowest sampled.
+    pub min: u32,
+    /// The highest sampled.
+    pub max: u32,
+    /// At the last sample.
+    pub last: u32,
+}
+
+impl LimitRange {
+    /// The range over `samples` of adaptive pools; `None` when no sample
+    /// is of an adaptive pool.
+    pub fn of(samples: impl IntoIterator<Item = PoolSample>) -> Option<Self> {
+        samples.into_iter().filter(|sample| sample.adaptive).fold(
+            None,
+            |range: Option<Self>, sample| {
+                let limit = sample.limit;
+                Some(match range {
+                    None => Self {
+                        min: limit,
+                        max: limit,
+                        last: limit,
+                    },
+                    Some(range) => Self {
+                        min: range.min.min(limit),
+                        max: range.max.max(limit),
+                        last: limit,
+                    },
+                })
+            },
+        )
+    }
+}
+
+impl std::fmt::Display for LimitRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "adaptive limit {} at the end ({} to {} during the run)",
+            self.last, self.min, self.max
+        )
+    }
 }
 
 /// Connection use time, seconds.
@@ -214,6 +264,12 @@ pub struct PoolSample {
     pub size: u32,
     /// Most allowed.
     pub max_size: u32,
+    /// Callers may use at once: `max_size`, or the adaptive limit.
+    #[serde(default)]
+    pub limit: u32,
+    /// Whether the pool's sizing is adaptive.
+    #[serde(default)]
+    pub adaptive: bool,
     /// Callers waiting.
     pub waiters: u32,
 }
@@ -280,6 +336,7 @@ pub fn pool_numbers(start: &Metrics, end: &Metrics, pool: &str, seconds: f64) ->
         timeouts: delta(TIMEOUTS_METRIC).unwrap_or(0.0) as u64,
         peak_in_use: 0,
         peak_waiters: 0,
+        adaptive_limit: None,
         metrics_read: wait.is_some(),
     }
 }
@@ -405,6 +462,9 @@ impl LoadReport {
             "  pool usage    peak {} of {} in use · peak {} waiting (one-second samples)",
             pool.peak_in_use, pool.max_size, pool.peak_waiters
         );
+        if let Some(limit) = &pool.adaptive_limit {
+            let _ = writeln!(out, "  pool limit    {limit}");
+        }
         match &self.memory {
             Some(memory) => {
                 let _ = writeln!(
