@@ -217,15 +217,18 @@ async fn the_pools_api_has_the_documented_shape() {
             "history",
             "leak_suspects",
             "name",
+            "sizing",
             "status",
             "thresholds",
             "totals"
         ]
     );
+    assert_eq!(pool["sizing"]["mode"], "fixed");
+    assert_eq!(pool["sizing"]["limit"], 4);
     assert_eq!(
         pool["status"],
         serde_json::json!({
-            "pool": "orders", "max_size": 4, "size": 1, "in_use": 1, "idle": 0,
+            "pool": "orders", "max_size": 4, "limit": 4, "size": 1, "in_use": 1, "idle": 0,
             "opening": 0, "waiters": 0, "breaker_open": false
         })
     );
@@ -272,6 +275,7 @@ async fn the_pools_api_has_the_documented_shape() {
             "connect_errors_total",
             "idle",
             "in_use",
+            "limit",
             "max_size",
             "opening",
             "sample",
