@@ -953,7 +953,7 @@ fn tables(plan: &Plan, version: &str, summaries: &[Summary]) -> String {
     let mut out = format!(
         "{} tasks each looping get → operation → drop; {:?} warm-up, {:?} measured, \
          {} round(s) (medians); acquire_timeout {:?}; {cores} cores; adaptive: floor {}, \
-         interval {:?}, step {}, tolerance {}; PostgreSQL {}: private cluster (fsync off)\n",
+         interval {:?}, step {}, min_elasticity {}; PostgreSQL {}: private cluster (fsync off)\n",
         plan.tasks,
         plan.warmup,
         plan.duration,
@@ -962,7 +962,7 @@ fn tables(plan: &Plan, version: &str, summaries: &[Summary]) -> String {
         sizing.floor,
         sizing.interval,
         sizing.step,
-        sizing.tolerance,
+        sizing.min_elasticity,
         if version.is_empty() {
             "unused"
         } else {

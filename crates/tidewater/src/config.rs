@@ -32,8 +32,8 @@
 //! | `sizing.mode` | `"fixed"` | `"fixed"`, `"adaptive"` | `fixed`: up to `max_size` connections in use; `adaptive`: a limit between `sizing.floor` and `max_size` that follows the database's knee (see [`crate::sizing`]) |
 //! | `sizing.floor` | 2 | 1 to 10 000 | the adaptive limit never goes below this (nor above `max_size`) |
 //! | `sizing.interval` | 500 ms | 10 ms to 1 min | how often the adaptive limit is reconsidered (at least 20 returns in between) |
-//! | `sizing.step` | 0.1 | 0.01 to 0.5 | largest rise per interval, as a share of the limit (at least one connection); a fall is at most twice this |
-//! | `sizing.tolerance` | 0.1 | 0.01 to 1 | how far the mean use time may rise above its baseline before the limit falls (it rises only within half of this) |
+//! | `sizing.step` | 0.1 | 0.01 to 0.5 | how far the limit moves per interval, as a share of itself (at least one connection; slow start doubles) |
+//! | `sizing.min_elasticity` | 0.1 | 0.01 to 1 | the share of throughput an added connection must bring, relative to its share of connections, for the limit to rise (below it, the limit falls) |
 //! | `alerts.enabled` | true | true, false | evaluate the in-process alert rules |
 //! | `alerts.window` | 1 min | 1 s to 1 h | the recent window the timeout, slow-wait, connection-error rules and the wait p99 look at |
 //! | `alerts.utilization_threshold` | 0.8 | 0.05 to 1 | connections in use over `max_size` that counts as high |
@@ -182,11 +182,11 @@ pub struct SizingConfig {
     /// How often the adaptive limit is reconsidered.
     #[serde(with = "duration")]
     pub interval: Duration,
-    /// Largest rise per interval, as a share of the limit.
+    /// How far the limit moves per interval, as a share of itself.
     pub step: f64,
-    /// How far the mean use time may rise above its baseline before the
-    /// limit falls.
-    pub tolerance: f64,
+    /// The share of throughput an added connection must bring, relative to
+    /// its share of connections, for the limit to rise.
+    pub min_elasticity: f64,
 }
 
 impl Default for SizingConfig {
@@ -196,7 +196,7 @@ impl Default for SizingConfig {
             floor: 2,
             interval: Duration::from_millis(500),
             step: 0.1,
-            tolerance: 0.1,
+            min_elasticity: 0.1,
         }
     }
 }
@@ -496,9 +496,9 @@ impl PoolConfig {
             "0.01 to 0.5",
         )?;
         check(
-            "sizing.tolerance",
-            sizing.tolerance,
-            (0.01..=1.0).contains(&sizing.tolerance),
+            "sizing.min_elasticity",
+            sizing.min_elasticity,
+            (0.01..=1.0).contains(&sizing.min_elasticity),
             "0.01 to 1",
         )?;
         Ok(())

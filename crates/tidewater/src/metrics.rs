@@ -202,7 +202,7 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
     );
     c.add(
         "tidewater_limit_use_time_seconds",
-        "The adaptive limit's use-time estimates: the baseline (no queueing in the database) and the last interval's mean.",
+        "The adaptive limit's use-time readings: the lowest interval mean seen (little queueing in the database) and the last interval's mean.",
         Gauge,
         |pool| {
             let sizing = &pool.sizing;

@@ -1,36 +1,38 @@
 //! The adaptive limit: how many connections callers may use at once, found
-//! from the database's own latency rather than guessed.
+//! from what the database delivers rather than guessed.
 //!
 //! With `sizing.mode = "adaptive"` the pool keeps a limit between
 //! `sizing.floor` and `max_size` (the ceiling) and moves it every
-//! `sizing.interval`, from two numbers the pool already measures for free:
-//! the mean time a connection is held per checkout (its *use time*, from
-//! the use-time histogram's sum and count) and the mean number of
-//! connections in use (that sum over the interval: Little's law). Nothing
-//! is added to `get()` or the return path.
+//! `sizing.interval`, from what the pool already measures for free: the
+//! returns in the interval and the time their connections were held (the
+//! use-time histogram's count and sum). Their quotient is the mean use time
+//! `R`; the sum over the interval is the mean number of connections in use
+//! `N` (Little's law); `N / R` is the throughput `X`. Nothing is added to
+//! `get()` or the return path, and no query is sent.
 //!
-//! The rule, one interval at a time (the design and its sources are in
-//! `docs/design.md`):
-//! - **Baseline**: the lowest mean use time seen, the database's latency
-//!   when nothing queues inside it.
-//! - **Past the knee** (mean use time above the baseline by more than
-//!   `sizing.tolerance`): the limit falls toward the concurrency the
-//!   database served at baseline latency, `in use × baseline / use time`
-//!   (plus half the tolerance), by at most twice `sizing.step` of it.
-//! - **Headroom** (within half the tolerance, and callers queued for the
-//!   limit): the limit rises by `sizing.step` of itself (at least one
-//!   connection); while it has never fallen, it doubles (slow start).
-//! - **The latency did not follow**: when a fall did not shorten the use
-//!   time, the slowness is not the pool's concurrency (a slower network, a
-//!   bigger table): the use time becomes the new baseline, and the limit
-//!   stops falling.
-//! - **Probe**: after 20 intervals without a fall while queued, the limit
-//!   dips by twice the step, so that the baseline is measured afresh.
+//! The rule (the design and its sources are in `docs/design.md`): the limit
+//! climbs while an added connection still buys throughput, and falls when
+//! it does not. The measure is the throughput's *elasticity* to
+//! concurrency, `e = Δln X / Δln N` between two intervals at different
+//! concurrency, smoothed over the recent ones: 1 below the database's knee
+//! (twice the connections, twice the work), 0 or less past it (more
+//! connections, only more waiting inside the database).
+//! - **Slow start**: from the floor, the limit doubles while each doubling
+//!   keeps at least half its share of throughput (`e ≥ 0.5`).
+//! - **Headroom**: `e ≥ sizing.min_elasticity` (0.2): it rises by
+//!   `sizing.step` of itself (at least one connection).
+//! - **Past the knee**: `e < sizing.min_elasticity`: it falls by the same.
+//! - **Not reached**: nobody queued for the limit in the interval: it holds
+//!   (no evidence that more would help), and that interval is not compared.
+//!
+//! The limit thus keeps moving by one step around the point where an added
+//! connection brings `min_elasticity` of its share of throughput: the
+//! movement is what measures the elasticity.
 //!
 //! The limit is enforced as the pool's size: lowering it closes
 //! connections as they come back (reason `limited`), raising it lets the
 //! pool open more. `resize()` moves the ceiling; `min_idle` is kept within
-//! the limit; while the breaker is open no use times arrive and the limit
+//! the limit; while the breaker is open no returns arrive and the limit
 //! holds.
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -44,34 +46,37 @@ use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{self, Instant};
 
-/// Intervals without a fall, while callers queue, before a probe.
-const PROBE_AFTER: u32 = 20;
 /// Fewest returns an interval needs before the limit moves on it.
 const MIN_SAMPLES: u64 = 20;
+/// Weight of the newest comparison in the smoothed elasticity.
+const SMOOTHING: f64 = 0.5;
+/// Smallest change of concurrency between two intervals worth comparing.
+const MIN_CHANGE: f64 = 0.04;
+/// One comparison's elasticity is clamped to this range, so that a jolt
+/// unrelated to concurrency (a sudden slowdown) moves the estimate by
+/// at most one comparison's worth.
+const CLAMP: (f64, f64) = (-1.0, 1.5);
+/// Slow start goes on while each doubling keeps this elasticity.
+const SLOW_START_ELASTICITY: f64 = 0.5;
 
 /// Why the adaptive limit last moved (or held).
 ///
 /// ```
-/// assert_eq!(tidewater::LimitReason::LatencyRising.as_str(), "latency_rising");
+/// assert_eq!(tidewater::LimitReason::PastKnee.as_str(), "past_knee");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitReason {
     /// Fixed sizing, or no interval with enough returns yet.
     Starting,
-    /// Use time within the tolerance and callers queued: it rose.
+    /// Slow start: the last doubling kept its share of throughput.
+    SlowStart,
+    /// An added connection still buys throughput: it rose.
     Headroom,
-    /// Use time above the baseline by more than the tolerance: it fell.
-    LatencyRising,
-    /// Use time near the knee: it held.
-    AtKnee,
+    /// An added connection buys too little throughput: it fell.
+    PastKnee,
     /// Nobody queued for the limit: it held.
     NotReached,
-    /// The last fall did not shorten the use time: it held, and the
-    /// baseline was reset to the use time now.
-    Rebaselined,
-    /// A periodic dip to measure the baseline afresh.
-    Probe,
     /// At the ceiling (`max_size`) or the floor.
     Bounded,
 }
@@ -81,12 +86,10 @@ impl LimitReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Starting => "starting",
+            Self::SlowStart => "slow_start",
             Self::Headroom => "headroom",
-            Self::LatencyRising => "latency_rising",
-            Self::AtKnee => "at_knee",
+            Self::PastKnee => "past_knee",
             Self::NotReached => "not_reached",
-            Self::Rebaselined => "rebaselined",
-            Self::Probe => "probe",
             Self::Bounded => "bounded",
         }
     }
@@ -114,8 +117,8 @@ pub struct SizingReport {
     pub floor: u32,
     /// The ceiling: `max_size`, or the last `resize()`.
     pub ceiling: u32,
-    /// The baseline mean use time: the database's latency when nothing
-    /// queues inside it.
+    /// The lowest mean use time seen: the database's latency when little
+    /// queues inside it (for reference; the rule compares throughput).
     #[serde(rename = "baseline_use_seconds", serialize_with = "seconds")]
     pub baseline_use: Option<Duration>,
     /// The mean use time in the last interval the limit was decided on.
@@ -123,6 +126,12 @@ pub struct SizingReport {
     pub recent_use: Option<Duration>,
     /// The mean number of connections in use over that interval.
     pub recent_in_use: f64,
+    /// Returns per second in that interval.
+    pub recent_throughput: f64,
+    /// The smoothed elasticity of throughput to concurrency: the share of
+    /// throughput an added connection brings, relative to its share of
+    /// connections (1 below the knee, 0 or less past it).
+    pub elasticity: Option<f64>,
     /// Why the limit last moved or held.
     pub reason: LimitReason,
 }
@@ -148,37 +157,44 @@ pub(crate) struct Sample {
     pub(crate) queued: bool,
 }
 
+impl Sample {
+    /// Returns per second: `N / R` (Little's law).
+    fn throughput(self) -> f64 {
+        self.in_use / self.mean_use
+    }
+}
+
 /// The rule: a pure state machine, fed one [`Sample`] per interval.
 #[derive(Clone, Debug)]
 pub(crate) struct Controller {
     floor: u32,
     ceiling: u32,
     step: f64,
-    tolerance: f64,
+    min_elasticity: f64,
     limit: u32,
-    /// Seconds.
-    baseline: Option<f64>,
+    /// The lowest mean use time seen, seconds (reported, not used).
+    lowest_use: Option<f64>,
     slow_start: bool,
-    /// The concurrency and use time just before the last fall.
-    fell_from: Option<(f64, f64)>,
-    since_fall: u32,
+    /// The smoothed elasticity.
+    elasticity: Option<f64>,
+    /// The last interval in which the limit bound, to compare with.
+    previous: Option<Sample>,
     last: Option<Sample>,
     reason: LimitReason,
 }
 
 impl Controller {
     pub(crate) fn new(config: &SizingConfig, ceiling: u32) -> Self {
-        let floor = config.floor.min(ceiling);
         Self {
             floor: config.floor,
             ceiling,
             step: config.step,
-            tolerance: config.tolerance,
-            limit: floor,
-            baseline: None,
+            min_elasticity: config.min_elasticity,
+            limit: config.floor.min(ceiling),
+            lowest_use: None,
             slow_start: true,
-            fell_from: None,
-            since_fall: 0,
+            elasticity: None,
+            previous: None,
             last: None,
             reason: LimitReason::Starting,
         }
@@ -201,65 +217,68 @@ impl Controller {
     /// Decides the limit on one interval; `false` when the interval had too
     /// few returns to decide on (the caller keeps measuring).
     pub(crate) fn observe(&mut self, sample: Sample) -> bool {
-        if sample.uses < MIN_SAMPLES || sample.mean_use <= 0.0 {
+        if sample.uses < MIN_SAMPLES || sample.mean_use <= 0.0 || sample.in_use <= 0.0 {
             return false;
         }
         self.last = Some(sample);
-        let used = sample.mean_use;
-        if let Some((in_use_before, use_before)) = self.fell_from.take() {
-            let shrink = 1.0 - sample.in_use / in_use_before;
-            if shrink > 0.05 && used > use_before * (1.0 - shrink / 2.0) {
-                self.baseline = Some(used);
-                self.since_fall = 0;
-                self.reason = LimitReason::Rebaselined;
-                return true;
-            }
+        let lowest = self
+            .lowest_use
+            .map_or(sample.mean_use, |low| low.min(sample.mean_use));
+        self.lowest_use = Some(lowest);
+        if !sample.queued {
+            self.previous = None;
+            self.reason = LimitReason::NotReached;
+            return true;
         }
-        let baseline = self.baseline.map_or(used, |baseline| baseline.min(used));
-        self.baseline = Some(baseline);
-        let ratio = used / baseline;
+        let compared = self
+            .previous
+            .replace(sample)
+            .and_then(|before| elasticity(before, sample));
         let limit = f64::from(self.limit);
-        let (target, reason) = if ratio > 1.0 + self.tolerance {
-            let knee = sample.in_use * baseline / used * (1.0 + self.tolerance / 2.0);
-            let target = knee.min(limit).max(limit - self.fall_bound());
-            (target, LimitReason::LatencyRising)
-        } else if !sample.queued {
-            (limit, LimitReason::NotReached)
-        } else if self.since_fall >= PROBE_AFTER && self.limit < self.ceiling {
-            (limit - self.fall_bound(), LimitReason::Probe)
-        } else if ratio <= 1.0 + self.tolerance / 2.0 {
-            let rise = if self.slow_start {
-                limit
+        let step = (limit * self.step).max(1.0);
+        let (target, reason) = match compared {
+            // The last doubling bought too little: back to where it started,
+            // and from there one step at a time.
+            Some(now) if self.slow_start && now < SLOW_START_ELASTICITY => {
+                self.slow_start = false;
+                self.elasticity = Some(now);
+                (limit / 2.0, LimitReason::PastKnee)
+            }
+            _ if self.slow_start => {
+                self.elasticity = compared.or(self.elasticity);
+                (limit * 2.0, LimitReason::SlowStart)
+            }
+            _ => {
+                if let Some(now) = compared {
+                    let smoothed = self.elasticity.map_or(now, |e| e + SMOOTHING * (now - e));
+                    self.elasticity = Some(smoothed);
+                }
+                match self.elasticity {
+                    Some(e) if e < self.min_elasticity => (limit - step, LimitReason::PastKnee),
+                    _ => (limit + step, LimitReason::Headroom),
+                }
+            }
+        };
+        let (floor, ceiling) = (self.floor(), self.ceiling);
+        let wanted = target.round().max(0.0) as u32;
+        let mut next = wanted.clamp(floor, ceiling);
+        self.reason = reason;
+        if next == self.limit && wanted != self.limit {
+            // At a bound: step back from it, so that the next interval
+            // still compares two levels (a limit that never moves would
+            // never learn that the database changed).
+            self.slow_start = false;
+            self.reason = LimitReason::Bounded;
+            let back = step.round() as u32;
+            next = if wanted > self.limit {
+                self.limit.saturating_sub(back)
             } else {
-                (limit * self.step).max(1.0)
-            };
-            (limit + rise, LimitReason::Headroom)
-        } else {
-            (limit, LimitReason::AtKnee)
-        };
-        let next = (target.round() as u32).clamp(self.floor(), self.ceiling);
-        self.reason = if next == self.limit && target.round() as u32 != self.limit {
-            LimitReason::Bounded
-        } else {
-            reason
-        };
-        if reason != LimitReason::Headroom {
-            // Slow start ends at the first sign of the knee.
-            self.slow_start &= reason == LimitReason::NotReached;
-        }
-        if next < self.limit {
-            self.fell_from = Some((sample.in_use, used));
-            self.since_fall = 0;
-        } else {
-            self.since_fall = self.since_fall.saturating_add(1);
+                self.limit.saturating_add(back)
+            }
+            .clamp(floor, ceiling);
         }
         self.limit = next;
         true
-    }
-
-    /// The most one interval may lower the limit.
-    fn fall_bound(&self) -> f64 {
-        (f64::from(self.limit) * 2.0 * self.step).max(1.0)
     }
 
     pub(crate) fn report(&self, mode: SizingMode) -> SizingReport {
@@ -269,12 +288,25 @@ impl Controller {
             limit: self.limit,
             floor: self.floor,
             ceiling: self.ceiling,
-            baseline_use: self.baseline.map(seconds),
+            baseline_use: self.lowest_use.map(seconds),
             recent_use: self.last.map(|sample| seconds(sample.mean_use)),
             recent_in_use: self.last.map_or(0.0, |sample| sample.in_use),
+            recent_throughput: self.last.map_or(0.0, Sample::throughput),
+            elasticity: self.elasticity,
             reason: self.reason,
         }
     }
+}
+
+/// The elasticity of throughput to concurrency between two intervals,
+/// when their concurrency differs enough to tell (clamped to [`CLAMP`]).
+fn elasticity(before: Sample, after: Sample) -> Option<f64> {
+    let concurrency = (after.in_use / before.in_use).ln();
+    if concurrency.abs() < MIN_CHANGE {
+        return None;
+    }
+    let throughput = (after.throughput() / before.throughput()).ln();
+    Some((throughput / concurrency).clamp(CLAMP.0, CLAMP.1))
 }
 
 /// The pool's sizing: its ceiling, and the controller when adaptive.
@@ -347,6 +379,8 @@ impl<M: Manager> Pool<M> {
                     baseline_use: None,
                     recent_use: None,
                     recent_in_use: 0.0,
+                    recent_throughput: 0.0,
+                    elasticity: None,
                     reason: LimitReason::Starting,
                 }
             }
@@ -454,17 +488,42 @@ mod tests {
     }
 
     #[test]
-    fn a_fall_the_use_time_does_not_follow_moves_the_baseline() {
-        let mut controller = Controller::new(&SizingConfig::default(), 50);
-        controller.observe(sample(0.005, 2.0, true));
-        controller.observe(sample(0.015, 4.0, true)); // three times slower
-        assert_eq!(controller.reason, LimitReason::LatencyRising);
-        assert_eq!(controller.limit(), 3);
-        controller.observe(sample(0.015, 3.0, true)); // no faster with fewer
-        assert_eq!(controller.reason, LimitReason::Rebaselined);
+    fn slow_start_doubles_until_a_doubling_buys_too_little() {
+        let mut controller = Controller::new(&SizingConfig::default(), 200);
+        // A database that serves 8 at 5 ms, then shares its time.
+        let at = |n: f64| sample(0.005 * (n / 8.0).max(1.0), n, true);
+        for (n, next) in [(2.0, 4), (4.0, 8), (8.0, 16)] {
+            controller.observe(at(n));
+            assert_eq!(controller.limit(), next);
+            assert_eq!(controller.reason, LimitReason::SlowStart);
+        }
+        controller.observe(at(16.0)); // twice the connections, same work
         assert_eq!(
-            controller.report(SizingMode::Adaptive).baseline_use,
-            Some(Duration::from_millis(15))
+            (controller.limit(), controller.reason),
+            (8, LimitReason::PastKnee)
+        );
+        assert_eq!(controller.elasticity, Some(0.0));
+        let report = controller.report(SizingMode::Adaptive);
+        assert_eq!(report.baseline_use, Some(Duration::from_millis(5)));
+        assert!(
+            (report.recent_throughput - 1600.0).abs() < 1e-6,
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn at_a_bound_the_limit_steps_back_to_keep_measuring() {
+        let config = SizingConfig {
+            floor: 6,
+            ..SizingConfig::default()
+        };
+        let mut controller = Controller::new(&config, 50);
+        controller.slow_start = false;
+        controller.elasticity = Some(0.0);
+        controller.observe(sample(0.005, 6.0, true));
+        assert_eq!(
+            (controller.limit(), controller.reason),
+            (7, LimitReason::Bounded)
         );
     }
 
@@ -493,7 +552,7 @@ mod tests {
                 prop_assert!(limit >= floor.min(controller.ceiling));
                 let most_rise = before.max((f64::from(before) * config.step).ceil() as u32);
                 prop_assert!(limit <= before + most_rise, "{before} -> {limit}");
-                let most_fall = ((f64::from(before) * 2.0 * config.step).ceil() as u32).max(1);
+                let most_fall = (f64::from(before) / 2.0).ceil() as u32;
                 prop_assert!(limit + most_fall >= before, "{before} -> {limit}");
             }
         }

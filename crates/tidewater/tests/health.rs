@@ -178,11 +178,13 @@ async fn the_json_keeps_its_documented_shape() {
         [
             "baseline_use_seconds",
             "ceiling",
+            "elasticity",
             "floor",
             "limit",
             "mode",
             "reason",
             "recent_in_use",
+            "recent_throughput",
             "recent_use_seconds"
         ]
     );
