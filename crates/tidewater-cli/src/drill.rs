@@ -128,11 +128,13 @@ pub(crate) fn print_json(report: &impl serde::Serialize, command: &str) -> Resul
 #[derive(Debug, Clone, Args)]
 pub struct DrillArgs {
     /// The faults, comma-separated, in order: restart, crash, hang,
-    /// terminate-backends, fill-connections (default: all, in that order).
+    /// terminate-backends, fill-connections (default: these five, in that
+    /// order), and cpu-hog (only when named: side sessions run CPU-bound
+    /// queries for the hold time).
     #[arg(long, value_name = "FAULTS", value_delimiter = ',')]
     pub faults: Vec<Fault>,
-    /// How long each lasting fault (crash, hang, fill-connections) holds
-    /// (100ms to 5m).
+    /// How long each lasting fault (crash, hang, fill-connections,
+    /// cpu-hog) holds (100ms to 5m).
     #[arg(long, value_name = "DURATION", default_value = "3s",
           value_parser = duration_in(Duration::from_millis(100), secs(300)))]
     pub hold: Duration,
@@ -233,4 +235,30 @@ pub fn run(args: &DrillArgs) -> ExitCode {
         Err(code) => return code,
     };
     finish(&report, "drill", args.json, || report.text(), report.passed)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn faults(args: &[&str]) -> Vec<Fault> {
+        let cli = Cli::try_parse_from(["tidewater", "drill"].iter().chain(args)).unwrap();
+        match cli.command {
+            Some(Command::Drill(args)) => args.config().faults,
+            other => panic!("not a drill: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cpu_hog_runs_only_when_named() {
+        assert_eq!(faults(&[]), Fault::ALL);
+        assert_eq!(faults(&["--faults", "cpu-hog"]), [Fault::CpuHog]);
+        assert_eq!(
+            faults(&["--faults", "hang,cpu-hog"]),
+            [Fault::Hang, Fault::CpuHog]
+        );
+    }
 }

@@ -101,6 +101,15 @@ fn a_hang_and_a_crash_get_503s_naming_the_cause_and_lose_no_money() {
         // Each phase is judged on its own numbers.
         let longest = phase["longest_wait_s"].as_f64().unwrap();
         assert_eq!(phase["within_deadline"], longest <= limit, "{phase:#}");
+        assert!(
+            phase["latency_p99_s"].as_f64().unwrap() <= longest,
+            "{phase:#}"
+        );
+        // The pool was read in every phase; its sizing is fixed: no limit.
+        assert!(phase["peak_in_use"].as_u64().is_some(), "{phase:#}");
+        for key in ["limit_min", "limit_max", "limit_last"] {
+            assert!(phase[key].is_null(), "{key}: {phase:#}");
+        }
     }
 
     // The calm baseline: only a slow machine can fail a request there,

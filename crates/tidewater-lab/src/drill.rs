@@ -20,6 +20,11 @@
 //! 5. stops the users, lets the load run its correctness check, stops the
 //!    service (SIGTERM) and the cluster.
 //!
+//! While the schedule runs, the service's `/api/pools` (its first pool) is
+//! read every [`POOL_EVERY`]: each phase reports the most connections in
+//! use it saw and, when the pool's sizing is adaptive, the lowest, highest
+//! and last limit ([`PhasePool`]).
+//!
 //! The verdicts: every request either succeeded or was answered `503`
 //! with a problem type naming the cause (`answers`: no 500, no other
 //! status, no transport error), no request took longer than the service's
@@ -41,15 +46,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tidewater_testkit::PgCluster;
 
-use crate::faults::{Fault, Outcome, PhaseRecorder, PhaseStats, Schedule};
+use crate::faults::{Fault, HOG_SESSIONS, Outcome, Phase, PhaseRecorder, PhaseStats, Schedule};
 use crate::load::check::CheckReport;
 use crate::load::record::{Class, Tap, Tapped, classify};
+use crate::load::report::PoolSample;
 use crate::load::slo::{self, Slos, Verdict, seconds};
 use crate::load::users::Scenario;
 use crate::load::{self, Hooks, LoadConfig, LoadError, StopHandle};
@@ -69,13 +75,17 @@ const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(120);
 /// How long the load may run at most: far beyond any schedule; the drill
 /// stops it when the schedule is over.
 const LOAD_CAP: Duration = Duration::from_secs(3600);
+/// How often the drill reads the pool (`/api/pools`).
+pub const POOL_EVERY: Duration = Duration::from_millis(250);
+/// Longest it waits for one answer of `/api/pools`.
+const POOL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A drill.
 #[derive(Clone, Debug)]
 pub struct DrillConfig {
     /// The faults, in order.
     pub faults: Vec<Fault>,
-    /// How long each fault that lasts (crash, hang, fill) holds.
+    /// How long each fault that lasts (crash, hang, fill, CPU hog) holds.
     pub hold: Duration,
     /// The calm baseline before the first fault, and the calm stretch
     /// kept after each recovery.
@@ -140,8 +150,9 @@ impl DrillConfig {
     /// Checks what the flags cannot check one by one.
     ///
     /// # Errors
-    /// No fault, a pool that does not fit the server, or a recovery
-    /// deadline below the bound.
+    /// No fault, a pool that does not fit the server (beside the CPU
+    /// hog's sessions, when it runs), or a recovery deadline below the
+    /// bound.
     pub fn check(&self) -> Result<(), String> {
         if self.faults.is_empty() {
             return Err("--faults: name at least one fault".into());
@@ -151,6 +162,17 @@ impl DrillConfig {
         if self.max_connections < 8 || self.max_size.saturating_add(4) > self.max_connections {
             return Err(format!(
                 "--max-size {} with --max-connections {}: the pool needs max_size + 4 <= max_connections (3 slots are reserved for superusers, one for the drill), and max_connections at least 8",
+                self.max_size, self.max_connections
+            ));
+        }
+        // The CPU hog's sessions and its watcher are superusers beside a
+        // full pool.
+        let hog = u32::try_from(HOG_SESSIONS + 1).unwrap_or(u32::MAX);
+        if self.faults.contains(&Fault::CpuHog)
+            && self.max_size.saturating_add(hog) > self.max_connections
+        {
+            return Err(format!(
+                "--max-size {} with --max-connections {}: cpu-hog needs max_size + {hog} <= max_connections ({HOG_SESSIONS} CPU-bound sessions and one watching them)",
                 self.max_size, self.max_connections
             ));
         }
@@ -225,12 +247,98 @@ pub struct PhaseReport {
     /// Its figures.
     #[serde(flatten)]
     pub stats: PhaseStats,
+    /// The pool over the phase, from the samples of `/api/pools`.
+    #[serde(flatten)]
+    pub pool: PhasePool,
     /// Kinds of failure that are not a `503` naming its cause.
     pub unexpected: Vec<String>,
     /// Its longest wait was within the deadline and the margin.
     pub within_deadline: bool,
     /// For a fault: the first success came within the recovery bound.
     pub recovered_in_bound: Option<bool>,
+}
+
+/// The pool over one phase, from the samples of `/api/pools` taken in it
+/// (every [`POOL_EVERY`]); each `None` when no sample fell in the phase,
+/// the limits also when the pool's sizing is fixed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PhasePool {
+    /// The most connections in use at a sample.
+    pub peak_in_use: Option<u32>,
+    /// The lowest adaptive limit sampled.
+    pub limit_min: Option<u32>,
+    /// The highest adaptive limit sampled.
+    pub limit_max: Option<u32>,
+    /// The adaptive limit at the phase's last sample.
+    pub limit_last: Option<u32>,
+}
+
+impl PhasePool {
+    /// The pool over `phase`, from `samples` (when each was read, and
+    /// what), in the order taken; samples outside the phase are left out.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use tidewater_lab::drill::PhasePool;
+    /// use tidewater_lab::faults::Phase;
+    /// use tidewater_lab::load::report::PoolSample;
+    ///
+    /// let t0 = Instant::now();
+    /// let ms = |n| t0 + Duration::from_millis(n);
+    /// let phase = Phase { name: "cpu-hog".into(), start: t0, end: ms(1_000), window: None };
+    /// let at = |n, in_use, limit| (ms(n), PoolSample { in_use, limit, adaptive: true, ..PoolSample::default() });
+    /// let samples = [at(250, 8, 10), at(500, 4, 5), at(750, 6, 7), at(1_000, 9, 9)];
+    /// let pool = PhasePool::of(&phase, &samples);
+    /// assert_eq!(pool.peak_in_use, Some(8));
+    /// assert_eq!((pool.limit_min, pool.limit_max, pool.limit_last), (Some(5), Some(10), Some(7)));
+    /// ```
+    pub fn of(phase: &Phase, samples: &[(Instant, PoolSample)]) -> Self {
+        let within: Vec<&PoolSample> = samples
+            .iter()
+            .filter(|(at, _)| *at >= phase.start && *at < phase.end)
+            .map(|(_, sample)| sample)
+            .collect();
+        let limits = || {
+            within
+                .iter()
+                .filter(|sample| sample.adaptive)
+                .map(|sample| sample.limit)
+        };
+        Self {
+            peak_in_use: within.iter().map(|sample| sample.in_use).max(),
+            limit_min: limits().min(),
+            limit_max: limits().max(),
+            limit_last: limits().next_back(),
+        }
+    }
+
+    /// The limits for a table: `min–max (last)`, blank when fixed.
+    fn limits(&self) -> String {
+        match (self.limit_min, self.limit_max, self.limit_last) {
+            (Some(min), Some(max), Some(last)) => format!("{min}–{max} ({last})"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Reads the first pool of the service at `base` every [`POOL_EVERY`]
+/// into `samples`, with when each answer came, until aborted. An
+/// unanswered read is skipped.
+async fn sample_pool(base: String, samples: Arc<Mutex<Vec<(Instant, PoolSample)>>>) {
+    let client = reqwest::Client::new();
+    let mut ticks = tokio::time::interval(POOL_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Ok((_, sample)) = load::pool_status(&client, &base, None, POOL_TIMEOUT).await {
+            let at = Instant::now();
+            samples
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((at, sample));
+        }
+    }
 }
 
 /// The drill's settings, for the report.
@@ -258,6 +366,26 @@ pub struct DrillSettings {
     pub max_size: u32,
     /// Every key passed to the service.
     pub service_settings: Vec<String>,
+}
+
+impl DrillSettings {
+    /// The settings of `config`, which passed `service_settings` to the
+    /// service.
+    fn of(config: &DrillConfig, service_settings: Vec<String>) -> Self {
+        Self {
+            faults: config.faults.clone(),
+            hold_seconds: config.hold.as_secs_f64(),
+            phase_seconds: config.phase.as_secs_f64(),
+            users: config.users,
+            think_mean_seconds: config.think.as_secs_f64(),
+            request_timeout_seconds: config.request_timeout.as_secs_f64(),
+            margin_seconds: config.margin.as_secs_f64(),
+            recovery_bound_seconds: config.recovery_bound.as_secs_f64(),
+            max_connections: config.max_connections,
+            max_size: config.max_size,
+            service_settings,
+        }
+    }
 }
 
 /// The report of a drill, as `--json` prints it.
@@ -324,7 +452,8 @@ pub fn names_its_cause(kind: &str) -> bool {
         .is_some_and(|slug| !slug.trim().is_empty())
 }
 
-/// Judges each phase and the drill (see the module documentation).
+/// Judges each phase and the drill (see the module documentation). The
+/// phases' [`pool`](PhaseReport::pool) is left empty, for the caller.
 pub fn judge(
     config: &DrillConfig,
     stats: Vec<PhaseStats>,
@@ -334,6 +463,7 @@ pub fn judge(
     let phases: Vec<PhaseReport> = stats
         .into_iter()
         .map(|stats| PhaseReport {
+            pool: PhasePool::default(),
             unexpected: stats
                 .failed_by_kind
                 .keys()
@@ -547,28 +677,19 @@ async fn drill(
     let outcome = under_load(config, cluster, &service).await;
     let log = service.log();
     let stop = service.stop().await;
-    let (stats, load_report) = outcome?;
+    let (stats, pools, load_report) = outcome?;
 
-    let (phases, mut verdicts) = judge(config, stats, &load_report.correctness);
+    let (mut phases, mut verdicts) = judge(config, stats, &load_report.correctness);
+    for (phase, pool) in phases.iter_mut().zip(pools) {
+        phase.pool = pool;
+    }
     if let Some(stop) = &stop {
         verdicts.push(slo::clean_shutdown(stop));
     }
     Ok(DrillReport {
         command: config.command.clone(),
         started_at,
-        settings: DrillSettings {
-            faults: config.faults.clone(),
-            hold_seconds: config.hold.as_secs_f64(),
-            phase_seconds: config.phase.as_secs_f64(),
-            users: config.users,
-            think_mean_seconds: config.think.as_secs_f64(),
-            request_timeout_seconds: config.request_timeout.as_secs_f64(),
-            margin_seconds: config.margin.as_secs_f64(),
-            recovery_bound_seconds: config.recovery_bound.as_secs_f64(),
-            max_connections: config.max_connections,
-            max_size: config.max_size,
-            service_settings: settings,
-        },
+        settings: DrillSettings::of(config, settings),
         server_version,
         phases,
         load: LoadSummary::from(&load_report),
@@ -580,45 +701,25 @@ async fn drill(
     })
 }
 
-/// Runs the users against `service` and the schedule against `cluster`;
-/// returns each phase's figures and the load's report.
+/// What the drill saw under load: each phase's figures and pool, and the
+/// load's report.
+type Loaded = (Vec<PhaseStats>, Vec<PhasePool>, load::report::LoadReport);
+
+/// Runs the users against `service` and the schedule against `cluster`,
+/// reading the pool meanwhile; returns each phase's figures and pool, and
+/// the load's report.
 async fn under_load(
     config: &DrillConfig,
     cluster: &PgCluster,
     service: &Service,
-) -> Result<(Vec<PhaseStats>, load::report::LoadReport), DrillError> {
+) -> Result<Loaded, DrillError> {
     let recorder = PhaseRecorder::new();
-    let tap: Tap = {
-        let recorder = recorder.clone();
-        Arc::new(move |tapped: Tapped<'_>| {
-            recorder.record(tapped.start, tapped.end, outcome(tapped.op, tapped.outcome));
-        })
-    };
     let stop = StopHandle::new();
-    let load_config = LoadConfig {
-        target: Target::Url(service.base().to_owned()),
-        users: config.users,
-        duration: Some(LOAD_CAP),
-        requests: None,
-        ramp: None,
-        scenario: Scenario {
-            think: config.think,
-            ..Scenario::default()
-        },
-        accounts: config.accounts,
-        // Far past the deadline: a late answer is measured, not cut off.
-        request_timeout: config.request_timeout + config.margin + Duration::from_secs(10),
-        // The drill judges by its own verdicts.
-        slos: Slos::default(),
-        progress: false,
-        quiet: true,
-        command: config.command.clone(),
-        ..LoadConfig::default()
-    };
     let hooks = Hooks {
-        tap: Some(tap),
+        tap: Some(tap_into(&recorder)),
         stop: Some(stop.clone()),
     };
+    let load_config = load_config(config, service);
     let mut load_task = tokio::spawn(async move { load::run_with(&load_config, hooks).await });
 
     // The users start once the accounts are open.
@@ -626,6 +727,7 @@ async fn under_load(
     while recorder.is_empty() && !load_task.is_finished() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let samples = Arc::new(Mutex::new(Vec::new()));
     let mut early = None;
     let scheduled = if recorder.is_empty() {
         None
@@ -644,6 +746,7 @@ async fn under_load(
             ),
         );
         let watcher = tokio::spawn(watch_phases(recorder.clone(), config.quiet));
+        let sampler = tokio::spawn(sample_pool(service.base().to_owned(), samples.clone()));
         let schedule = config.schedule();
         let result = tokio::select! {
             result = schedule.run(cluster, &recorder) => Some(result),
@@ -654,6 +757,7 @@ async fn under_load(
             }
         };
         watcher.abort();
+        sampler.abort();
         result
     };
     stop.stop();
@@ -664,19 +768,68 @@ async fn under_load(
             load_task.await
         }
     };
+    let report = outcome_of(scheduled, loaded, recorder.is_empty())?;
+    let phases = recorder.phases();
+    let samples = samples.lock().unwrap_or_else(PoisonError::into_inner);
+    let pools = phases
+        .iter()
+        .map(|phase| PhasePool::of(phase, &samples))
+        .collect();
+    Ok((recorder.stats(), pools, report))
+}
+
+/// A tap that records every request of the load into `recorder`.
+fn tap_into(recorder: &PhaseRecorder) -> Tap {
+    let recorder = recorder.clone();
+    Arc::new(move |tapped: Tapped<'_>| {
+        recorder.record(tapped.start, tapped.end, outcome(tapped.op, tapped.outcome));
+    })
+}
+
+/// The load the drill runs against `service`: its users, bounded only by
+/// [`LOAD_CAP`] (the drill stops them).
+fn load_config(config: &DrillConfig, service: &Service) -> LoadConfig {
+    LoadConfig {
+        target: Target::Url(service.base().to_owned()),
+        users: config.users,
+        duration: Some(LOAD_CAP),
+        requests: None,
+        ramp: None,
+        scenario: Scenario {
+            think: config.think,
+            ..Scenario::default()
+        },
+        accounts: config.accounts,
+        // Far past the deadline: a late answer is measured, not cut off.
+        request_timeout: config.request_timeout + config.margin + Duration::from_secs(10),
+        // The drill judges by its own verdicts.
+        slos: Slos::default(),
+        progress: false,
+        quiet: true,
+        command: config.command.clone(),
+        ..LoadConfig::default()
+    }
+}
+
+/// The load's report, or why the drill failed: the schedule's result
+/// (`None` when it did not run, or the load ended before it), the load's,
+/// and whether no request was made.
+fn outcome_of(
+    scheduled: Option<io::Result<()>>,
+    loaded: Result<Result<load::report::LoadReport, LoadError>, tokio::task::JoinError>,
+    no_request: bool,
+) -> Result<load::report::LoadReport, DrillError> {
     match (scheduled, loaded) {
         (Some(Err(error)), _) => Err(DrillError::Fault(error)),
         (_, Err(join)) => Err(DrillError::Load(LoadError::Target(format!(
             "the load failed: {join}"
         )))),
         (_, Ok(Err(error))) => Err(DrillError::Load(error)),
-        (Some(Ok(())), Ok(Ok(report))) => Ok((recorder.stats(), report)),
-        (None, Ok(Ok(_))) if recorder.is_empty() => {
-            Err(DrillError::Load(LoadError::Target(format!(
-                "the users made no request within {}",
-                humantime::format_duration(FIRST_REQUEST_DEADLINE)
-            ))))
-        }
+        (Some(Ok(())), Ok(Ok(report))) => Ok(report),
+        (None, Ok(Ok(_))) if no_request => Err(DrillError::Load(LoadError::Target(format!(
+            "the users made no request within {}",
+            humantime::format_duration(FIRST_REQUEST_DEADLINE)
+        )))),
         (None, Ok(Ok(_))) => Err(DrillError::Load(LoadError::Target(
             "the load ended before the schedule".into(),
         ))),
@@ -724,8 +877,8 @@ impl DrillReport {
     /// The phases as a Markdown table.
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| phase | requests | failed | failures by kind | failed after the return | longest wait | outage | recovery |\n\
-             |---|---:|---:|---|---:|---:|---:|---:|\n",
+            "| phase | requests | failed | failures by kind | failed after the return | p99 | longest wait | outage | recovery | peak in use | limit min–max (last) |\n\
+             |---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for phase in &self.phases {
             let stats = &phase.stats;
@@ -750,7 +903,7 @@ impl DrillReport {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {failed} | {} | {} | {} | {} | {recovery} |",
+                "| {} | {} | {failed} | {} | {} | {} | {} | {} | {recovery} | {} | {} |",
                 stats.phase,
                 stats.requests,
                 kinds.join(", "),
@@ -758,8 +911,14 @@ impl DrillReport {
                     Some(_) => stats.failed_after_restore.to_string(),
                     None => String::new(),
                 },
+                short(stats.latency_p99),
                 short(stats.longest_wait),
                 stats.outage.map_or(String::new(), short),
+                phase
+                    .pool
+                    .peak_in_use
+                    .map_or(String::new(), |n| n.to_string()),
+                phase.pool.limits(),
             );
         }
         out
@@ -844,6 +1003,7 @@ mod tests {
             failed_by_kind: BTreeMap::new(),
             failed_after_restore: 0,
             longest_wait: Duration::from_millis(40),
+            latency_p99: Duration::from_millis(30),
             outage: fault.map(|_| Duration::from_secs(3)),
             recovery: fault.map(|_| Duration::from_millis(300)),
             detail: None,
@@ -961,8 +1121,67 @@ mod tests {
         assert_eq!(json["phase"], "crash");
         assert_eq!(json["recovery_s"], 0.3);
         assert_eq!(json["unexpected"][0], "transport timeout");
+        assert_eq!(json["latency_p99_s"], 0.03);
+        assert!(json["limit_min"].is_null(), "{json:#}");
         let back: PhaseReport = serde_json::from_value(json).unwrap();
         assert_eq!(back, phases[0]);
+    }
+
+    #[test]
+    fn the_pool_of_a_phase_is_in_its_json_and_its_row() {
+        let (mut phases, _) = judge(
+            &DrillConfig::default(),
+            vec![
+                stats("baseline", None),
+                stats("cpu-hog", Some(Fault::CpuHog)),
+            ],
+            &clean(),
+        );
+        phases[0].pool.peak_in_use = Some(10);
+        phases[1].pool = PhasePool {
+            peak_in_use: Some(12),
+            limit_min: Some(4),
+            limit_max: Some(16),
+            limit_last: Some(8),
+        };
+        let json = serde_json::to_value(&phases[1]).unwrap();
+        assert_eq!(
+            (&json["limit_min"], &json["limit_max"], &json["limit_last"]),
+            (&4.into(), &16.into(), &8.into())
+        );
+        assert_eq!(json["peak_in_use"], 12);
+        let back: PhaseReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, phases[1]);
+
+        let table = report(phases).table();
+        let rows: Vec<&str> = table.lines().collect();
+        assert!(
+            rows[0].contains("| p99 |") && rows[0].contains("limit"),
+            "{table}"
+        );
+        // Fixed sizing: no limits.
+        assert!(
+            rows[2].ends_with("| 30 ms | 40 ms |  |  | 10 |  |"),
+            "{table}"
+        );
+        assert!(rows[3].ends_with("| 12 | 4–16 (8) |"), "{table}");
+    }
+
+    /// A report of `phases`, everything else empty.
+    fn report(phases: Vec<PhaseReport>) -> DrillReport {
+        DrillReport {
+            command: String::new(),
+            started_at: String::new(),
+            settings: DrillSettings::of(&DrillConfig::default(), Vec::new()),
+            server_version: String::new(),
+            phases,
+            load: LoadSummary::default(),
+            correctness: clean(),
+            service_log: None,
+            shutdown: None,
+            verdicts: Vec::new(),
+            passed: true,
+        }
     }
 
     #[test]
@@ -977,5 +1196,17 @@ mod tests {
             ..DrillConfig::default()
         };
         assert!(none.check().is_err());
+        // The CPU hog's sessions and watcher need room beside a full pool.
+        let hog = DrillConfig {
+            faults: vec![Fault::CpuHog],
+            max_size: 16,
+            ..DrillConfig::default()
+        };
+        assert!(hog.check().unwrap_err().contains("cpu-hog"));
+        let hog = DrillConfig {
+            max_size: 15,
+            ..hog
+        };
+        assert!(hog.check().is_ok());
     }
 }

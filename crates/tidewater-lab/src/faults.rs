@@ -12,8 +12,9 @@
 //!   [`Outcome`]) from any number of tasks, and cuts them into phases: a
 //!   baseline, then one phase per fault. [`PhaseStats`] is what one phase
 //!   saw: requests, failures by kind (and how many of them started after
-//!   the database was back), the longest wait, and the recovery time (from
-//!   the database's return to the first success started after it).
+//!   the database was back), the longest wait and the p99 latency, and the
+//!   recovery time (from the database's return to the first success
+//!   started after it).
 //! - [`Schedule`] runs faults one after another against a cluster while the
 //!   caller's load records into a recorder, waiting in each phase for the
 //!   recovery (bounded) and a steady stretch after it.
@@ -54,14 +55,16 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
 /// One way to break the server. [`Fault::ALL`] is the default schedule, in
-/// the order it runs.
+/// the order it runs; [`Fault::EVERY`] adds the faults run only when named.
 ///
 /// ```
 /// use tidewater_lab::faults::Fault;
 ///
 /// assert_eq!("hang".parse::<Fault>().unwrap(), Fault::Hang);
+/// assert_eq!("cpu-hog".parse::<Fault>().unwrap(), Fault::CpuHog);
 /// assert_eq!(Fault::FillConnections.to_string(), "fill-connections");
 /// assert_eq!(Fault::ALL.len(), 5);
+/// assert!(!Fault::ALL.contains(&Fault::CpuHog));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -92,6 +95,11 @@ pub enum Fault {
     /// (`superuser_reserved_connections`, 3), so a pool connecting as one
     /// may win some back.
     FillConnections,
+    /// [`HOG_SESSIONS`] side sessions each run a CPU-bound query for the
+    /// hold time, then are cancelled: the server stays up and accepting,
+    /// but every query is slower, at every concurrency. Not in the
+    /// default schedule ([`Fault::ALL`]): run it with `--faults cpu-hog`.
+    CpuHog,
 }
 
 impl Fault {
@@ -102,6 +110,17 @@ impl Fault {
         Fault::Hang,
         Fault::TerminateBackends,
         Fault::FillConnections,
+    ];
+
+    /// Every fault there is: the default schedule ([`ALL`](Self::ALL)),
+    /// then the faults run only when named.
+    pub const EVERY: [Fault; 6] = [
+        Fault::Restart,
+        Fault::Crash,
+        Fault::Hang,
+        Fault::TerminateBackends,
+        Fault::FillConnections,
+        Fault::CpuHog,
     ];
 
     /// Its name on a command line and in reports.
@@ -116,6 +135,7 @@ impl Fault {
             Fault::Hang => "hang",
             Fault::TerminateBackends => "terminate-backends",
             Fault::FillConnections => "fill-connections",
+            Fault::CpuHog => "cpu-hog",
         }
     }
 
@@ -131,6 +151,9 @@ impl Fault {
             Fault::Hang => "SIGSTOP the postmaster and backends for the hold time, SIGCONT",
             Fault::TerminateBackends => "pg_terminate_backend every client session",
             Fault::FillConnections => "a side client takes every connection slot for the hold time",
+            Fault::CpuHog => {
+                "side sessions run CPU-bound queries for the hold time: the database slows down at every concurrency"
+            }
         }
     }
 
@@ -155,12 +178,13 @@ impl fmt::Display for Fault {
 impl FromStr for Fault {
     type Err = String;
 
+    /// Any of [`Fault::EVERY`], by its [`name`](Fault::name).
     fn from_str(text: &str) -> Result<Self, String> {
-        Fault::ALL
+        Fault::EVERY
             .into_iter()
             .find(|fault| fault.name() == text)
             .ok_or_else(|| {
-                let names: Vec<_> = Fault::ALL.iter().map(|fault| fault.name()).collect();
+                let names: Vec<_> = Fault::EVERY.iter().map(|fault| fault.name()).collect();
                 format!("unknown fault {text:?}; one of {}", names.join(", "))
             })
     }
@@ -174,8 +198,11 @@ impl FromStr for Fault {
 /// `restored_at` is when the database served again: a restarted server's
 /// first accepted connection (a side session tries every 5 ms while it
 /// starts), the resume of a paused one, the return of the
-/// `pg_terminate_backend` query (every ended session has exited), or the
-/// moment the side client's sessions had left a full server.
+/// `pg_terminate_backend` query (every ended session has exited), the
+/// moment the side client's sessions had left a full server, or the
+/// moment the cancelled CPU-bound sessions had left it.
+/// For [`CpuHog`](Fault::CpuHog), `broken_at` is when the last of its
+/// queries started, once the server showed them all `active`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FaultWindow {
     /// The fault.
@@ -216,7 +243,8 @@ impl FaultWindow {
 /// # Errors
 /// When a control of the cluster fails (it does not start again, say), or
 /// the side client of [`FillConnections`](Fault::FillConnections) cannot
-/// connect or fill the server.
+/// connect or fill the server, or the one of [`CpuHog`](Fault::CpuHog)
+/// finds no free slot or its queries do not start or end.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
@@ -277,11 +305,7 @@ async fn inject_held(
     released: impl Future<Output = ()>,
     hold: Option<Duration>,
 ) -> io::Result<FaultWindow> {
-    let held = |since: Instant| {
-        hold.unwrap_or_else(|| {
-            Duration::from_millis(u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX))
-        })
-    };
+    let held = |since: Instant| held_for(hold, since);
     let window = |broken_at, restored_at, detail: String| FaultWindow {
         fault,
         broken_at,
@@ -313,7 +337,16 @@ async fn inject_held(
         }
         Fault::TerminateBackends => terminate_backends(cluster).await,
         Fault::FillConnections => fill_connections(cluster, released).await,
+        Fault::CpuHog => cpu_hog(cluster, released, hold).await,
     }
+}
+
+/// The hold a report gives: `hold` when the fault was held for a fixed
+/// time, else the time since `since`, to the millisecond.
+fn held_for(hold: Option<Duration>, since: Instant) -> Duration {
+    hold.unwrap_or_else(|| {
+        Duration::from_millis(u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX))
+    })
 }
 
 /// Bound on waiting for a starting server to accept a connection.
@@ -563,13 +596,18 @@ struct SideSession {
 /// Opens a superuser session over the server's Unix socket (trusted, so
 /// quick), or `None` when the server is full (SQLSTATE 53300).
 async fn side_session(cluster: &PgCluster) -> io::Result<Option<SideSession>> {
+    side_session_as(cluster, FILLER).await
+}
+
+/// [`side_session`] with `application_name` `name`.
+async fn side_session_as(cluster: &PgCluster, name: &str) -> io::Result<Option<SideSession>> {
     let mut config = tokio_postgres::Config::new();
     config
         .host_path(cluster.socket_dir())
         .port(cluster.port())
         .user(PgCluster::SUPERUSER)
         .dbname("postgres")
-        .application_name(FILLER)
+        .application_name(name)
         .connect_timeout(Duration::from_secs(10));
     match config.connect(NoTls).await {
         Ok((client, connection)) => Ok(Some(SideSession {
@@ -602,6 +640,151 @@ async fn wait_until_released(cluster: &PgCluster) -> io::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Sessions [`Fault::CpuHog`] runs its CPU-bound query on: twice the
+/// cores of the machines the lab runs on (2), so that every core is busy
+/// with a hog and each of the pool's backends competes with at least two
+/// of them for a core, whatever its concurrency.
+pub const HOG_SESSIONS: usize = 4;
+/// `application_name` of [`Fault::CpuHog`]'s sessions (its watcher's too).
+pub const HOG: &str = "tidewater-lab-hog";
+/// The CPU-bound query: counts rows it never finishes making (10^15, days
+/// at any speed) until cancelled. The series is made in the select list,
+/// one row at a time: in `FROM` it would be stored whole (spilling to
+/// disk) before the first row is counted.
+pub const HOG_SQL: &str =
+    "SELECT count(*) FROM (SELECT generate_series(1, 1000000000000000)) AS burn";
+
+/// One CPU-bound session of [`Fault::CpuHog`].
+struct Hog {
+    /// Cancels its query.
+    cancel: tokio_postgres::CancelToken,
+    /// Runs the query; ends (closing the session) when it is cancelled.
+    burning: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+/// [`Fault::CpuHog`]: [`HOG_SESSIONS`] side sessions run [`HOG_SQL`],
+/// watched from one more; broken when the last query started (once the
+/// watcher sees them all `active`), held until `released`, restored once
+/// the cancelled sessions have left the server. The hogs are cancelled
+/// whatever happens.
+async fn cpu_hog(
+    cluster: &PgCluster,
+    released: impl Future<Output = ()>,
+    hold: Option<Duration>,
+) -> io::Result<FaultWindow> {
+    let watcher = side_session_as(cluster, HOG).await?.ok_or_else(|| {
+        io::Error::other("the server is full: no session to watch the CPU hog from")
+    })?;
+    let mut hogs = Vec::with_capacity(HOG_SESSIONS);
+    let started = start_hogs(cluster, &watcher.client, &mut hogs).await;
+    let mut held = Duration::ZERO;
+    if let Ok(broken_at) = started {
+        released.await;
+        held = held_for(hold, broken_at);
+    }
+    let stopped = stop_hogs(hogs).await;
+    let broken_at = started?;
+    stopped?;
+    until_gone(
+        &watcher.client,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        &[&HOG],
+        "CPU hog sessions",
+    )
+    .await?;
+    Ok(FaultWindow {
+        fault: Fault::CpuHog,
+        broken_at,
+        restored_at: Instant::now(),
+        detail: format!("{HOG_SESSIONS} sessions ran CPU-bound queries for {held:?}"),
+    })
+}
+
+/// Opens the hog sessions into `hogs`, starts their query, and returns
+/// when the last of them started, once `watcher` sees them all `active`
+/// (see [`until_hogs_active`]).
+async fn start_hogs(
+    cluster: &PgCluster,
+    watcher: &Client,
+    hogs: &mut Vec<Hog>,
+) -> io::Result<Instant> {
+    for _ in 0..HOG_SESSIONS {
+        let session = side_session_as(cluster, HOG)
+            .await?
+            .ok_or_else(|| io::Error::other("the server is full: no slot for a CPU hog"))?;
+        let cancel = session.client.cancel_token();
+        let burning = tokio::spawn(async move {
+            // The session closes when the query ends.
+            session.client.simple_query(HOG_SQL).await.map(drop)
+        });
+        hogs.push(Hog { cancel, burning });
+    }
+    until_hogs_active(watcher).await
+}
+
+/// Polls `watcher` every 2 ms until the server shows [`HOG_SESSIONS`] hog
+/// queries `active` (failing after [`RELEASE_DEADLINE`]), and returns when
+/// the last of them started: the age of the newest `query_start`, by the
+/// server's clock, taken off an instant read before the question. That is
+/// no later than the start, so whoever saw them all active saw it after.
+async fn until_hogs_active(watcher: &Client) -> io::Result<Instant> {
+    let sessions = i64::try_from(HOG_SESSIONS).unwrap_or(i64::MAX);
+    let deadline = Instant::now() + RELEASE_DEADLINE;
+    loop {
+        let asked = Instant::now();
+        let row = watcher
+            .query_one(
+                "SELECT count(*), \
+                 coalesce(extract(epoch FROM clock_timestamp() - max(query_start)), 0)::float8 \
+                 FROM pg_stat_activity \
+                 WHERE application_name = $1 AND state = 'active' AND query = $2",
+                &[&HOG, &HOG_SQL],
+            )
+            .await
+            .map_err(pg_error)?;
+        let (active, age): (i64, f64) = (row.get(0), row.get(1));
+        if active == sessions {
+            let age = Duration::try_from_secs_f64(age).unwrap_or_default();
+            return Ok(asked.checked_sub(age).unwrap_or(asked));
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{active} of {sessions} CPU hog queries active after {RELEASE_DEADLINE:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Cancels every hog's query and waits (at most [`RELEASE_DEADLINE`])
+/// until each has ended, cancelled.
+async fn stop_hogs(hogs: Vec<Hog>) -> io::Result<()> {
+    for hog in &hogs {
+        hog.cancel.cancel_query(NoTls).await.map_err(pg_error)?;
+    }
+    let ended = async {
+        for hog in hogs {
+            match hog.burning.await {
+                Ok(Err(error)) if error.code() == Some(&SqlState::QUERY_CANCELED) => {}
+                Ok(Err(error)) => return Err(pg_error(error)),
+                Ok(Ok(())) => return Err(io::Error::other("a CPU hog query ended by itself")),
+                Err(join) => return Err(io::Error::other(join)),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(RELEASE_DEADLINE, ended)
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("cancelled CPU hog queries still ran after {RELEASE_DEADLINE:?}"),
+            )
+        })?
 }
 
 /// A driver error as an I/O error, its causes included.
@@ -718,6 +901,11 @@ pub struct PhaseStats {
     /// The longest any request of the phase took (zero without requests).
     #[serde(rename = "longest_wait_s", with = "secs")]
     pub longest_wait: Duration,
+    /// The 99th percentile of the phase's request latencies (nearest rank:
+    /// 99 % of its requests took at most this long; zero without
+    /// requests).
+    #[serde(rename = "latency_p99_s", with = "secs", default)]
+    pub latency_p99: Duration,
     /// How long the database was broken (the fault's window).
     #[serde(rename = "outage_s", with = "opt_secs")]
     pub outage: Option<Duration>,
@@ -759,6 +947,7 @@ impl PhaseStats {
             failed_by_kind: BTreeMap::new(),
             failed_after_restore: 0,
             longest_wait: Duration::ZERO,
+            latency_p99: Duration::ZERO,
             outage: phase.window.as_ref().map(FaultWindow::outage),
             recovery: None,
             detail: phase.window.as_ref().map(|window| window.detail.clone()),
@@ -766,8 +955,10 @@ impl PhaseStats {
         let restored_at = phase.window.as_ref().map(|window| window.restored_at);
         let mut first_success: Option<Instant> = None;
         let within = |record: &&Record| record.end >= phase.start && record.end < phase.end;
+        let mut waits = Vec::new();
         for record in records.iter().filter(within) {
             stats.requests += 1;
+            waits.push(record.wait());
             stats.longest_wait = stats.longest_wait.max(record.wait());
             let after_restore = restored_at.is_some_and(|restored| record.start >= restored);
             match &record.outcome {
@@ -788,8 +979,24 @@ impl PhaseStats {
         stats.recovery = restored_at
             .zip(first_success)
             .map(|(restored, success)| success.saturating_duration_since(restored));
+        stats.latency_p99 = nearest_rank(&mut waits, 0.99);
         stats
     }
+}
+
+/// The `q` quantile of `waits` by nearest rank (the smallest wait that at
+/// least `q` of them do not exceed); zero when there are none.
+///
+/// ```text
+/// 100 waits of 1..=100 ms: q 0.99 -> 99 ms, q 1.0 -> 100 ms, q 0.5 -> 50 ms
+/// ```
+fn nearest_rank(waits: &mut [Duration], q: f64) -> Duration {
+    if waits.is_empty() {
+        return Duration::ZERO;
+    }
+    waits.sort_unstable();
+    let rank = (q * waits.len() as f64).ceil() as usize;
+    waits[rank.clamp(1, waits.len()) - 1]
 }
 
 /// [`PhaseStats::compute`] for each of `phases`, in order.
@@ -1152,6 +1359,8 @@ mod tests {
             [("57P01", 2), ("acquire timeout", 1), ("deadline", 2)]
         );
         assert_eq!(stats.longest_wait, Duration::from_millis(3_100));
+        // Six waits: the p99's rank is the sixth, the longest.
+        assert_eq!(stats.latency_p99, Duration::from_millis(3_100));
         assert_eq!(stats.outage, Some(Duration::from_millis(1_900)));
         assert_eq!(stats.recovery, None, "no success after the return");
         // Started at 1 200 .. 2 000, before the return at 3 000.
@@ -1251,13 +1460,30 @@ mod tests {
         assert_eq!(json["outage_s"], 1.5);
         assert_eq!(json["recovery_s"], 0.25);
         assert_eq!(json["longest_wait_s"], 0.25);
+        assert_eq!(json["latency_p99_s"], 0.25);
         let back: PhaseStats = serde_json::from_value(json).unwrap();
         assert_eq!(back, stats);
     }
 
     #[test]
+    fn the_p99_is_the_nearest_rank() {
+        let mut waits: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(nearest_rank(&mut waits, 0.99), Duration::from_millis(99));
+        assert_eq!(nearest_rank(&mut waits, 0.5), Duration::from_millis(50));
+        assert_eq!(nearest_rank(&mut waits, 1.0), Duration::from_millis(100));
+        assert_eq!(
+            nearest_rank(&mut waits[..1], 0.99),
+            Duration::from_millis(1)
+        );
+        assert_eq!(nearest_rank(&mut [], 0.99), Duration::ZERO);
+    }
+
+    #[test]
     fn faults_parse_from_their_names() {
-        for fault in Fault::ALL {
+        // The CPU hog is not in the default schedule, but parses.
+        assert!(!Fault::ALL.contains(&Fault::CpuHog));
+        assert!(Fault::ALL.iter().all(|fault| Fault::EVERY.contains(fault)));
+        for fault in Fault::EVERY {
             assert_eq!(fault.name().parse::<Fault>(), Ok(fault));
             assert_eq!(
                 serde_json::to_value(fault).unwrap(),
@@ -1266,5 +1492,7 @@ mod tests {
         }
         let error = "reboot".parse::<Fault>().unwrap_err();
         assert!(error.contains("restart, crash, hang"), "{error}");
+        assert!(error.contains("cpu-hog"), "{error}");
+        assert!(Fault::CpuHog.holds());
     }
 }

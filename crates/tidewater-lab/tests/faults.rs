@@ -1,6 +1,7 @@
-//! Every fault of the drill schedule against a private PostgreSQL cluster
-//! (never the shared server): each must break what it says, and the server
-//! must serve again once the injection returns.
+//! Every fault of the drill schedule, and the CPU hog run only when named,
+//! against a private PostgreSQL cluster (never the shared server): each
+//! must break what it says, and the server must serve again once the
+//! injection returns.
 //!
 //! No window is defined by a sleep: the faults that last are injected with
 //! `inject_until` and held until the test has seen what they do, and every
@@ -9,7 +10,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tidewater_lab::faults::{Fault, FaultWindow, inject, inject_until};
+use tidewater_lab::faults::{Fault, FaultWindow, HOG, HOG_SESSIONS, HOG_SQL, inject, inject_until};
 use tidewater_testkit::PgCluster;
 use tokio::sync::oneshot;
 use tokio_postgres::error::SqlState;
@@ -85,6 +86,78 @@ fn assert_held(window: &FaultWindow, seen: Instant, released: Instant) {
         window.broken_at <= seen && released <= window.restored_at,
         "{window:?}: broken after it was seen, or restored before it was released"
     );
+}
+
+/// The CPU hog's queries the server shows running and waiting on
+/// nothing (on a core, or queued for one), asked from `watch`.
+async fn hog_queries(watch: &Client) -> i64 {
+    watch
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state = 'active' AND wait_event IS NULL AND query = $2",
+            &[&HOG, &HOG_SQL],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Sessions of the CPU hog (its watcher's included) on the server.
+async fn hog_sessions(watch: &Client) -> i64 {
+    watch
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&HOG],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cpu_hog_runs_its_queries_until_released_then_cancels_them() {
+    tokio::time::timeout(TEST_BOUND, cpu_hog())
+        .await
+        .expect("the CPU hog test ran past its bound");
+}
+
+async fn cpu_hog() {
+    let cluster = PgCluster::new().await.unwrap();
+    let watch = connect(&cluster.url()).await.unwrap();
+    let sessions = i64::try_from(HOG_SESSIONS).unwrap();
+    let (release, held) = hold();
+    let (window, (seen, released)) =
+        tokio::join!(inject_until(&cluster, Fault::CpuHog, held), async {
+            poll_until("every hog query running", || async {
+                hog_queries(&watch).await == sessions
+            })
+            .await;
+            let seen = Instant::now();
+            release.send(()).unwrap();
+            (seen, Instant::now())
+        });
+    let window = window.unwrap();
+    assert_eq!(window.fault, Fault::CpuHog);
+    assert_held(&window, seen, released);
+    assert!(
+        window
+            .detail
+            .starts_with(&format!("{HOG_SESSIONS} sessions ran CPU-bound queries")),
+        "{}",
+        window.detail
+    );
+    // Cancelled, their sessions gone, once the injection returned; its
+    // watcher leaves a moment after.
+    assert_eq!(
+        hog_queries(&watch).await,
+        0,
+        "the hog queries were cancelled"
+    );
+    poll_until("every hog session left", || async {
+        hog_sessions(&watch).await == 0
+    })
+    .await;
+    assert_eq!(select_one(&watch).await.unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

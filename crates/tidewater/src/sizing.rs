@@ -18,8 +18,9 @@
 //! (twice the connections, twice the work), 0 or less past it (more
 //! connections, only more waiting inside the database).
 //! - **Slow start**: from the floor, the limit doubles while each doubling
-//!   keeps at least half its share of throughput (`e ≥ 0.5`).
-//! - **Headroom**: `e ≥ sizing.min_elasticity` (0.2): it rises by
+//!   buys throughput (`e ≥ sizing.min_elasticity`); the first that does
+//!   not sends it back to where that doubling started.
+//! - **Headroom**: `e ≥ sizing.min_elasticity` (0.1): it rises by
 //!   `sizing.step` of itself (at least one connection).
 //! - **Past the knee**: `e < sizing.min_elasticity`: it falls by the same.
 //! - **Not reached**: nobody queued for the limit in the interval: it holds
@@ -28,6 +29,16 @@
 //! The limit thus keeps moving by one step around the point where an added
 //! connection brings `min_elasticity` of its share of throughput: the
 //! movement is what measures the elasticity.
+//!
+//! ```
+//! let config: tidewater::PoolConfig = toml::from_str(r#"
+//!     max_size = 200            # the ceiling
+//!     [sizing]
+//!     mode = "adaptive"
+//!     floor = 4
+//! "#).unwrap();
+//! assert_eq!(config.sizing.min_elasticity, 0.1);
+//! ```
 //!
 //! The limit is enforced as the pool's size: lowering it closes
 //! connections as they come back (reason `limited`), raising it lets the
@@ -56,8 +67,6 @@ const MIN_CHANGE: f64 = 0.04;
 /// unrelated to concurrency (a sudden slowdown) moves the estimate by
 /// at most one comparison's worth.
 const CLAMP: (f64, f64) = (-1.0, 1.5);
-/// Slow start goes on while each doubling keeps this elasticity.
-const SLOW_START_ELASTICITY: f64 = 0.5;
 
 /// Why the adaptive limit last moved (or held).
 ///
@@ -239,7 +248,7 @@ impl Controller {
         let (target, reason) = match compared {
             // The last doubling bought too little: back to where it started,
             // and from there one step at a time.
-            Some(now) if self.slow_start && now < SLOW_START_ELASTICITY => {
+            Some(now) if self.slow_start && now < self.min_elasticity => {
                 self.slow_start = false;
                 self.elasticity = Some(now);
                 (limit / 2.0, LimitReason::PastKnee)

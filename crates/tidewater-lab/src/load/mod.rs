@@ -373,7 +373,7 @@ fn raise_open_files_limit() {
 
 /// The pool's name and numbers, from `GET /api/pools` (its first pool,
 /// or the one named `pool`).
-async fn pool_status(
+pub(crate) async fn pool_status(
     client: &reqwest::Client,
     base: &str,
     pool: Option<&str>,
