@@ -7,55 +7,15 @@
 //! HTTP client as a 503 naming its cause (none hung up to the client's
 //! own timeout), and that tidewater recovered from every fault.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
-/// Bound on the whole run (about 45 s on a 2-core machine, debug build).
-const RUN_BOUND: Duration = Duration::from_secs(240);
+mod common;
 
-/// Runs the binary with `args`, killing it past [`RUN_BOUND`]; returns its
-/// standard output, failing on a non-zero exit.
-fn run_bench(args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater-bench"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the benchmark starts");
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        stdout.read_to_string(&mut text).map(|_| text)
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let error_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + RUN_BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the drill ran past {RUN_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let errors = error_reader.join().unwrap();
-    assert!(status.success(), "the drill failed ({status}):\n{errors}");
-    reader.join().unwrap().unwrap()
-}
+use common::run_bench;
 
 #[test]
 fn the_quick_drill_runs_every_pool_through_every_fault() {
-    let output = run_bench(&["drill", "--quick", "--json"]);
+    let output = run_bench("drill", &["drill", "--quick", "--json"]);
     let report: Value = serde_json::from_str(output.trim())
         .unwrap_or_else(|error| panic!("not one JSON object ({error}): {output}"));
     assert_eq!(report["bench"], "drill");

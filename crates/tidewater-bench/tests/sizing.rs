@@ -7,71 +7,31 @@
 //! and no errors, and that the adaptive limit stayed within its floor and
 //! ceiling.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
-/// Bound on the whole run (about 20 s on a 2-core machine, debug build).
-const RUN_BOUND: Duration = Duration::from_secs(240);
+mod common;
 
-/// Runs the binary with `args`, killing it past [`RUN_BOUND`]; returns its
-/// standard output, failing on a non-zero exit.
-fn run_bench(args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater-bench"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the benchmark starts");
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        stdout.read_to_string(&mut text).map(|_| text)
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let error_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + RUN_BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the sizing benchmark ran past {RUN_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let errors = error_reader.join().unwrap();
-    assert!(
-        status.success(),
-        "the sizing benchmark failed ({status}):\n{errors}"
-    );
-    reader.join().unwrap().unwrap()
-}
+use common::run_bench;
 
 #[test]
 fn a_short_sizing_run_measures_every_configuration() {
-    let output = run_bench(&[
-        "sizing",
-        "--workloads",
-        "hot,sqlite",
-        "--sizes",
-        "5",
-        "--tasks",
-        "50",
-        "--warmup",
-        "1s",
-        "--duration",
-        "2s",
-        "--json",
-    ]);
+    let output = run_bench(
+        "sizing benchmark",
+        &[
+            "sizing",
+            "--workloads",
+            "hot,sqlite",
+            "--sizes",
+            "5",
+            "--tasks",
+            "50",
+            "--warmup",
+            "1s",
+            "--duration",
+            "2s",
+            "--json",
+        ],
+    );
     let lines: Vec<Value> = output
         .lines()
         .map(|line| {

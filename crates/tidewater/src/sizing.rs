@@ -423,7 +423,7 @@ pub(crate) fn start<M: Manager>(pool: &Pool<M>) {
             rt::sleep_until(Instant::now() + interval).await;
             let Some(shared) = weak.upgrade() else { return };
             let pool = Pool::from_shared(shared);
-            if pool.lock().closed {
+            if pool.shared.gauges.flags().closed() {
                 return;
             }
             let now = Measured::now(&pool);

@@ -225,12 +225,8 @@ async fn a_falling_limit_closes_connections_as_limited() {
 #[tokio::test(start_paused = true)]
 async fn fixed_sizing_keeps_the_limit_at_max_size() {
     let config = PoolConfig {
-        max_size: 20,
-        ..adaptive(20, 2)
-    };
-    let config = PoolConfig {
         sizing: SizingConfig::default(),
-        ..config
+        ..adaptive(20, 2)
     };
     let load = Load::start(config, 5, 100);
     let limits = load.limits_over(Duration::from_secs(5)).await;
