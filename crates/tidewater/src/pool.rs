@@ -6,6 +6,7 @@
 //! - connections coming back and where they go: `checkin.rs`;
 //! - the locked state and the rules that change it: `state.rs`;
 //! - slot accounting (open connections, attempts, `max_size`): `slots.rs`;
+//! - the adaptive limit written into the slots' `max`: `sizing.rs`;
 //! - idle connections and checkout records, per thread: `idle.rs`;
 //! - the waiter queue and the hand-off to a waiter: `waiters.rs`;
 //! - connection attempts, backoff and the breaker: `connect.rs`, `breaker.rs`;
