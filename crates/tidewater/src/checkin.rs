@@ -111,7 +111,7 @@ impl<M: Manager> Pool<M> {
                 if let Some(reason) = pool.must_go(state.closed, &conn, now) {
                     return Next::Close(reason, pool.end_record(state, record));
                 }
-                let Some(waiter) = state.waiters.pop_front() else {
+                let Some(waiter) = state.waiters.pop_front(now) else {
                     return Next::Idle(pool.end_queue_record(state, record));
                 };
                 let (record, before) =

@@ -33,7 +33,7 @@
 //! | `sizing.floor` | 2 | 1 to 10 000 | the adaptive limit never goes below this (nor above `max_size`) |
 //! | `sizing.interval` | 500 ms | 10 ms to 1 min | how often the adaptive limit is reconsidered (at least 20 returns in between) |
 //! | `sizing.step` | 0.1 | 0.01 to 0.5 | how far the limit moves per interval, as a share of itself (at least one connection; slow start doubles) |
-//! | `sizing.min_elasticity` | 0.1 | 0.01 to 1 | the share of throughput an added connection must bring, relative to its share of connections, for the limit to rise (below it, the limit falls) |
+//! | `sizing.min_elasticity` | 0.1 | 0.01 to 1 | what an added connection must bring, relative to its share of connections, for the limit to rise (below it, the limit falls): throughput for callers that loop, time not spent queueing for callers that arrive on their own schedule |
 //! | `alerts.enabled` | true | true, false | evaluate the in-process alert rules |
 //! | `alerts.window` | 1 min | 1 s to 1 h | the recent window the timeout, slow-wait, connection-error rules and the wait p99 look at |
 //! | `alerts.utilization_threshold` | 0.8 | 0.05 to 1 | connections in use over `max_size` that counts as high |
@@ -184,8 +184,9 @@ pub struct SizingConfig {
     pub interval: Duration,
     /// How far the limit moves per interval, as a share of itself.
     pub step: f64,
-    /// The share of throughput an added connection must bring, relative to
-    /// its share of connections, for the limit to rise.
+    /// What an added connection must bring (throughput, or time callers
+    /// do not spend queueing), relative to its share of connections, for
+    /// the limit to rise.
     pub min_elasticity: f64,
 }
 

@@ -435,7 +435,7 @@ impl<M: Manager> Pool<M> {
             pool.publish(state);
             fence(SeqCst); // pairs with the fence in `make_idle`
             let mut settled = pool.settle(state, now);
-            while let Some(waiter) = state.waiters.pop_front() {
+            while let Some(waiter) = state.waiters.pop_front(now) {
                 settled
                     .deliveries
                     .push((waiter, Err(Box::new(error.clone()))));

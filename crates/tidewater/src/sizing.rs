@@ -5,21 +5,25 @@
 //! `sizing.floor` and `max_size` (the ceiling) and moves it every
 //! `sizing.interval`, from what the pool already measures for free: the
 //! returns in the interval and the time their connections were held (the
-//! use-time histogram's count and sum). Their quotient is the mean use time
-//! `R`; the sum over the interval is the mean number of connections in use
-//! `N` (Little's law); `N / R` is the throughput `X`. Nothing is added to
-//! `get()` or the return path, and no query is sent.
+//! use-time histogram's count and sum), and the time callers spent queued
+//! in it (the waiter queue's length integrated over time). The returns per second are the
+//! throughput `X`; the mean held time over the interval is the mean in use
+//! `N`; with the mean queued `Q`, `T = (N + Q) / X` is the time one
+//! checkout costs its caller, waiting and using (Little's law). Nothing is
+//! added to `get()` or the return path, and no query is sent.
 //!
 //! The rule (the design and its sources are in `docs/design.md`): the limit
-//! climbs while an added connection still buys throughput, and falls when
-//! it does not. The measure is the throughput's *elasticity* to
-//! concurrency, `e = Δln X / Δln N` between two intervals at different
-//! concurrency, smoothed over the recent ones: 1 below the database's knee
-//! (twice the connections, twice the work), 0 or less past it (more
-//! connections, only more waiting inside the database).
+//! climbs while an added connection still pays, and falls when it does not.
+//! The measure is the *elasticity* of the callers' power `X / T` (Kleinrock)
+//! to the limit, `e = Δln(X / T) / Δln limit` between two intervals at
+//! different limits, smoothed over the recent ones. Below the database's
+//! knee a higher limit buys throughput (callers that loop) or saves the
+//! time callers queue in the pool (callers that arrive on their own
+//! schedule): `e` is positive. Past it, more connections buy only more
+//! waiting inside the database: `e` is 0 or less.
 //! - **Slow start**: from the floor, the limit doubles while each doubling
-//!   buys throughput (`e ≥ sizing.min_elasticity`); the first that does
-//!   not sends it back to where that doubling started.
+//!   pays (`e ≥ sizing.min_elasticity`); the first that does not sends it
+//!   back to where that doubling started.
 //! - **Headroom**: `e ≥ sizing.min_elasticity` (0.1): it rises by
 //!   `sizing.step` of itself (at least one connection).
 //! - **Past the knee**: `e < sizing.min_elasticity`: it falls by the same.
@@ -27,8 +31,7 @@
 //!   (no evidence that more would help), and that interval is not compared.
 //!
 //! The limit thus keeps moving by one step around the point where an added
-//! connection brings `min_elasticity` of its share of throughput: the
-//! movement is what measures the elasticity.
+//! connection stops paying: the movement is what measures the elasticity.
 //!
 //! ```
 //! let config: tidewater::PoolConfig = toml::from_str(r#"
@@ -51,6 +54,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::clock::Tick;
 use crate::config::{SizingConfig, SizingMode};
 use crate::histogram::HistogramSnapshot;
 use crate::manager::Manager;
@@ -61,10 +65,10 @@ use crate::rt::{self, Instant};
 const MIN_SAMPLES: u64 = 20;
 /// Weight of the newest comparison in the smoothed elasticity.
 const SMOOTHING: f64 = 0.5;
-/// Smallest change of concurrency between two intervals worth comparing.
+/// Smallest change of the limit between two intervals worth comparing.
 const MIN_CHANGE: f64 = 0.04;
 /// One comparison's elasticity is clamped to this range, so that a jolt
-/// unrelated to concurrency (a sudden slowdown) moves the estimate by
+/// unrelated to the limit (a sudden slowdown) moves the estimate by
 /// at most one comparison's worth.
 const CLAMP: (f64, f64) = (-1.0, 1.5);
 
@@ -78,11 +82,11 @@ const CLAMP: (f64, f64) = (-1.0, 1.5);
 pub enum LimitReason {
     /// Fixed sizing, or no interval with enough returns yet.
     Starting,
-    /// Slow start: the last doubling kept its share of throughput.
+    /// Slow start: the last doubling paid.
     SlowStart,
-    /// An added connection still buys throughput: it rose.
+    /// An added connection still buys throughput or saves waiting: it rose.
     Headroom,
-    /// An added connection buys too little throughput: it fell.
+    /// An added connection buys too little: it fell.
     PastKnee,
     /// Nobody queued for the limit: it held.
     NotReached,
@@ -127,7 +131,7 @@ pub struct SizingReport {
     /// The ceiling: `max_size`, or the last `resize()`.
     pub ceiling: u32,
     /// The lowest mean use time seen: the database's latency when little
-    /// queues inside it (for reference; the rule compares throughput).
+    /// queues inside it (for reference; the rule compares intervals).
     #[serde(rename = "baseline_use_seconds", serialize_with = "seconds")]
     pub baseline_use: Option<Duration>,
     /// The mean use time in the last interval the limit was decided on.
@@ -135,11 +139,14 @@ pub struct SizingReport {
     pub recent_use: Option<Duration>,
     /// The mean number of connections in use over that interval.
     pub recent_in_use: f64,
+    /// The mean number of callers queued in the pool over that interval.
+    pub recent_waiting: f64,
     /// Returns per second in that interval.
     pub recent_throughput: f64,
-    /// The smoothed elasticity of throughput to concurrency: the share of
-    /// throughput an added connection brings, relative to its share of
-    /// connections (1 below the knee, 0 or less past it).
+    /// The smoothed elasticity of the callers' power (throughput over the
+    /// wait plus use time of a checkout) to the limit: what an added
+    /// connection brings, relative to its share of connections (positive
+    /// below the knee, 0 or less past it).
     pub elasticity: Option<f64>,
     /// Why the limit last moved or held.
     pub reason: LimitReason,
@@ -162,14 +169,28 @@ pub(crate) struct Sample {
     pub(crate) mean_use: f64,
     /// Mean connections in use over the interval.
     pub(crate) in_use: f64,
+    /// Mean callers queued in the pool over the interval.
+    pub(crate) waiting: f64,
     /// Callers queued for the limit in the interval.
     pub(crate) queued: bool,
+    /// The limit in force during the interval (set by the controller).
+    pub(crate) limit: u32,
 }
 
 impl Sample {
     /// Returns per second: `N / R` (Little's law).
     fn throughput(self) -> f64 {
         self.in_use / self.mean_use
+    }
+
+    /// The callers' power: throughput over the time a checkout costs its
+    /// caller, waiting and using, `T = (N + Q) / X` (Little's law over the
+    /// pool, exact in every interval where a wait measured at its end would
+    /// lag). Callers that loop gain throughput; callers that arrive on
+    /// their own schedule gain time.
+    fn power(self) -> f64 {
+        let throughput = self.throughput();
+        throughput * throughput / (self.in_use + self.waiting)
     }
 }
 
@@ -229,6 +250,11 @@ impl Controller {
         if sample.uses < MIN_SAMPLES || sample.mean_use <= 0.0 || sample.in_use <= 0.0 {
             return false;
         }
+        let sample = Sample {
+            limit: self.limit,
+            waiting: sample.waiting.max(0.0),
+            ..sample
+        };
         self.last = Some(sample);
         let lowest = self
             .lowest_use
@@ -299,7 +325,9 @@ impl Controller {
             ceiling: self.ceiling,
             baseline_use: self.lowest_use.map(seconds),
             recent_use: self.last.map(|sample| seconds(sample.mean_use)),
+
             recent_in_use: self.last.map_or(0.0, |sample| sample.in_use),
+            recent_waiting: self.last.map_or(0.0, |sample| sample.waiting),
             recent_throughput: self.last.map_or(0.0, Sample::throughput),
             elasticity: self.elasticity,
             reason: self.reason,
@@ -307,15 +335,21 @@ impl Controller {
     }
 }
 
-/// The elasticity of throughput to concurrency between two intervals,
-/// when their concurrency differs enough to tell (clamped to [`CLAMP`]).
+/// Half the elasticity of the callers' power to the limit between two
+/// intervals, when their limits differ enough to tell (clamped to
+/// [`CLAMP`]). Half, because power is `X² / (N + Q)` and for callers that
+/// loop `N + Q` is their number: the measure is then the throughput's
+/// elasticity (1 below the knee, 0 past it). The limit, not the mean in use, is the lever: when callers
+/// arrive on their own schedule the mean in use follows the use time
+/// (Little's law), and comparing by it would read any slower interval as
+/// "more connections, no more throughput".
 fn elasticity(before: Sample, after: Sample) -> Option<f64> {
-    let concurrency = (after.in_use / before.in_use).ln();
-    if concurrency.abs() < MIN_CHANGE {
+    let limit = (f64::from(after.limit) / f64::from(before.limit)).ln();
+    if limit.abs() < MIN_CHANGE {
         return None;
     }
-    let throughput = (after.throughput() / before.throughput()).ln();
-    Some((throughput / concurrency).clamp(CLAMP.0, CLAMP.1))
+    let power = (after.power() / before.power()).ln();
+    Some((power / (2.0 * limit)).clamp(CLAMP.0, CLAMP.1))
 }
 
 /// The pool's sizing: its ceiling, and the controller when adaptive.
@@ -388,6 +422,7 @@ impl<M: Manager> Pool<M> {
                     baseline_use: None,
                     recent_use: None,
                     recent_in_use: 0.0,
+                    recent_waiting: 0.0,
                     recent_throughput: 0.0,
                     elasticity: None,
                     reason: LimitReason::Starting,
@@ -441,18 +476,22 @@ pub(crate) fn start<M: Manager>(pool: &Pool<M>) {
 
 /// What the limit is decided from, read at one moment.
 struct Measured {
-    at: Instant,
+    at: Tick,
     use_time: HistogramSnapshot,
     queued: u64,
+    /// The queue's length integrated over time (`WaiterQueue::waited`).
+    waited: u64,
 }
 
 impl Measured {
     fn now<M: Manager>(pool: &Pool<M>) -> Self {
         let hot = pool.shared.idle.hot_stats();
+        let at = pool.shared.clock.now();
         Self {
-            at: Instant::now(),
+            at,
             use_time: hot.use_time,
             queued: hot.acquired_after_wait,
+            waited: pool.with_state(|_, state| state.waiters.waited(at)),
         }
     }
 
@@ -460,12 +499,16 @@ impl Measured {
     fn since(&self, earlier: &Measured) -> Sample {
         let uses = self.use_time.count() - earlier.use_time.count();
         let held = (self.use_time.sum() - earlier.use_time.sum()).as_secs_f64();
-        let elapsed = self.at.duration_since(earlier.at).as_secs_f64();
+        let elapsed = self.at.since(earlier.at).as_secs_f64();
+        let waited = Duration::from_nanos(self.waited.wrapping_sub(earlier.waited));
+        let per_second = |total: f64| if elapsed > 0.0 { total / elapsed } else { 0.0 };
         Sample {
             uses,
             mean_use: if uses == 0 { 0.0 } else { held / uses as f64 },
-            in_use: if elapsed > 0.0 { held / elapsed } else { 0.0 },
+            in_use: per_second(held),
+            waiting: per_second(waited.as_secs_f64()),
             queued: self.queued > earlier.queued,
+            limit: 0,
         }
     }
 }
@@ -481,7 +524,18 @@ mod tests {
             uses: 100,
             mean_use,
             in_use,
+            waiting: 0.0,
             queued,
+            limit: 0,
+        }
+    }
+
+    /// An interval of 1,000 callers that loop: those not using a
+    /// connection are queued for one.
+    fn looping(mean_use: f64, in_use: f64) -> Sample {
+        Sample {
+            waiting: 1000.0 - in_use,
+            ..sample(mean_use, in_use, true)
         }
     }
 
@@ -500,7 +554,7 @@ mod tests {
     fn slow_start_doubles_until_a_doubling_buys_too_little() {
         let mut controller = Controller::new(&SizingConfig::default(), 200);
         // A database that serves 8 at 5 ms, then shares its time.
-        let at = |n: f64| sample(0.005 * (n / 8.0).max(1.0), n, true);
+        let at = |n: f64| looping(0.005 * (n / 8.0).max(1.0), n);
         for (n, next) in [(2.0, 4), (4.0, 8), (8.0, 16)] {
             controller.observe(at(n));
             assert_eq!(controller.limit(), next);
@@ -518,6 +572,34 @@ mod tests {
             (report.recent_throughput - 1600.0).abs() < 1e-6,
             "{report:?}"
         );
+    }
+
+    #[test]
+    fn callers_on_their_own_schedule_raise_it_while_it_saves_waiting() {
+        let mut controller = Controller::new(&SizingConfig::default(), 50);
+        controller.slow_start = false;
+        controller.limit = 4;
+        // 400 arrivals per second, 5 ms each: 2 in use on average whatever
+        // the limit, so the throughput tells nothing; the wait does.
+        let waiting = |queued: f64| Sample {
+            waiting: queued,
+            ..sample(0.005, 2.0, true)
+        };
+        controller.observe(waiting(4.0));
+        assert_eq!(controller.limit(), 5);
+        controller.observe(waiting(1.6)); // one more connection, 6 ms less waiting
+        assert_eq!(
+            (controller.limit(), controller.reason),
+            (6, LimitReason::Headroom)
+        );
+        assert!(controller.elasticity.unwrap() > 1.0, "{controller:?}");
+        // The same waits at higher limits: it stopped paying, and once the
+        // smoothed estimate says so, the limit turns.
+        let turned = (0..6).any(|_| {
+            controller.observe(waiting(1.6));
+            controller.reason == LimitReason::PastKnee
+        });
+        assert!(turned, "{controller:?}");
     }
 
     #[test]

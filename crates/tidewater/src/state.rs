@@ -128,12 +128,15 @@ impl<M: Manager> Pool<M> {
         };
         let first = state.waiters.len() == 0;
         let attempts_seen = state.breaker.attempts();
-        let key = state.waiters.push(Waiter {
-            handoff,
-            caller,
-            deadline,
-            attempts_seen,
-        });
+        let key = state.waiters.push(
+            Waiter {
+                handoff,
+                caller,
+                deadline,
+                attempts_seen,
+            },
+            now,
+        );
         self.publish(&mut state);
         if first {
             // This caller is the one who tells `make_idle` that someone
@@ -142,14 +145,14 @@ impl<M: Manager> Pool<M> {
             // made idle meanwhile goes to the queue through `settle`.)
             fence(SeqCst); // pairs with the fence in `make_idle`
             if let Some(checkout) = shared.idle.take(caller, now) {
-                state.waiters.remove(key);
+                state.waiters.remove(key, now);
                 self.publish(&mut state);
                 return Ok(Joined::Idle(checkout));
             }
         }
         let counts = shared.slots.counts();
         if let Some(refusal) = self.refusal(&state, now, counts) {
-            state.waiters.remove(key);
+            state.waiters.remove(key, now);
             self.publish(&mut state);
             return Err(refusal);
         }
@@ -273,7 +276,7 @@ impl<M: Manager> Pool<M> {
             let Some(checkout) = shared.idle.take(caller, now) else {
                 break;
             };
-            let waiter = state.waiters.pop_front().expect("a front waiter");
+            let waiter = state.waiters.pop_front(now).expect("a front waiter");
             settled.deliveries.push((waiter, Ok(checkout)));
         }
         if !settled.gone.is_empty() {
@@ -292,7 +295,10 @@ impl<M: Manager> Pool<M> {
     ) -> (Settled<M::Connection>, Option<Tick>) {
         let mut settled = Settled::new();
         let timeout = self.shared.config.acquire_timeout;
-        while let Some(waiter) = state.waiters.pop_front_if(|waiter| waiter.deadline <= now) {
+        while let Some(waiter) = state
+            .waiters
+            .pop_front_if(now, |waiter| waiter.deadline <= now)
+        {
             let error = self.timeout_error(state, timeout + now.since(waiter.deadline));
             settled.deliveries.push((waiter, Err(Box::new(error))));
         }
@@ -325,9 +331,10 @@ impl<M: Manager> Pool<M> {
         error: impl Fn() -> Error,
     ) -> Settled<M::Connection> {
         let mut settled = Settled::new();
+        let now = self.shared.clock.now();
         while let Some(waiter) = state
             .waiters
-            .pop_front_if(|waiter| waiter.attempts_seen < attempt)
+            .pop_front_if(now, |waiter| waiter.attempts_seen < attempt)
         {
             settled.deliveries.push((waiter, Err(Box::new(error()))));
         }

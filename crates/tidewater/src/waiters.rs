@@ -86,6 +86,10 @@ pub(crate) struct WaiterQueue<T> {
     /// The id of the next waiter (wrapping: a key is only compared with
     /// the waiter in its own slot).
     next_id: u32,
+    /// The queue's length integrated over time up to `changed_at`, in
+    /// caller-nanoseconds (wrapping: read as differences).
+    waited: u64,
+    changed_at: Tick,
 }
 
 impl<T> WaiterQueue<T> {
@@ -97,6 +101,25 @@ impl<T> WaiterQueue<T> {
             free: NONE,
             len: 0,
             next_id: 0,
+            waited: 0,
+            changed_at: Tick::default(),
+        }
+    }
+
+    /// The time callers have spent in the queue, all added up, until
+    /// `now` (caller-nanoseconds, wrapping): its difference over an
+    /// interval divided by the interval's length is the mean number of
+    /// callers queued over it, whatever their waits' lengths.
+    pub(crate) fn waited(&self, now: Tick) -> u64 {
+        self.waited
+            .wrapping_add(u64::from(self.len).wrapping_mul(now.nanos_since(self.changed_at)))
+    }
+
+    /// Brings `waited` up to `now`, before the length changes.
+    fn account(&mut self, now: Tick) {
+        if now > self.changed_at {
+            self.waited = self.waited(now);
+            self.changed_at = now;
         }
     }
 
@@ -107,7 +130,8 @@ impl<T> WaiterQueue<T> {
 
     /// Adds a waiter after every waiter whose deadline is not later than
     /// its own (normally at the back).
-    pub(crate) fn push(&mut self, waiter: Waiter<T>) -> WaiterKey {
+    pub(crate) fn push(&mut self, waiter: Waiter<T>, now: Tick) -> WaiterKey {
+        self.account(now);
         let mut before = self.tail;
         while before != NONE && self.waiter(before).deadline > waiter.deadline {
             before = self.links(before).0;
@@ -153,17 +177,18 @@ impl<T> WaiterQueue<T> {
     }
 
     /// Takes the waiter with the earliest deadline off the queue.
-    pub(crate) fn pop_front(&mut self) -> Option<Waiter<T>> {
-        (self.head != NONE).then(|| self.take(self.head))
+    pub(crate) fn pop_front(&mut self, now: Tick) -> Option<Waiter<T>> {
+        (self.head != NONE).then(|| self.take(self.head, now))
     }
 
     /// Takes the front waiter off the queue if `pick` says so.
     pub(crate) fn pop_front_if(
         &mut self,
+        now: Tick,
         pick: impl FnOnce(&Waiter<T>) -> bool,
     ) -> Option<Waiter<T>> {
         if pick(self.front()?) {
-            self.pop_front()
+            self.pop_front(now)
         } else {
             None
         }
@@ -171,18 +196,19 @@ impl<T> WaiterQueue<T> {
 
     /// Takes the waiter at `key` off the queue if it is still there (its
     /// slot may have been reused since it was taken off).
-    pub(crate) fn remove(&mut self, key: WaiterKey) -> bool {
+    pub(crate) fn remove(&mut self, key: WaiterKey, now: Tick) -> bool {
         let queued = matches!(
             self.slots.get(key.index as usize),
             Some(Slot::Queued { id, .. }) if *id == key.id
         );
         if queued {
-            drop(self.take(key.index));
+            drop(self.take(key.index, now));
         }
         queued
     }
 
-    fn take(&mut self, index: u32) -> Waiter<T> {
+    fn take(&mut self, index: u32, now: Tick) -> Waiter<T> {
+        self.account(now);
         let freed = Slot::Free {
             next_free: self.free,
         };
@@ -359,7 +385,7 @@ mod tests {
     }
 
     fn deadlines(queue: &mut WaiterQueue<u32>) -> Vec<Tick> {
-        std::iter::from_fn(|| queue.pop_front().map(|w| w.deadline)).collect()
+        std::iter::from_fn(|| queue.pop_front(Tick::default()).map(|w| w.deadline)).collect()
     }
 
     #[test]
@@ -368,11 +394,11 @@ mod tests {
         let at = |ms| t0.after(Duration::from_millis(ms));
         let mut queue = WaiterQueue::new();
         for ms in [10, 20, 30] {
-            queue.push(waiter(at(ms)).0);
+            queue.push(waiter(at(ms)).0, t0);
         }
-        queue.push(waiter(at(15)).0); // joined again, with an earlier deadline
-        queue.push(waiter(at(1)).0);
-        queue.push(waiter(at(30)).0); // a tie keeps arrival order: after the other 30
+        queue.push(waiter(at(15)).0, t0); // joined again, with an earlier deadline
+        queue.push(waiter(at(1)).0, t0);
+        queue.push(waiter(at(30)).0, t0); // a tie keeps arrival order: after the other 30
         assert_eq!(queue.len(), 6);
         assert_eq!(
             deadlines(&mut queue),
@@ -390,21 +416,38 @@ mod tests {
         for ms in 0..4 {
             let (waiter, handoff) = waiter(t0.after(Duration::from_millis(ms)));
             handoffs.push(handoff);
-            keys.push(queue.push(waiter));
+            keys.push(queue.push(waiter, t0));
         }
-        assert!(queue.remove(keys[1]));
-        assert!(!queue.remove(keys[1]), "already gone");
-        assert!(queue.remove(keys[3]));
+        assert!(queue.remove(keys[1], t0));
+        assert!(!queue.remove(keys[1], t0), "already gone");
+        assert!(queue.remove(keys[3], t0));
         assert_eq!(queue.len(), 2);
-        queue.pop_front().unwrap().give(7).unwrap();
+        queue.pop_front(t0).unwrap().give(7).unwrap();
         assert_eq!(handoffs[0].poll(Waker::noop()), Some(7));
         // A slot reused by a new waiter is not removed under the old key.
         let (newcomer, _) = waiter(t0);
-        let reused = queue.push(newcomer);
-        assert!(!queue.remove(keys[0]));
-        assert!(queue.remove(reused));
+        let reused = queue.push(newcomer, t0);
+        assert!(!queue.remove(keys[0], t0));
+        assert!(queue.remove(reused, t0));
         assert_eq!(queue.len(), 1);
         assert_eq!(queue.slots.len(), 4, "freed slots are reused");
+    }
+
+    #[test]
+    fn the_time_queued_adds_up_over_callers() {
+        let t0 = Tick::default();
+        let at = |ms| t0.after(Duration::from_millis(ms));
+        let mut queue = WaiterQueue::new();
+        let first = queue.push(waiter(at(1_000)).0, at(0));
+        queue.push(waiter(at(1_000)).0, at(10));
+        assert!(queue.remove(first, at(30)));
+        assert_eq!(queue.waited(at(30)), 50_000_000, "30 ms + 20 ms");
+        queue.pop_front(at(40)).unwrap();
+        assert_eq!(
+            queue.waited(at(100)),
+            60_000_000,
+            "nobody queued since 40 ms"
+        );
     }
 
     #[test]

@@ -185,7 +185,8 @@ async fn the_json_keeps_its_documented_shape() {
             "reason",
             "recent_in_use",
             "recent_throughput",
-            "recent_use_seconds"
+            "recent_use_seconds",
+            "recent_waiting"
         ]
     );
     assert_eq!(pool_json["sizing"]["mode"], "fixed");

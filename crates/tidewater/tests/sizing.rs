@@ -244,3 +244,76 @@ async fn without_queued_callers_the_limit_does_not_rise() {
     assert_eq!(load.pool.sizing().reason, LimitReason::NotReached);
     load.stop().await;
 }
+
+/// Callers that arrive on their own schedule (an open system, as in a web
+/// service), 400 a second whatever the limit, on a database whose latency
+/// wanders between 4 and 6 ms for reasons of its own: bursts of 10 every
+/// 25 ms, then of 40 every 100 ms. The throughput cannot tell the limits
+/// apart and the mean in use follows the latency; what a higher limit buys
+/// is time not spent queueing. The limit rises until the bursts no longer
+/// queue, and stays.
+#[tokio::test(start_paused = true)]
+async fn callers_arriving_on_their_own_schedule_raise_it_until_they_stop_queueing() {
+    let (pool, _script) = scripted_pool(adaptive(200, 2));
+    let db = Arc::new(SimulatedDatabase::new(BASE, 100));
+    let (pool_, db_) = (pool.clone(), db.clone());
+    let arrivals = tokio::spawn(async move {
+        let mut callers = tokio::task::JoinSet::new();
+        let mut wander: u64 = 1;
+        for (every, burst, bursts) in [(25, 10, 400), (100, 40, 400)] {
+            let mut ticks = tokio::time::interval(Duration::from_millis(every));
+            for _ in 0..bursts {
+                ticks.tick().await;
+                wander = wander
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                db_.set_base(Duration::from_micros(4_000 + (wander >> 33) % 2_000));
+                for _ in 0..burst {
+                    let (pool, db) = (pool_.clone(), db_.clone());
+                    callers.spawn(async move {
+                        let conn = pool.get().await.expect("no caller fails");
+                        db.query().await;
+                        drop(conn);
+                    });
+                }
+            }
+        }
+        while let Some(caller) = callers.join_next().await {
+            caller.expect("caller ran");
+        }
+    });
+    let limits_over = |span: Duration| {
+        let pool = pool.clone();
+        async move {
+            let mut limits = Vec::new();
+            let end = tokio::time::Instant::now() + span;
+            while tokio::time::Instant::now() < end {
+                tokio::time::sleep(INTERVAL).await;
+                limits.push(pool.sizing().limit);
+            }
+            limits
+        }
+    };
+    let small = limits_over(Duration::from_secs(10)).await;
+    assert!(
+        small[small.len() - 4..].iter().all(|&limit| limit >= 10),
+        "a burst of 10 fits under the limit: {small:?}"
+    );
+    let large = limits_over(Duration::from_secs(20)).await;
+    let before = pool.stats();
+    let settled = limits_over(Duration::from_secs(10)).await;
+    let after = pool.stats();
+    assert!(
+        settled.iter().all(|&limit| limit >= 36),
+        "a burst of 40 (nearly) fits under the limit: {large:?} then {settled:?}"
+    );
+    let waited = after.acquired_after_wait - before.acquired_after_wait;
+    let all = after.acquired() - before.acquired();
+    assert!(all > 3_000, "{all} checkouts");
+    assert!(waited * 10 <= all, "{waited} of {all} checkouts queued");
+    arrivals.await.expect("arrivals ran");
+    settle().await;
+    let status = pool.status();
+    assert_eq!((status.in_use, status.waiters), (0, 0), "{status}");
+    assert_eq!(db.queries(), 20_000);
+}
