@@ -23,12 +23,22 @@
 //! waiting inside the database: `e` is 0 or less.
 //! - **Slow start**: from the floor, the limit doubles while each doubling
 //!   pays (`e ≥ sizing.min_elasticity`); the first that does not sends it
-//!   back to where that doubling started.
+//!   back to where that doubling started, and so does an interval in
+//!   which nobody queued for the limit. Slow start decides five times
+//!   per interval, so that callers arriving all at once do not queue
+//!   behind the floor for seconds.
 //! - **Headroom**: `e ≥ sizing.min_elasticity` (0.1): it rises by
 //!   `sizing.step` of itself (at least one connection).
 //! - **Past the knee**: `e < sizing.min_elasticity`: it falls by the same.
-//! - **Not reached**: nobody queued for the limit in the interval: it holds
-//!   (no evidence that more would help), and that interval is not compared.
+//! - **Not reached**: nobody queued for the limit in the interval: it does
+//!   not rise (no evidence that more would help), and that interval is not
+//!   compared; a limit above `N + 3√N` (square-root staffing for the mean
+//!   in use `N`) falls by one step toward it (a limit nobody reaches lets a
+//!   stalled database's backlog in all at once).
+//!
+//! - After a move, the next interval starts 100 ms later (a fifth of the
+//!   interval): connections just opened start cold, those closing are
+//!   still coming back.
 //!
 //! The limit thus keeps moving by one step around the point where an added
 //! connection stops paying: the movement is what measures the elasticity.
@@ -61,6 +71,10 @@ use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::rt::{self, Instant};
 
+/// Slow start decides this many times per `sizing.interval`: callers that
+/// all arrive at once (a service starting under load) queue behind the
+/// floor for as long as slow start takes.
+const SLOW_START_PACE: u32 = 5;
 /// Fewest returns an interval needs before the limit moves on it.
 const MIN_SAMPLES: u64 = 20;
 /// Weight of the newest comparison in the smoothed elasticity.
@@ -88,7 +102,8 @@ pub enum LimitReason {
     Headroom,
     /// An added connection buys too little: it fell.
     PastKnee,
-    /// Nobody queued for the limit: it held.
+    /// Nobody queued for the limit: it held, or fell a step toward the
+    /// square-root staffing level of the mean in use (`N + 3√N`).
     NotReached,
     /// At the ceiling (`max_size`) or the floor.
     Bounded,
@@ -234,6 +249,15 @@ impl Controller {
         self.limit
     }
 
+    /// How long the next interval lasts: shorter while in slow start.
+    fn next_interval(&self, interval: Duration) -> Duration {
+        if self.slow_start {
+            interval / SLOW_START_PACE
+        } else {
+            interval
+        }
+    }
+
     fn floor(&self) -> u32 {
         self.floor.min(self.ceiling)
     }
@@ -261,8 +285,18 @@ impl Controller {
             .map_or(sample.mean_use, |low| low.min(sample.mean_use));
         self.lowest_use = Some(lowest);
         if !sample.queued {
+            // A limit nobody reaches protects nothing: when the database
+            // stalls, every caller runs into it at once. Drift down, one
+            // step an interval, toward the square-root staffing level
+            // `N + 3√N` (Halfin and Whitt: with callers arriving at random,
+            // about one in a thousand would find every connection busy).
             self.previous = None;
+            self.slow_start = false;
             self.reason = LimitReason::NotReached;
+            let used = (sample.in_use + 3.0 * sample.in_use.sqrt()).ceil() as u32;
+            let step = (f64::from(self.limit) * self.step).max(1.0).round() as u32;
+            let lower = self.limit.saturating_sub(step).max(used);
+            self.limit = self.limit.min(lower.max(self.floor())).min(self.ceiling);
             return true;
         }
         let compared = self
@@ -453,9 +487,10 @@ pub(crate) fn start<M: Manager>(pool: &Pool<M>) {
     let weak = pool.downgrade();
     let interval = pool.shared.config.sizing.interval;
     let mut since = Measured::now(pool);
+    let mut next = pool.shared.sizing.controller().next_interval(interval);
     rt::spawn(async move {
         loop {
-            rt::sleep_until(Instant::now() + interval).await;
+            rt::sleep_until(Instant::now() + next).await;
             let Some(shared) = weak.upgrade() else { return };
             let pool = Pool::from_shared(shared);
             if pool.shared.gauges.flags().closed() {
@@ -465,10 +500,26 @@ pub(crate) fn start<M: Manager>(pool: &Pool<M>) {
             let mut sample = now.since(&since);
             // Queued for the limit, not for a connection being opened.
             sample.queued &= pool.shared.slots.counts().room() == 0;
-            let mut controller = pool.shared.sizing.controller();
-            if controller.observe(sample) {
+            let changed = {
+                let mut controller = pool.shared.sizing.controller();
+                let before = controller.limit();
+                let decided = controller.observe(sample);
+                next = controller.next_interval(interval);
+                if !decided {
+                    continue;
+                }
                 pool.apply_limit(controller.limit());
-                since = now;
+                controller.limit() != before
+            };
+            since = now;
+            if changed {
+                // The first moments at a new limit measure the change, not
+                // the limit: connections opening (a new backend starts with
+                // cold caches) or closing. The next interval starts after.
+                drop(pool);
+                rt::sleep_until(Instant::now() + interval / SLOW_START_PACE).await;
+                let Some(shared) = weak.upgrade() else { return };
+                since = Measured::now(&Pool::from_shared(shared));
             }
         }
     });
@@ -600,6 +651,29 @@ mod tests {
             controller.reason == LimitReason::PastKnee
         });
         assert!(turned, "{controller:?}");
+    }
+
+    #[test]
+    fn a_limit_nobody_reaches_drifts_toward_square_root_staffing() {
+        let config = SizingConfig {
+            floor: 4,
+            ..SizingConfig::default()
+        };
+        let mut controller = Controller::new(&config, 50);
+        controller.limit = 40;
+        let mut limits = Vec::new();
+        for _ in 0..40 {
+            controller.observe(sample(0.002, 2.5, false));
+            limits.push(controller.limit());
+        }
+        assert_eq!(&limits[..3], [36, 32, 29], "one step at a time");
+        assert_eq!(limits.last(), Some(&8), "2.5 + 3√2.5 = 7.2: {limits:?}");
+        assert!(!controller.slow_start);
+        assert_eq!(controller.reason, LimitReason::NotReached);
+        for _ in 0..10 {
+            controller.observe(sample(0.002, 0.5, false)); // 0.5 + 3√0.5 = 2.6
+        }
+        assert_eq!(controller.limit(), 4, "never below the floor");
     }
 
     #[test]

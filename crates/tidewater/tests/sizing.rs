@@ -118,12 +118,18 @@ fn around(limits: &[u32], knee: u32) -> bool {
 #[tokio::test(start_paused = true)]
 async fn finds_the_knee_from_below_and_holds_near_it() {
     let load = Load::start(adaptive(200, 2), 30, 400);
-    let climb = load.limits_over(Duration::from_secs(10)).await;
+    let mut climb = Vec::new();
+    for _ in 0..10 {
+        climb.push(load.pool.sizing().limit);
+        tokio::time::sleep(INTERVAL / 5).await; // slow start's pace
+    }
+    climb.dedup();
     assert_eq!(
-        &climb[..4],
-        [2, 4, 8, 16],
-        "slow start doubles from the floor"
+        &climb[..5],
+        [2, 4, 8, 16, 32],
+        "slow start doubles from the floor, five times an interval: {climb:?}"
     );
+    load.limits_over(Duration::from_secs(10)).await;
     let steady = load.limits_over(Duration::from_secs(30)).await;
     assert!(around(&steady, 30), "around the knee (30): {steady:?}");
     load.stop().await;
@@ -251,9 +257,10 @@ async fn without_queued_callers_the_limit_does_not_rise() {
 /// 25 ms, then of 40 every 100 ms. The throughput cannot tell the limits
 /// apart and the mean in use follows the latency; what a higher limit buys
 /// is time not spent queueing. The limit rises until the bursts no longer
-/// queue, and stays.
+/// queue, and stays around that size (above it nobody queues and it drifts
+/// down, below it a step up saves waiting).
 #[tokio::test(start_paused = true)]
-async fn callers_arriving_on_their_own_schedule_raise_it_until_they_stop_queueing() {
+async fn callers_arriving_on_their_own_schedule_keep_it_around_their_bursts() {
     let (pool, _script) = scripted_pool(adaptive(200, 2));
     let db = Arc::new(SimulatedDatabase::new(BASE, 100));
     let (pool_, db_) = (pool.clone(), db.clone());
@@ -296,21 +303,21 @@ async fn callers_arriving_on_their_own_schedule_raise_it_until_they_stop_queuein
     };
     let small = limits_over(Duration::from_secs(10)).await;
     assert!(
-        small[small.len() - 4..].iter().all(|&limit| limit >= 10),
-        "a burst of 10 fits under the limit: {small:?}"
+        around(&small[small.len() - 10..], 10),
+        "around a burst (10): {small:?}"
     );
     let large = limits_over(Duration::from_secs(20)).await;
     let before = pool.stats();
     let settled = limits_over(Duration::from_secs(10)).await;
     let after = pool.stats();
     assert!(
-        settled.iter().all(|&limit| limit >= 36),
-        "a burst of 40 (nearly) fits under the limit: {large:?} then {settled:?}"
+        around(&settled, 40),
+        "around a burst (40): {large:?} then {settled:?}"
     );
     let waited = after.acquired_after_wait - before.acquired_after_wait;
     let all = after.acquired() - before.acquired();
     assert!(all > 3_000, "{all} checkouts");
-    assert!(waited * 10 <= all, "{waited} of {all} checkouts queued");
+    assert!(waited * 5 <= all, "{waited} of {all} checkouts queued");
     arrivals.await.expect("arrivals ran");
     settle().await;
     let status = pool.status();
