@@ -6,25 +6,28 @@
 //! `sizing.interval`, from what the pool already measures for free: the
 //! returns in the interval and the time their connections were held (the
 //! use-time histogram's count and sum), and the time callers spent queued
-//! in it (the waiter queue's length integrated over time). The returns per second are the
+//! (the waiter queue's length integrated over time: one multiply-add when
+//! a caller joins or leaves the queue). The returns per second are the
 //! throughput `X`; the mean held time over the interval is the mean in use
 //! `N`; with the mean queued `Q`, `T = (N + Q) / X` is the time one
 //! checkout costs its caller, waiting and using (Little's law). Nothing is
-//! added to `get()` or the return path, and no query is sent.
+//! added to a `get()` that finds a connection, and no query is sent.
 //!
 //! The rule (the design and its sources are in `docs/design.md`): the limit
 //! climbs while an added connection still pays, and falls when it does not.
-//! The measure is the *elasticity* of the callers' power `X / T` (Kleinrock)
-//! to the limit, `e = Δln(X / T) / Δln limit` between two intervals at
-//! different limits, smoothed over the recent ones. Below the database's
+//! The measure is half the *elasticity* of the callers' power `X / T`
+//! (Kleinrock) to the limit, `e = ½ Δln(X / T) / Δln limit` between two
+//! intervals at different limits, smoothed over the recent ones (for
+//! callers that loop, `X / T` is `X²` over their number, so `e` is the
+//! throughput's elasticity). Below the database's
 //! knee a higher limit buys throughput (callers that loop) or saves the
 //! time callers queue in the pool (callers that arrive on their own
 //! schedule): `e` is positive. Past it, more connections buy only more
 //! waiting inside the database: `e` is 0 or less.
 //! - **Slow start**: from the floor, the limit doubles while each doubling
 //!   pays (`e ≥ sizing.min_elasticity`); the first that does not sends it
-//!   back to where that doubling started, and so does an interval in
-//!   which nobody queued for the limit. Slow start decides five times
+//!   back to where that doubling started; an interval in which nobody
+//!   queued for the limit ends it too. Slow start decides five times
 //!   per interval, so that callers arriving all at once do not queue
 //!   behind the floor for seconds.
 //! - **Headroom**: `e ≥ sizing.min_elasticity` (0.1): it rises by
@@ -35,7 +38,6 @@
 //!   compared; a limit above `N + 3√N` (square-root staffing for the mean
 //!   in use `N`) falls by one step toward it (a limit nobody reaches lets a
 //!   stalled database's backlog in all at once).
-//!
 //! - After a move, the next interval starts 100 ms later (a fifth of the
 //!   interval): connections just opened start cold, those closing are
 //!   still coming back.
