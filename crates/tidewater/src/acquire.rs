@@ -179,7 +179,8 @@ impl<M: Manager> Drop for Queue<'_, M> {
             return;
         };
         let pool = self.pool;
-        if pool.with_state(|_, state| state.waiters.remove(*key, pool.shared.clock.now())) {
+        let now = pool.shared.clock.now();
+        if pool.with_state(|_, state| state.waiters.remove(*key, now)) {
             return;
         }
         // Taken off the queue already: whatever it was given (now, or

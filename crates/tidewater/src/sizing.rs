@@ -278,7 +278,6 @@ impl Controller {
         }
         let sample = Sample {
             limit: self.limit,
-            waiting: sample.waiting.max(0.0),
             ..sample
         };
         self.last = Some(sample);
@@ -531,20 +530,17 @@ pub(crate) fn start<M: Manager>(pool: &Pool<M>) {
 struct Measured {
     at: Tick,
     use_time: HistogramSnapshot,
-    queued: u64,
     /// The queue's length integrated over time (`WaiterQueue::waited`).
     waited: u64,
 }
 
 impl Measured {
     fn now<M: Manager>(pool: &Pool<M>) -> Self {
-        let hot = pool.shared.idle.hot_stats();
         let at = pool.shared.clock.now();
         Self {
             at,
-            use_time: hot.use_time,
-            queued: hot.acquired_after_wait,
-            waited: pool.with_state(|_, state| state.waiters.waited(at)),
+            use_time: pool.shared.idle.hot_stats().use_time,
+            waited: pool.lock().waiters.waited(at),
         }
     }
 
@@ -553,14 +549,14 @@ impl Measured {
         let uses = self.use_time.count() - earlier.use_time.count();
         let held = (self.use_time.sum() - earlier.use_time.sum()).as_secs_f64();
         let elapsed = self.at.since(earlier.at).as_secs_f64();
-        let waited = Duration::from_nanos(self.waited.wrapping_sub(earlier.waited));
+        let waited = self.waited.wrapping_sub(earlier.waited);
         let per_second = |total: f64| if elapsed > 0.0 { total / elapsed } else { 0.0 };
         Sample {
             uses,
             mean_use: if uses == 0 { 0.0 } else { held / uses as f64 },
             in_use: per_second(held),
-            waiting: per_second(waited.as_secs_f64()),
-            queued: self.queued > earlier.queued,
+            waiting: per_second(Duration::from_nanos(waited).as_secs_f64()),
+            queued: waited > 0,
             limit: 0,
         }
     }
