@@ -72,6 +72,7 @@ mod checkin;
 mod clock;
 pub mod config;
 mod connect;
+pub mod credentials;
 mod error;
 mod guard;
 pub mod health;
