@@ -58,7 +58,7 @@ impl<M: Manager> Pool<M> {
             let prepared = match conn.needs() {
                 Needs::Nothing => Prepared::Ready { checked: false },
                 Needs::Discard => Prepared::Discard,
-                Needs::Check { reset, fresh } => conn.check(deadline, reset, fresh).await,
+                Needs::Check(checks) => conn.check(deadline, checks).await,
             };
             match prepared {
                 Prepared::Ready { checked: true } => {

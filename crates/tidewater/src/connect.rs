@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::breaker::{Holding, Pacing};
 use crate::error::{Breakage, ConnectError, Error};
+use crate::hooks::{self, Hook};
 use crate::manager::{ErrorClass, Manager};
 use crate::pool::{Pool, Shared};
 use crate::rt::{self, Instant};
@@ -39,6 +40,7 @@ enum Step {
 pub(crate) async fn run_opener<M: Manager>(
     pool: Weak<Shared<M>>,
     manager: Arc<M>,
+    after_connect: Option<Hook<M>>,
     pacing: Arc<Notify>,
     slot: AttemptSlot,
 ) {
@@ -63,7 +65,11 @@ pub(crate) async fn run_opener<M: Manager>(
             Step::Connect(attempt) => attempt,
         };
         let started = Instant::now();
-        let outcome = rt::timeout_at(started + connect_timeout, manager.connect()).await;
+        let outcome = rt::timeout_at(
+            started + connect_timeout,
+            hooks::open(&*manager, after_connect.as_ref()),
+        )
+        .await;
         let Some(shared) = pool.upgrade() else { return };
         let pool = Pool::from_shared(shared);
         let now = Instant::now();

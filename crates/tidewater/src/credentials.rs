@@ -86,9 +86,8 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-type Fetch = dyn Fn() -> Pin<Box<dyn Future<Output = Result<Credentials, BoxError>> + Send>>
-    + Send
-    + Sync;
+type Fetch =
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Credentials, BoxError>> + Send>> + Send + Sync;
 
 /// Where a backend gets [`Credentials`] for each new connection. Cheap to
 /// clone; a provider that is expensive to ask (a token valid for 15

@@ -98,11 +98,19 @@ pub(crate) enum Needs {
     Nothing,
     /// Unusable: the guard's drop discards it; try another.
     Discard,
-    /// A validation or (`reset`) a session reset; `fresh`: just opened.
-    Check {
-        reset: bool,
-        fresh: bool,
-    },
+    /// Work before the caller may have it.
+    Check(Checks),
+}
+
+/// What [`PooledConnection::check`] does: a session reset (`reset`) or
+/// else, when `validate`, a validation; then the `before_checkout` hook if
+/// the pool has one.
+#[derive(Clone, Copy)]
+pub(crate) struct Checks {
+    pub(crate) reset: bool,
+    pub(crate) validate: bool,
+    /// Just opened: a failed validation counts as a failed attempt.
+    pub(crate) fresh: bool,
 }
 
 /// How preparing a checked-out connection ended.
@@ -232,19 +240,28 @@ impl<M: Manager> PooledConnection<M> {
             return Needs::Discard;
         }
         let reset = conn.needs_reset;
-        let stale = config.validate_after.is_zero()
+        let validate = config.validate_after.is_zero()
             || since.nanos_since(conn.last_checked) > nanos(config.validate_after);
-        if reset || stale {
-            Needs::Check { reset, fresh }
+        if reset || validate || shared.hooks.before_checkout.is_some() {
+            Needs::Check(Checks {
+                reset,
+                validate,
+                fresh,
+            })
         } else {
             Needs::Nothing
         }
     }
 
-    /// Validates (or, when `reset`, resets) the connection within the
-    /// acquire deadline. A `fresh` connection (just opened) that fails its
-    /// first validation counts as a failed connection attempt.
-    pub(crate) async fn check(&mut self, deadline: Tick, reset: bool, fresh: bool) -> Prepared {
+    /// Runs `checks` within the acquire deadline. A `fresh` connection (just
+    /// opened) that fails its first validation counts as a failed
+    /// connection attempt.
+    pub(crate) async fn check(&mut self, deadline: Tick, checks: Checks) -> Prepared {
+        let Checks {
+            reset,
+            validate,
+            fresh,
+        } = checks;
         // Borrow the fields apart: cloning the pool here would cost two
         // atomic operations on a line every core writes to.
         let Self {
@@ -259,14 +276,25 @@ impl<M: Manager> PooledConnection<M> {
         *discard_as = Some(CloseReason::Interrupted);
         let clock = &shared.clock;
         let limit = clock.instant(deadline.min(clock.now().after(config.validation_timeout)));
-        let outcome = if reset {
-            rt::timeout_at(limit, shared.manager.reset(&mut conn.raw)).await
-        } else {
-            rt::timeout_at(limit, shared.manager.validate(&mut conn.raw)).await
-        };
+        let manager = &*shared.manager;
+        let hook = shared.hooks.before_checkout.as_deref();
+        let outcome = rt::timeout_at(limit, async {
+            if reset {
+                manager.reset(&mut conn.raw).await?;
+            } else if validate {
+                manager.validate(&mut conn.raw).await?;
+            }
+            match hook {
+                Some(hook) => hook(&mut conn.raw).await,
+                None => Ok(()),
+            }
+        })
+        .await;
         if let Some(Ok(())) = outcome {
             conn.needs_reset = false;
-            conn.last_checked = clock.now();
+            if reset || validate {
+                conn.last_checked = clock.now();
+            }
             *discard_as = None;
             if fresh {
                 pool.proven();

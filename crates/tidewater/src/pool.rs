@@ -36,6 +36,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, PoolConfig};
 use crate::error::Error;
 use crate::guard::PooledConnection;
+use crate::hooks::Hooks;
 use crate::idle::Shards;
 use crate::leaks::LeakSuspect;
 use crate::manager::Manager;
@@ -93,6 +94,7 @@ impl<M: Manager> std::fmt::Debug for Pool<M> {
 #[repr(align(128))]
 pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: Arc<M>,
+    pub(crate) hooks: Hooks<M>,
     pub(crate) config: PoolConfig,
     pub(crate) name: Arc<str>,
     pub(crate) clock: Clock,
@@ -111,6 +113,55 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) monitor: std::sync::Mutex<Monitor>,
     /// The ceiling and, when adaptive, the limit's controller.
     pub(crate) sizing: Sizing,
+}
+
+/// Builds a [`Pool`] with [`Hooks`]: from [`Pool::builder`].
+#[must_use = "a builder does nothing until `build()`"]
+pub struct PoolBuilder<M: Manager> {
+    manager: M,
+    config: PoolConfig,
+    hooks: Hooks<M>,
+}
+
+impl<M: Manager> PoolBuilder<M> {
+    /// The hooks the pool runs on its connections.
+    ///
+    /// ```
+    /// # use tidewater_testkit::ScriptedManager;
+    /// use tidewater::{Hooks, Pool};
+    /// let builder = Pool::builder(ScriptedManager::new(), Default::default()).hooks(Hooks::new());
+    /// # drop(builder);
+    /// ```
+    pub fn hooks(mut self, hooks: Hooks<M>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The pool. Needs a Tokio runtime, as [`Pool::new`] does.
+    ///
+    /// # Errors
+    /// A configuration key out of range, as [`Pool::new`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::builder(ScriptedManager::new(), Default::default()).build();
+    /// assert!(pool.is_ok());
+    /// # }
+    /// ```
+    pub fn build(self) -> Result<Pool<M>, ConfigError> {
+        Pool::build(self.manager, self.config, self.hooks)
+    }
+}
+
+impl<M: Manager> std::fmt::Debug for PoolBuilder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("config", &self.config)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What [`Pool::close`] found.
@@ -159,6 +210,33 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub fn new(manager: M, config: PoolConfig) -> Result<Self, ConfigError> {
+        Self::builder(manager, config).build()
+    }
+
+    /// A pool with more than a configuration: [`Hooks`] to run on its
+    /// connections.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// use tidewater::{Hooks, Pool, PoolConfig};
+    /// let pool = Pool::builder(ScriptedManager::new(), PoolConfig::default())
+    ///     .hooks(Hooks::new().before_checkout(|_conn| Box::pin(async { Ok(()) })))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(pool.get().await.is_ok());
+    /// # }
+    /// ```
+    pub fn builder(manager: M, config: PoolConfig) -> PoolBuilder<M> {
+        PoolBuilder {
+            manager,
+            config,
+            hooks: Hooks::new(),
+        }
+    }
+
+    fn build(manager: M, config: PoolConfig, hooks: Hooks<M>) -> Result<Self, ConfigError> {
         config.validate()?;
         let breaker = Breaker::new(
             config.breaker_enabled,
@@ -170,6 +248,7 @@ impl<M: Manager> Pool<M> {
         let pool = Self {
             shared: Arc::new(Shared {
                 manager: Arc::new(manager),
+                hooks,
                 name: config.name.as_str().into(),
                 clock: Clock::new(),
                 idle: Shards::new(config.idle_order),

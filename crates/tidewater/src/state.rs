@@ -382,6 +382,7 @@ impl<M: Manager> Pool<M> {
             crate::rt::spawn(crate::connect::run_opener(
                 Arc::downgrade(&self.shared),
                 shared.manager.clone(),
+                shared.hooks.after_connect.clone(),
                 shared.pacing.clone(),
                 slot,
             ));
