@@ -80,6 +80,12 @@ struct Args {
     /// One JSON object a line instead of tables.
     #[arg(long)]
     json: bool,
+    /// Runs under a tracing subscriber at INFO (the registry and a fmt
+    /// layer writing nowhere), as a service that logs would: what the
+    /// pools' spans cost, tidewater's `db.client.connection.wait` among
+    /// them. Any benchmark.
+    #[arg(long, global = true)]
+    trace: bool,
 }
 
 /// The benchmarks besides the default (no-op) one.
@@ -138,6 +144,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if args.trace {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+            .with(tracing_subscriber::filter::LevelFilter::INFO);
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    }
     match args.command {
         None => {
             noop::run(plan(args)).await;

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
+use tracing::{Instrument, Span};
+
 use crate::clock::Tick;
 use crate::error::Error;
 use crate::guard::{Checkout, Needs, PooledConnection, Prepared};
@@ -25,7 +27,10 @@ use crate::state::{Joined, Served};
 use crate::waiters::{Handoff, WaiterKey};
 
 impl<M: Manager> Pool<M> {
-    /// The body of `get()` (`wait`) and `try_get()`.
+    /// The body of `get()` (`wait`) and `try_get()`. A caller served at
+    /// once from an idle connection that needs no check costs no span; one
+    /// that waits, or whose connection is validated or reset, gets a
+    /// [`wait_span`] covering all of it.
     pub(crate) async fn acquire(
         &self,
         caller: &'static Location<'static>,
@@ -33,6 +38,22 @@ impl<M: Manager> Pool<M> {
     ) -> Result<PooledConnection<M>, Error> {
         let clock = &self.shared.clock;
         let start = clock.now();
+        let mut span = None;
+        let outcome = self.acquire_within(caller, wait, start, &mut span).await;
+        if let Some(span) = span {
+            end_wait_span(&span, &outcome);
+        }
+        outcome
+    }
+
+    async fn acquire_within(
+        &self,
+        caller: &'static Location<'static>,
+        wait: bool,
+        start: Tick,
+        span: &mut Option<Span>,
+    ) -> Result<PooledConnection<M>, Error> {
+        let clock = &self.shared.clock;
         let deadline = start.after(self.shared.config.acquire_timeout);
         let mut now = start;
         let mut waited = false;
@@ -40,6 +61,7 @@ impl<M: Manager> Pool<M> {
             let checkout = match self.take_idle(caller, now) {
                 Some(checkout) => checkout,
                 None => {
+                    let span = span.get_or_insert_with(|| wait_span(&self.shared.name));
                     let (checkout, queued) = Queue {
                         pool: self,
                         caller,
@@ -48,8 +70,12 @@ impl<M: Manager> Pool<M> {
                         wait,
                         state: QueueState::Joining,
                     }
+                    .instrument(span.clone())
                     .await
                     .map_err(|error| self.counted(error))?;
+                    if queued {
+                        span.record("tidewater.queued", true);
+                    }
                     waited |= queued;
                     checkout
                 }
@@ -58,7 +84,11 @@ impl<M: Manager> Pool<M> {
             let prepared = match conn.needs() {
                 Needs::Nothing => Prepared::Ready { checked: false },
                 Needs::Discard => Prepared::Discard,
-                Needs::Check(checks) => conn.check(deadline, checks).await,
+                Needs::Check(checks) => {
+                    let span = span.get_or_insert_with(|| wait_span(&self.shared.name));
+                    span.record("tidewater.checked", true);
+                    conn.check(deadline, checks).instrument(span.clone()).await
+                }
             };
             match prepared {
                 Prepared::Ready { checked: true } => {
@@ -189,4 +219,32 @@ impl<M: Manager> Drop for Queue<'_, M> {
             pool.put_back(checkout);
         }
     }
+}
+
+/// The span of a `get()` that waits, opens or checks a connection, named
+/// after OpenTelemetry's `db.client.connection.wait_time` (the time it took
+/// to obtain an open connection from the pool) and carrying its pool
+/// attribute, so that a service exporting through tracing-opentelemetry
+/// sees pool waits in its traces. Its duration is the wait.
+fn wait_span(pool: &str) -> Span {
+    tracing::info_span!(
+        "db.client.connection.wait",
+        "db.client.connection.pool.name" = pool,
+        "tidewater.queued" = false,
+        "tidewater.checked" = false,
+        "tidewater.outcome" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        "otel.status_code" = tracing::field::Empty,
+    )
+}
+
+/// Records how the `get()` ended on its span.
+fn end_wait_span<T>(span: &Span, outcome: &Result<T, Error>) {
+    match outcome {
+        Ok(_) => span.record("tidewater.outcome", "ok"),
+        Err(error) => span
+            .record("tidewater.outcome", error.kind())
+            .record("error.type", error.kind())
+            .record("otel.status_code", "ERROR"),
+    };
 }

@@ -193,6 +193,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short name for the kind of error, for traces and logs: `timeout`,
+    /// `unavailable`, `queue_full`, `no_idle_connection`, `closed` or
+    /// `connect`.
+    ///
+    /// ```
+    /// let error = tidewater::Error::Closed { pool: "orders".into() };
+    /// assert_eq!(error.kind(), "closed");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Unavailable { .. } => "unavailable",
+            Self::QueueFull { .. } => "queue_full",
+            Self::NoIdleConnection { .. } => "no_idle_connection",
+            Self::Closed { .. } => "closed",
+            Self::Connect(_) => "connect",
+        }
+    }
+
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
