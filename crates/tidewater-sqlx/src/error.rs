@@ -237,14 +237,28 @@ fn meaning(code: &Code<'_>) -> Option<&'static str> {
 /// An sqlx error's message, with the meaning of its code and the errors
 /// behind it.
 fn describe(error: &sqlx::Error) -> String {
-    let mut text = error.to_string();
-    if let sqlx::Error::Database(db) = error
-        && let Some(meaning) = meaning(&code_of(db.as_ref()))
-    {
-        text.push_str(" (");
-        text.push_str(meaning);
-        text.push(')');
-    }
+    let mut text = match error {
+        sqlx::Error::Database(db) => {
+            let code = code_of(db.as_ref());
+            let mut text = format!("{} (", db.message());
+            match &code {
+                Code::Postgres(state) => text.push_str(&format!("SQLSTATE {state}")),
+                Code::MySql(number) => text.push_str(&format!("MySQL error {number}")),
+                Code::Sqlite(number) => text.push_str(&format!("SQLite code {number}")),
+                Code::Unknown => text.push_str(&format!(
+                    "code {}",
+                    db.code().as_deref().unwrap_or("unknown")
+                )),
+            }
+            if let Some(meaning) = meaning(&code) {
+                text.push_str(": ");
+                text.push_str(meaning);
+            }
+            text.push(')');
+            return text;
+        }
+        error => error.to_string(),
+    };
     let mut next = std::error::Error::source(error);
     while let Some(cause) = next {
         let cause_text = cause.to_string();
