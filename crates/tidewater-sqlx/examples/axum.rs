@@ -97,7 +97,11 @@ async fn list(mut conn: Db<SqlxManager<Sqlite>>) -> Result<Json<Vec<Note>>, Fail
         .fetch_all(&mut *conn)
         .await
         .map_err(failed)?;
-    Ok(Json(rows.into_iter().map(|(id, text)| Note { id, text }).collect()))
+    Ok(Json(
+        rows.into_iter()
+            .map(|(id, text)| Note { id, text })
+            .collect(),
+    ))
 }
 
 /// `POST /notes`: stores a note, returns it with its id.
@@ -110,7 +114,13 @@ async fn add(
         .fetch_one(&mut *conn)
         .await
         .map_err(failed)?;
-    Ok((StatusCode::CREATED, Json(Note { id, text: note.text })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Note {
+            id,
+            text: note.text,
+        }),
+    ))
 }
 
 /// `GET /notes/count`: through the pool in the state rather than the

@@ -112,16 +112,19 @@ mod postgres {
             // start, is the statement's start; inside a block it is the
             // block's earlier start; in a failed block the query fails with
             // 25P02.
-            let clean = match sqlx::raw_sql("SELECT pg_catalog.now() = pg_catalog.statement_timestamp()")
-                .fetch_one(&mut *conn)
-                .await
-            {
-                Ok(row) => row.try_get::<bool, _>(0)?,
-                Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("25P02") => {
-                    false
-                }
-                Err(error) => return Err(error),
-            };
+            let clean =
+                match sqlx::raw_sql("SELECT pg_catalog.now() = pg_catalog.statement_timestamp()")
+                    .fetch_one(&mut *conn)
+                    .await
+                {
+                    Ok(row) => row.try_get::<bool, _>(0)?,
+                    Err(sqlx::Error::Database(error))
+                        if error.code().as_deref() == Some("25P02") =>
+                    {
+                        false
+                    }
+                    Err(error) => return Err(error),
+                };
             if !clean {
                 conn.execute("ROLLBACK").await?;
             }
@@ -228,7 +231,9 @@ mod sqlite {
                         kind.to_uppercase(),
                         name.replace('"', "\"\"")
                     );
-                    sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut *conn).await?;
+                    sqlx::raw_sql(AssertSqlSafe(drop))
+                        .execute(&mut *conn)
+                        .await?;
                 }
             }
             Ok(())

@@ -81,8 +81,9 @@ impl SqlxError {
 ///   `SQLITE_FULL`.
 /// - **Permanent**: configuration and TLS errors; PostgreSQL `28xxx`
 ///   (`28P01` bad password, `28000` role), `3D000` unknown database,
-///   classes `42`, `0A`, `22`, `3F`; MySQL 1044, 1045, 1049, 1130, 1251,
-///   1698, 1862; SQLite `SQLITE_CANTOPEN` (missing file or folder),
+///   classes `42`, `0A`, `22`, `3F`; MySQL 1044, 1045 access denied, 1049
+///   unknown database, 1130, 1142, 1227, 1251, 1698, 1862, and rejected
+///   SQL (1054, 1064, 1146, 1193, 1231); SQLite `SQLITE_CANTOPEN` (missing file or folder),
 ///   `SQLITE_CORRUPT`, `SQLITE_NOTADB`, `SQLITE_READONLY`, `SQLITE_PERM`,
 ///   `SQLITE_AUTH`.
 /// - Anything else from a database: transient.
@@ -166,7 +167,7 @@ pub(crate) fn code_of(db: &dyn sqlx::error::DatabaseError) -> Code<'_> {
     #[cfg(feature = "sqlite")]
     if let Some(code) = db
         .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-        .and_then(|lite| sqlx::error::DatabaseError::code(lite))
+        .and_then(sqlx::error::DatabaseError::code)
         .and_then(|code| code.parse().ok())
     {
         return Code::Sqlite(code);
@@ -188,7 +189,12 @@ fn postgres_class(state: &str) -> ErrorClass {
 fn mysql_class(number: u16) -> ErrorClass {
     match number {
         1040 | 1203 => ErrorClass::Full,
-        1044 | 1045 | 1049 | 1130 | 1251 | 1698 | 1862 => ErrorClass::Permanent,
+        // Access (1044, 1045, 1130, 1142, 1227, 1251, 1698, 1862), unknown
+        // database (1049), and SQL the server rejects, as setup SQL may
+        // be: syntax (1064), unknown variable (1193) or value (1231),
+        // table (1146), column (1054).
+        1044 | 1045 | 1049 | 1054 | 1064 | 1130 | 1142 | 1146 | 1193 | 1227 | 1231 | 1251
+        | 1698 | 1862 => ErrorClass::Permanent,
         _ => ErrorClass::Transient,
     }
 }

@@ -246,10 +246,7 @@ impl<DB: Backend> SqlxManager<DB> {
         }
     }
 
-    async fn run_all(
-        conn: &mut DB::Connection,
-        statements: &[String],
-    ) -> Result<(), SqlxError> {
+    async fn run_all(conn: &mut DB::Connection, statements: &[String]) -> Result<(), SqlxError> {
         for statement in statements {
             DB::execute(conn, statement)
                 .await
@@ -288,7 +285,11 @@ macro_rules! credentials {
     };
 }
 
-credentials!(sqlx::Postgres, "postgres", "postgres://app@localhost/orders");
+credentials!(
+    sqlx::Postgres,
+    "postgres",
+    "postgres://app@localhost/orders"
+);
 credentials!(sqlx::MySql, "mysql", "mysql://app@localhost/orders");
 
 impl<DB: Backend> Manager for SqlxManager<DB> {

@@ -38,7 +38,8 @@ use crate::manager::SqlxManager;
 ///     .into();
 /// let orders = count_orders(&pool).await?;
 /// let mut conn = pool.get().await?; // the tidewater pool's own API
-/// let mut tx = conn.begin().await?;
+/// let mut tx = Connection::begin(&mut *conn).await?; // `Acquire` is in scope too
+/// tx.commit().await?;
 /// # Ok(()) }
 /// ```
 pub struct SqlxPool<DB: Backend>(Pool<SqlxManager<DB>>);

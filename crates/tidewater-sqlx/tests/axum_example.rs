@@ -38,7 +38,11 @@ async fn the_example_serves_notes_health_and_metrics() {
         .unwrap();
     let texts: Vec<_> = notes.iter().map(|note| note.text.as_str()).collect();
     assert_eq!(texts, ["first", "second"]);
-    let count = client.get(format!("{base}/notes/count")).send().await.unwrap();
+    let count = client
+        .get(format!("{base}/notes/count"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(count.text().await.unwrap(), "2");
 
     for path in ["/health/live", "/health/ready"] {
@@ -57,8 +61,16 @@ async fn the_example_serves_notes_health_and_metrics() {
         metrics.contains("db_client_connection_max{pool_name=\"notes\"} 8"),
         "{metrics}"
     );
-    let dashboard = client.get(format!("{base}/dashboard")).send().await.unwrap();
+    let dashboard = client
+        .get(format!("{base}/dashboard"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dashboard.status(), 200);
-    assert_eq!(pool.status().in_use, 0, "every request gave its connection back");
+    assert_eq!(
+        pool.status().in_use,
+        0,
+        "every request gave its connection back"
+    );
     server.abort();
 }

@@ -355,7 +355,9 @@ async fn maria_conflicting_increment(
     });
     let hold_lock = async {
         let mut conn = pool.get().await.unwrap();
-        common::execute(&mut *conn, "START TRANSACTION").await.unwrap();
+        common::execute(&mut *conn, "START TRANSACTION")
+            .await
+            .unwrap();
         sqlx::query("SELECT n FROM items WHERE id = ? FOR UPDATE")
             .bind(id)
             .execute(&mut *conn)

@@ -86,11 +86,20 @@ async fn nothing_listening_fails_with_the_refusal_as_cause() {
         acquire_timeout: Duration::from_secs(2),
         ..config(2)
     };
-    let pool = pool(&format!("postgres://postgres@127.0.0.1:{port}/test"), config.clone());
+    let pool = pool(
+        &format!("postgres://postgres@127.0.0.1:{port}/test"),
+        config.clone(),
+    );
     let error = pool.get().await.expect_err("nothing listens");
     let cause = connect_cause(&error);
-    assert!(cause.to_lowercase().contains("refused"), "{error} / {cause}");
-    assert!(error.to_string().to_lowercase().contains("refused"), "{error}");
+    assert!(
+        cause.to_lowercase().contains("refused"),
+        "{error} / {cause}"
+    );
+    assert!(
+        error.to_string().to_lowercase().contains("refused"),
+        "{error}"
+    );
     assert!(error.is_retryable());
     assert!(pool.stats().connect_errors_transient >= 1);
 }
@@ -131,7 +140,10 @@ async fn stopped_server_and_bad_password_fail_with_their_cause() {
     let down = pool(&cluster.url(), config);
     let error = down.get().await.expect_err("the server is stopped");
     let cause = connect_cause(&error);
-    assert!(cause.to_lowercase().contains("refused"), "{error} / {cause}");
+    assert!(
+        cause.to_lowercase().contains("refused"),
+        "{error} / {cause}"
+    );
 }
 
 /// sqlx issue: a checked-out connection whose session died on the server
@@ -142,21 +154,28 @@ async fn a_connection_whose_session_died_is_replaced() {
     let pool = pool(&cluster.url(), config(1));
     let mut conn = pool.get().await.unwrap();
     let id = conn.id();
-    let pid = query_i64(&mut *conn, "SELECT pg_backend_pid()").await.unwrap();
+    let pid = query_i64(&mut *conn, "SELECT pg_backend_pid()")
+        .await
+        .unwrap();
     cluster
         .execute(&format!("SELECT pg_terminate_backend({pid})"))
         .await
         .unwrap();
     let gone = eventually(async || {
         cluster
-            .execute(&format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"))
+            .execute(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+            ))
             .await
             .unwrap()
             == "0"
     })
     .await;
     assert!(gone, "the session was not terminated");
-    assert!(query_i64(&mut *conn, "SELECT 1").await.is_err(), "its socket is dead");
+    assert!(
+        query_i64(&mut *conn, "SELECT 1").await.is_err(),
+        "its socket is dead"
+    );
     drop(conn);
     assert_eq!(pool.status().in_use, 0, "{}", pool.status());
 
@@ -233,7 +252,9 @@ async fn a_cancelled_query_leaves_nothing_for_the_next_caller() {
     assert_eq!(conn.id(), id, "drained and kept");
     assert!(no_transaction_open(&mut conn).await);
     assert_eq!(
-        query_i64(&mut *conn, "SELECT count(*) FROM cancelled").await.unwrap(),
+        query_i64(&mut *conn, "SELECT count(*) FROM cancelled")
+            .await
+            .unwrap(),
         0,
         "the cancelled transaction was rolled back"
     );
@@ -250,7 +271,11 @@ async fn a_cancelled_query_leaves_nothing_for_the_next_caller() {
     assert!(cancelled.is_err());
     drop(conn);
     let mut conn = pool.get().await.expect("served after the reset gave up");
-    assert_ne!(conn.id(), id, "the connection with a query in flight was discarded");
+    assert_ne!(
+        conn.id(),
+        id,
+        "the connection with a query in flight was discarded"
+    );
     assert!(no_transaction_open(&mut conn).await);
     assert_eq!(pool.stats().reset_failures, 1);
     let id = conn.id();
@@ -282,7 +307,9 @@ async fn a_cancelled_query_leaves_nothing_for_the_next_caller() {
     assert_eq!(conn.id(), id);
     assert!(no_transaction_open(&mut conn).await);
     assert_eq!(
-        query_i64(&mut *conn, "SELECT count(*) FROM cancelled").await.unwrap(),
+        query_i64(&mut *conn, "SELECT count(*) FROM cancelled")
+            .await
+            .unwrap(),
         0
     );
     drop(conn);
@@ -329,8 +356,17 @@ async fn setup_sql_runs_on_each_new_connection() {
     let Error::Connect(cause) = &error else {
         panic!("not a permanent connect error: {error:?}")
     };
-    assert_eq!(cause.class(), ErrorClass::Permanent, "42704 undefined object");
-    assert!(error.to_string().contains("SET no_such_setting_without_a_dot = 1"), "{error}");
+    assert_eq!(
+        cause.class(),
+        ErrorClass::Permanent,
+        "42704 undefined object"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("SET no_such_setting_without_a_dot = 1"),
+        "{error}"
+    );
 }
 
 /// A rotating password: connections opened before the rotation keep
@@ -371,7 +407,10 @@ async fn credentials_are_fetched_for_each_new_connection() {
         .await
         .unwrap();
     *secret.lock().unwrap() = "v2".into();
-    let mut new = pool.get().await.expect("a new connection with the new password");
+    let mut new = pool
+        .get()
+        .await
+        .expect("a new connection with the new password");
     assert_ne!(new.id(), old.id());
     assert!(fetched.load(SeqCst) >= 2, "fetched for each new connection");
     for conn in [&mut old, &mut new] {
@@ -411,7 +450,10 @@ async fn sqlx_pool_implements_acquire() {
     assert_eq!(answer(&pool).await.unwrap(), 42);
     assert_eq!(pool.status().in_use, 0);
     let error = (&pool).begin().await.expect_err("begin is not supported");
-    assert!(error.to_string().contains("acquire() and then begin()"), "{error}");
+    assert!(
+        error.to_string().contains("acquire() and then begin()"),
+        "{error}"
+    );
     let mut conn = (&pool).acquire().await.unwrap();
     let tx = Connection::begin(&mut *conn).await.unwrap();
     tx.commit().await.unwrap();
@@ -503,7 +545,11 @@ async fn drill_server_restart_under_load() {
     let opened = pool.stats().opened;
     cluster.restart(Shutdown::Fast).await.unwrap();
     assert_ne!(cluster.postmaster_pid(), postmaster, "the server restarted");
-    assert!(load.until_served(500).await, "served again after the restart: {}", pool.status());
+    assert!(
+        load.until_served(500).await,
+        "served again after the restart: {}",
+        pool.status()
+    );
     let (ok, _failed) = load.stop().await;
     assert!(ok >= 700);
     let stats = pool.stats();
@@ -525,10 +571,17 @@ async fn drill_sessions_terminated_under_load() {
     let opened = pool.stats().opened;
     let terminated = cluster.terminate_backends().await.unwrap();
     assert!(terminated >= 1, "sessions were terminated");
-    assert!(load.until_served(500).await, "served again: {}", pool.status());
+    assert!(
+        load.until_served(500).await,
+        "served again: {}",
+        pool.status()
+    );
     let (_ok, _failed) = load.stop().await;
     let stats = pool.stats();
     assert!(stats.opened > opened, "connections replaced: {stats:?}");
-    assert!(stats.closed_total() >= 1, "the terminated ones were discarded");
+    assert!(
+        stats.closed_total() >= 1,
+        "the terminated ones were discarded"
+    );
     assert_all_slots_back(&pool);
 }
