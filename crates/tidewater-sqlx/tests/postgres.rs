@@ -585,3 +585,53 @@ async fn drill_sessions_terminated_under_load() {
     );
     assert_all_slots_back(&pool);
 }
+
+/// The reset's probe is exact: a connection returned clean is not sent a
+/// `ROLLBACK` (the server would log "there is no transaction in progress"
+/// for each), while one returned inside a transaction is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_connection_gets_no_rollback() {
+    let cluster = PgCluster::new().await.unwrap();
+    let pool = pool(&cluster.url(), config(1));
+    for _ in 0..20 {
+        let mut conn = pool.get().await.unwrap();
+        assert_eq!(query_i64(&mut *conn, "SELECT 1").await.unwrap(), 1);
+    }
+    let mut conn = pool.get().await.unwrap();
+    let id = conn.id();
+    // A ROLLBACK outside a transaction, which the server logs, as a marker
+    // that the log is written and read.
+    common::execute(&mut *conn, "ROLLBACK").await.unwrap();
+    let marked = eventually(async || {
+        cluster
+            .log()
+            .matches("there is no transaction in progress")
+            .count()
+            == 1
+    })
+    .await;
+    assert!(marked, "{}", cluster.log());
+    common::execute(&mut *conn, "BEGIN").await.unwrap();
+    drop(conn);
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(conn.id(), id);
+    assert!(
+        no_transaction_open(&mut conn).await,
+        "the open one was rolled back"
+    );
+    for _ in 0..20 {
+        drop(conn);
+        conn = pool.get().await.unwrap();
+    }
+    drop(conn);
+    assert_eq!(
+        cluster
+            .log()
+            .matches("there is no transaction in progress")
+            .count(),
+        1,
+        "only the marker: {}",
+        cluster.log()
+    );
+    assert_eq!(pool.stats().opened, 1);
+}
