@@ -13,6 +13,9 @@
 //! - `deadpool`: deadpool-postgres with `RecyclingMethod::Fast`;
 //! - `bb8`: bb8-postgres with `test_on_check_out(false)`;
 //! - `sqlx`: sqlx's `PgPool` with `test_before_acquire(false)`;
+//! - `tidewater-sqlx`: `tidewater::Pool<SqlxManager<Postgres>>` with its
+//!   defaults but `max_size`, the same sqlx call as `sqlx` on the sqlx
+//!   connection it derefs to (its reset before each reuse included);
 //! - `ceiling`: no pool. 50 dedicated `tokio_postgres::Client`s, task `i`
 //!   always on client `i % 50`. A `Client` is shared by reference and
 //!   pipelines the requests of its 20 tasks on its one socket, so this is a
@@ -23,7 +26,7 @@
 //! prepares a named statement, runs it and closes it (two round trips;
 //! the close is not waited for); with [`Statement::Typed`]
 //! `query_typed("SELECT 1", &[])`, one round trip on the unnamed
-//! statement. sqlx runs `sqlx::query("SELECT 1").execute(..)` in both: it
+//! statement. sqlx and tidewater-sqlx run `sqlx::query("SELECT 1").execute(..)` in both: it
 //! prepares the statement once per connection and keeps it, so each
 //! operation is one round trip.
 //!
@@ -117,6 +120,8 @@ enum PgKind {
     Bb8,
     /// sqlx's `PgPool`.
     Sqlx,
+    /// tidewater-sqlx: sqlx's `PgConnection` in a tidewater pool.
+    TidewaterSqlx,
     /// 50 dedicated connections, no pool.
     Ceiling,
 }
@@ -142,6 +147,7 @@ impl PgKind {
             Self::Deadpool => measure::<deadpool_postgres::Pool>(load, monitor).await,
             Self::Bb8 => measure::<Bb8>(load, monitor).await,
             Self::Sqlx => measure::<sqlx::PgPool>(load, monitor).await,
+            Self::TidewaterSqlx => measure::<TidewaterSqlx>(load, monitor).await,
             Self::Ceiling => measure::<Ceiling>(load, monitor).await,
         }
     }
@@ -361,6 +367,41 @@ impl Contender for sqlx::PgPool {
 
     async fn close(self) {
         sqlx::PgPool::close(&self).await;
+    }
+}
+
+/// tidewater-sqlx: sqlx's `PgConnection` pooled by tidewater.
+struct TidewaterSqlx(tidewater::Pool<tidewater_sqlx::SqlxManager<sqlx::Postgres>>);
+
+impl Contender for TidewaterSqlx {
+    type Conn<'a> = tidewater::PooledConnection<tidewater_sqlx::SqlxManager<sqlx::Postgres>>;
+
+    async fn open(load: &Load) -> Result<Self, BoxError> {
+        // Defaults but the size, as for `tidewater`: a used connection is
+        // reset (one round trip) before its next checkout. Statements are
+        // prepared once per connection and cached, as in `sqlx`.
+        let config = tidewater::PoolConfig {
+            max_size: POOL_SIZE,
+            ..Default::default()
+        };
+        Ok(Self(
+            tidewater_sqlx::SqlxManager::from_url(&load.url)?.into_pool(config)?,
+        ))
+    }
+
+    async fn get(&self, _task: u32) -> Result<Self::Conn<'_>, BoxError> {
+        Ok(self.0.get().await?)
+    }
+
+    async fn select_one(conn: &mut Self::Conn<'_>, _statement: Statement) -> Result<(), BoxError> {
+        // The same call as `sqlx`'s, on the sqlx connection the pooled
+        // connection derefs to.
+        sqlx::query(SQL).execute(&mut **conn).await?;
+        Ok(())
+    }
+
+    async fn close(self) {
+        self.0.close().await;
     }
 }
 

@@ -1,0 +1,168 @@
+//! What the test files share.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+/// The shared MariaDB.
+pub const MARIADB: &str = "127.0.0.1:3306";
+
+/// How long a test waits for something that takes milliseconds: only an
+/// event that never comes ends the wait.
+pub const POLL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `condition` every 10 ms until it holds; `false` if it still does
+/// not after [`POLL_DEADLINE`].
+pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
+    while !condition().await {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// Raw SQL on a connection, on the text protocol.
+pub trait Sql {
+    /// Runs SQL (several statements allowed).
+    fn exec(&mut self, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Runs a query returning one integer.
+    fn query_i64(&mut self, sql: &str) -> impl Future<Output = Result<i64, sqlx::Error>> + Send;
+}
+
+macro_rules! sql {
+    ($conn:ty) => {
+        impl Sql for $conn {
+            async fn exec(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+                sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+                    .execute(self)
+                    .await
+                    .map(drop)
+            }
+
+            async fn query_i64(&mut self, sql: &str) -> Result<i64, sqlx::Error> {
+                let row = sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(self)
+                    .await?;
+                row.try_get_unchecked::<i64, _>(0)
+            }
+        }
+    };
+}
+
+sql!(sqlx::PgConnection);
+sql!(sqlx::MySqlConnection);
+sql!(sqlx::SqliteConnection);
+
+/// Runs SQL on the text protocol.
+pub async fn execute<C: Sql>(conn: &mut C, sql: &str) -> Result<(), sqlx::Error> {
+    conn.exec(sql).await
+}
+
+/// Runs a query returning one integer, on the text protocol.
+pub async fn query_i64<C: Sql>(conn: &mut C, sql: &str) -> Result<i64, sqlx::Error> {
+    conn.query_i64(sql).await
+}
+
+/// An application's error type, as the transaction helper expects one.
+#[derive(Debug)]
+pub enum AppError {
+    /// No connection.
+    Pool(tidewater::Error),
+    /// The database said no.
+    Db(sqlx::Error),
+    /// The application said no.
+    Refused,
+}
+
+impl From<tidewater::Error> for AppError {
+    fn from(error: tidewater::Error) -> Self {
+        Self::Pool(error)
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pool(error) => write!(f, "{error}"),
+            Self::Db(error) => write!(f, "{error}"),
+            Self::Refused => f.write_str("refused"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Db(error) => Some(error),
+            Self::Pool(error) => Some(error),
+            Self::Refused => None,
+        }
+    }
+}
+
+/// A database of its own on the shared MariaDB, dropped with this value.
+pub struct MariaDb {
+    pub name: String,
+}
+
+async fn admin() -> sqlx::MySqlConnection {
+    sqlx::MySqlConnection::connect(&format!("mysql://root@{MARIADB}/test"))
+        .await
+        .expect("the shared MariaDB")
+}
+
+impl MariaDb {
+    pub async fn create(test: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("tidewater_sqlx_{test}_{nanos}_{}", fastrand_u32());
+        let mut admin = admin().await;
+        execute(&mut admin, &format!("CREATE DATABASE `{name}`"))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        Self { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mysql://root@{MARIADB}/{}", self.name)
+    }
+}
+
+fn fastrand_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id()) as u32
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.name);
+        // On a thread of its own: this may run inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut admin = admin().await;
+                let _ = execute(&mut admin, &sql).await;
+                let _ = admin.close().await;
+            });
+        })
+        .join();
+    }
+}
