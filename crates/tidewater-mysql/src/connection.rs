@@ -136,12 +136,10 @@ impl MySqlConnection {
         Ok(conn)
     }
 
-    /// Sets the server's own statement timer for this session, if there is
-    /// one, then runs the setup statements
-    /// ([`MySqlOptions::setup_sql`](crate::MySqlOptions::setup_sql)). The timer: MariaDB (the servers reporting version 10 and up; from 10.1)
-    /// has `max_statement_time`, MySQL from 5.7.8 `max_execution_time`. A
-    /// server that knows neither (`1193`, unknown variable) leaves the
-    /// client's `KILL QUERY` as the only bound.
+    /// Sets the server's own statement timer for this session, then runs
+    /// the setup statements
+    /// ([`MySqlOptions::setup_sql`](crate::MySqlOptions::setup_sql)) in
+    /// order; a failing one is a [`MySqlError::Setup`] naming it.
     async fn apply_session_settings(&mut self) -> Result<(), MySqlError> {
         self.apply_statement_timeout().await?;
         let shared = self.shared.clone();
@@ -157,7 +155,11 @@ impl MySqlConnection {
         Ok(())
     }
 
-    /// The statement timeout part of the session settings.
+    /// Sets the server's own statement timer for this session, if there is
+    /// one: MariaDB (the servers reporting version 10 and up; from 10.1)
+    /// has `max_statement_time`, MySQL from 5.7.8 `max_execution_time`. A
+    /// server that knows neither (`1193`, unknown variable) leaves the
+    /// client's `KILL QUERY` as the only bound.
     async fn apply_statement_timeout(&mut self) -> Result<(), MySqlError> {
         let Some(limit) = self.shared.statement_timeout else {
             return Ok(());
