@@ -579,7 +579,10 @@ fn load_passes_setup_sql_to_the_backends() {
     let loaded = config::load(
         None,
         dir.path(),
-        env(&[("TIDEWATER_MYSQL__SETUP_SQL", r#"["SET time_zone = '+00:00'"]"#)]),
+        env(&[(
+            "TIDEWATER_MYSQL__SETUP_SQL",
+            r#"["SET time_zone = '+00:00'"]"#,
+        )]),
         &[],
     )
     .unwrap();
