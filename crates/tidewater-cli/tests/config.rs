@@ -569,6 +569,42 @@ fn load_layers_and_origins() {
 }
 
 #[test]
+fn load_passes_setup_sql_to_the_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "tidewater.toml",
+        "database_url = \"postgres://app@db/bank\"\n\n[postgres]\nsetup_sql = [\"SET search_path = bank\", \"SET TIME ZONE 'UTC'\"]\n\n[sqlite]\nsetup_sql = [\"CREATE TEMP VIEW v AS SELECT 1\"]\n",
+    );
+    let loaded = config::load(
+        None,
+        dir.path(),
+        env(&[(
+            "TIDEWATER_MYSQL__SETUP_SQL",
+            r#"["SET time_zone = '+00:00'"]"#,
+        )]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.config.postgres.setup_sql,
+        ["SET search_path = bank", "SET TIME ZONE 'UTC'"]
+    );
+    assert_eq!(
+        loaded.config.sqlite.setup_sql,
+        ["CREATE TEMP VIEW v AS SELECT 1"]
+    );
+    assert_eq!(loaded.config.mysql.setup_sql, ["SET time_zone = '+00:00'"]);
+    match loaded.config.backend().unwrap() {
+        config::Backend::Postgres(options) => {
+            assert_eq!(options.url, "postgres://app@db/bank");
+            assert_eq!(options.setup_sql.len(), 2);
+        }
+        other => panic!("not PostgreSQL: {other:?}"),
+    }
+}
+
+#[test]
 fn load_leaves_other_variables_alone() {
     let dir = tempfile::tempdir().unwrap();
     let loaded = config::load(

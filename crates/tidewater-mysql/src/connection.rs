@@ -136,12 +136,31 @@ impl MySqlConnection {
         Ok(conn)
     }
 
+    /// Sets the server's own statement timer for this session, then runs
+    /// the setup statements
+    /// ([`MySqlOptions::setup_sql`](crate::MySqlOptions::setup_sql)) in
+    /// order; a failing one is a [`MySqlError::Setup`] naming it.
+    async fn apply_session_settings(&mut self) -> Result<(), MySqlError> {
+        self.apply_statement_timeout().await?;
+        let shared = self.shared.clone();
+        for statement in &shared.setup_sql {
+            self.conn
+                .query_drop(statement.as_str())
+                .await
+                .map_err(|error| MySqlError::Setup {
+                    statement: statement.clone(),
+                    source: Box::new(error.into()),
+                })?;
+        }
+        Ok(())
+    }
+
     /// Sets the server's own statement timer for this session, if there is
     /// one: MariaDB (the servers reporting version 10 and up; from 10.1)
     /// has `max_statement_time`, MySQL from 5.7.8 `max_execution_time`. A
     /// server that knows neither (`1193`, unknown variable) leaves the
     /// client's `KILL QUERY` as the only bound.
-    async fn apply_session_settings(&mut self) -> Result<(), MySqlError> {
+    async fn apply_statement_timeout(&mut self) -> Result<(), MySqlError> {
         let Some(limit) = self.shared.statement_timeout else {
             return Ok(());
         };
@@ -173,7 +192,7 @@ impl MySqlConnection {
 
     /// `COM_RESET_CONNECTION` (or `ROLLBACK` on servers without it: MySQL
     /// before 5.7.3, MariaDB before 10.2.4), then the session settings
-    /// again.
+    /// (statement timeout, setup statements) again.
     pub(crate) async fn reset_session(&mut self) -> Result<(), MySqlError> {
         if !self.conn.reset().await? {
             self.conn.query_drop("ROLLBACK").await?;
@@ -384,9 +403,7 @@ async fn within_timeout<T>(
 
 /// `KILL QUERY id` from a new connection with the manager's settings.
 async fn kill_query(shared: &Shared, id: u32) -> Result<(), MySqlError> {
-    let mut killer = Conn::new(shared.opts.clone())
-        .await
-        .map_err(|error| MySqlError::connecting(error, &shared.addr))?;
+    let mut killer = shared.open().await?;
     killer.query_drop(format!("KILL QUERY {id}")).await?;
     killer.disconnect().await?;
     Ok(())

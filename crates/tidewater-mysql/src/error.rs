@@ -65,6 +65,39 @@ pub enum MySqlError {
         /// Whether the connection survived (it is discarded if not).
         connection_kept: bool,
     },
+    /// A statement of [`MySqlOptions::setup_sql`](crate::MySqlOptions::setup_sql)
+    /// failed on a new (or just reset) connection, which was dropped. One
+    /// the server rejects (syntax, unknown variable, no privilege) is
+    /// permanent; a lost connection, a lock wait or a deadlock transient.
+    ///
+    /// ```
+    /// use tidewater::ErrorClass;
+    /// use tidewater_mysql::MySqlError;
+    /// let syntax = mysql_async::Error::Server(mysql_async::ServerError {
+    ///     code: 1064, message: "You have an error in your SQL syntax".into(), state: "42000".into(),
+    /// });
+    /// let error = MySqlError::Setup { statement: "SETT x = 1".into(), source: Box::new(syntax.into()) };
+    /// assert_eq!(error.to_string(), "setup statement `SETT x = 1` failed: You have an error in your SQL syntax (MySQL 1064)");
+    /// assert_eq!(error.class(), ErrorClass::Permanent);
+    /// ```
+    Setup {
+        /// The statement, as configured.
+        statement: String,
+        /// Its error.
+        source: Box<MySqlError>,
+    },
+    /// The [`CredentialsProvider`](tidewater::credentials::CredentialsProvider)
+    /// given to [`MySqlManager::with_credentials`](crate::MySqlManager::with_credentials)
+    /// failed; the pool retries (transient).
+    ///
+    /// ```
+    /// use tidewater::ErrorClass;
+    /// use tidewater_mysql::MySqlError;
+    /// let error = MySqlError::Credentials("vault sealed".into());
+    /// assert_eq!(error.to_string(), "could not get credentials: vault sealed");
+    /// assert_eq!(error.class(), ErrorClass::Transient);
+    /// ```
+    Credentials(tidewater::credentials::BoxError),
 }
 
 impl MySqlError {
@@ -82,6 +115,7 @@ impl MySqlError {
         match self {
             Self::MySql(error) => code_of(error),
             Self::Unreachable { .. } => Some(CANNOT_CONNECT),
+            Self::Setup { source, .. } => source.code(),
             _ => None,
         }
     }
@@ -98,9 +132,20 @@ impl MySqlError {
     /// ```
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Unreachable { .. } | Self::QueryTimeout { .. } => ErrorClass::Transient,
+            Self::Unreachable { .. } | Self::QueryTimeout { .. } | Self::Credentials(_) => {
+                ErrorClass::Transient
+            }
             Self::Config(_) | Self::Tls { .. } => ErrorClass::Permanent,
             Self::MySql(error) => driver_class(error),
+            Self::Setup { source, .. } => match &**source {
+                // The server refused the statement itself: it will again.
+                Self::MySql(mysql_async::Error::Server(server))
+                    if !SETUP_TRANSIENT.contains(&server.code) =>
+                {
+                    ErrorClass::Permanent
+                }
+                source => source.class(),
+            },
         }
     }
 
@@ -130,6 +175,23 @@ impl MySqlError {
         }
     }
 }
+
+/// Server errors a setup statement can meet that say nothing against the
+/// statement: too many connections, shutdown, lock wait timeout, deadlock,
+/// interrupted or killed, statement timeout. Any other server error means
+/// the server refused the statement.
+const SETUP_TRANSIENT: [u16; 10] = [
+    1040,
+    1053,
+    1203,
+    1205,
+    1213,
+    1226,
+    1317,
+    1927,
+    MARIADB_STATEMENT_TIMEOUT,
+    MYSQL_STATEMENT_TIMEOUT,
+];
 
 /// Whether a socket error is rustls refusing the handshake (the driver
 /// passes it on as an I/O error).
@@ -270,6 +332,12 @@ impl fmt::Display for MySqlError {
                 }
                 Ok(())
             }
+            Self::Setup { statement, source } => {
+                write!(f, "setup statement `{statement}` failed: {source}")
+            }
+            Self::Credentials(cause) => {
+                write!(f, "could not get credentials: {}", chain(&**cause))
+            }
         }
     }
 }
@@ -294,6 +362,8 @@ impl std::error::Error for MySqlError {
         match self {
             Self::MySql(error) => Some(error),
             Self::Unreachable { source, .. } | Self::Tls { source, .. } => Some(source),
+            Self::Setup { source, .. } => Some(&**source),
+            Self::Credentials(cause) => Some(&**cause),
             _ => None,
         }
     }

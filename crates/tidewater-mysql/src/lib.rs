@@ -25,6 +25,10 @@
 //!   feature `rustls`).
 //! - **Passwords stay secret**: options, managers and connections print
 //!   the URL redacted ([`redact`]), and errors never contain it.
+//! - **Session setup and rotating passwords.** [`MySqlOptions::setup_sql`]
+//!   runs on each new session (and after `COM_RESET_CONNECTION`);
+//!   [`MySqlManager::with_credentials`] takes the password (or IAM token)
+//!   of each new connection from a provider.
 //! - **Transactions with retry** on deadlock and lock wait timeout:
 //!   [`transaction`].
 //!

@@ -7,6 +7,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use serde::{Deserialize, Serialize};
+use tidewater::credentials::CredentialsProvider;
 use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig};
 
 use crate::connection::{MySqlConnection, SessionStatus};
@@ -28,9 +29,12 @@ pub enum SessionReset {
     Rollback,
     /// `COM_RESET_CONNECTION` before every reuse: session variables, user
     /// variables, temporary tables, prepared statements, locks and the
-    /// transaction all go. For applications that change session state;
-    /// costs two round trips a checkout (the reset, then the session's
-    /// statement timeout again) and the driver's cached prepared statements.
+    /// transaction all go; then the session's statement timeout and
+    /// [`MySqlOptions::setup_sql`] are applied again, so the session starts
+    /// as a new one does. For applications that change session state;
+    /// costs two round trips a checkout (the reset, then the statement
+    /// timeout), one more per setup statement, and the driver's cached
+    /// prepared statements.
     ResetConnection,
 }
 
@@ -43,14 +47,17 @@ pub enum SessionReset {
 /// | `statement_timeout` | 30 s | queries stop after this: the server's own timer on every statement (MariaDB `max_statement_time`; MySQL `max_execution_time`, `SELECT` only), and for [`MySqlConnection`]'s methods a `KILL QUERY` from a second connection as a backstop (`"off"` to disable) |
 /// | `session_reset` | `"rollback"` | `"rollback"` or `"reset_connection"`, see [`SessionReset`] |
 /// | `ssl_root_cert` | none | a PEM file of CA certificates trusted besides the built-in roots, with `require_ssl=true` |
+/// | `setup_sql` | `[]` | statements run in order on each new connection before the pool hands it out (`SET SESSION sql_mode = ...`, `SET time_zone = ...`), after the statement timeout is set, and again after each `COM_RESET_CONNECTION`; one that fails fails the connection attempt (naming the statement), and one the server rejects (syntax, unknown variable) is permanent |
 ///
 /// ```
 /// let options: tidewater_mysql::MySqlOptions = toml::from_str(r#"
 ///     url = "mysql://app:secret@db:3306/orders"
 ///     statement_timeout = "5s"
 ///     session_reset = "reset_connection"
+///     setup_sql = ["SET SESSION sql_mode = 'STRICT_ALL_TABLES'", "SET time_zone = '+00:00'"]
 /// "#).unwrap();
 /// assert!(!format!("{options:?}").contains("secret"));
+/// assert_eq!(options.setup_sql.len(), 2);
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +71,18 @@ pub struct MySqlOptions {
     pub session_reset: SessionReset,
     /// Extra CA certificates (PEM) for `require_ssl=true`.
     pub ssl_root_cert: Option<PathBuf>,
+    /// Statements run, in order, on each new connection before the pool
+    /// hands it out, and again after each `COM_RESET_CONNECTION`.
+    ///
+    /// ```
+    /// use tidewater_mysql::MySqlOptions;
+    /// let options = MySqlOptions {
+    ///     setup_sql: vec!["SET SESSION sql_mode = 'ANSI_QUOTES'".into()],
+    ///     ..Default::default()
+    /// };
+    /// assert!(MySqlOptions::default().setup_sql.is_empty());
+    /// ```
+    pub setup_sql: Vec<String>,
 }
 
 impl Default for MySqlOptions {
@@ -73,6 +92,7 @@ impl Default for MySqlOptions {
             statement_timeout: Some(Duration::from_secs(30)),
             session_reset: SessionReset::Rollback,
             ssl_root_cert: None,
+            setup_sql: Vec::new(),
         }
     }
 }
@@ -104,6 +124,7 @@ impl std::fmt::Debug for MySqlOptions {
             .field("statement_timeout", &self.statement_timeout)
             .field("session_reset", &self.session_reset)
             .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("setup_sql", &self.setup_sql)
             .finish()
     }
 }
@@ -142,13 +163,40 @@ const POOL_PARAMS: [&str; 8] = [
 ];
 
 /// What every connection of a manager shares.
+#[derive(Clone)]
 pub(crate) struct Shared {
     /// The driver's settings, also used for the second connection that
     /// sends `KILL QUERY`.
-    pub(crate) opts: Opts,
+    opts: Opts,
     /// `host:port` (or the socket path), for errors.
     pub(crate) addr: String,
     pub(crate) statement_timeout: Option<Duration>,
+    /// Run on each new session and after each `COM_RESET_CONNECTION`.
+    pub(crate) setup_sql: Vec<String>,
+    /// Asked for the user and password of each new connection.
+    credentials: Option<CredentialsProvider>,
+}
+
+impl Shared {
+    /// Opens a session with the manager's settings and, when there is a
+    /// provider, the credentials it gives now. Used for pooled connections
+    /// and for the second connection that sends `KILL QUERY`.
+    pub(crate) async fn open(&self) -> Result<Conn, MySqlError> {
+        let opts = match &self.credentials {
+            None => self.opts.clone(),
+            Some(provider) => {
+                let credentials = provider.fetch().await.map_err(MySqlError::Credentials)?;
+                let mut builder = OptsBuilder::from_opts(self.opts.clone());
+                if let Some(user) = credentials.user() {
+                    builder = builder.user(Some(user));
+                }
+                Opts::from(builder.pass(Some(credentials.secret())))
+            }
+        };
+        Conn::new(opts)
+            .await
+            .map_err(|error| MySqlError::connecting(error, &self.addr))
+    }
 }
 
 /// Opens and looks after MySQL or MariaDB sessions for a
@@ -251,15 +299,48 @@ impl MySqlManager {
             Some(socket) => socket.to_owned(),
             None => format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port()),
         };
+        if let Some(index) = options
+            .setup_sql
+            .iter()
+            .position(|statement| statement.trim().is_empty())
+        {
+            return Err(invalid(format!("setup_sql[{index}] is empty")));
+        }
         let shared = Shared {
             opts,
             addr,
             statement_timeout: options.statement_timeout,
+            setup_sql: options.setup_sql.clone(),
+            credentials: None,
         };
         Ok(Self {
             shared: Arc::new(shared),
             options,
         })
+    }
+
+    /// Takes the user and password of each new connection from `provider`,
+    /// asked before every connection attempt (and before the second
+    /// connection that sends a `KILL QUERY`): a rotated password or a fresh
+    /// IAM token is used from the next connection on, and the connections
+    /// already open are not touched. The user it returns, if any, and the
+    /// password replace those of the URL for that connection. A provider
+    /// that fails makes the attempt fail with [`MySqlError::Credentials`],
+    /// which the pool retries like a refused connection.
+    ///
+    /// ```
+    /// use tidewater::credentials::{Credentials, CredentialsProvider};
+    /// use tidewater_mysql::{MySqlManager, MySqlOptions};
+    ///
+    /// let provider = CredentialsProvider::new(|| async {
+    ///     Ok(Credentials::password("token-4711").with_user("app"))
+    /// });
+    /// let manager = MySqlManager::new(MySqlOptions::default()).unwrap().with_credentials(provider);
+    /// assert!(!format!("{manager:?}").contains("4711"));
+    /// ```
+    pub fn with_credentials(mut self, provider: CredentialsProvider) -> Self {
+        Arc::make_mut(&mut self.shared).credentials = Some(provider);
+        self
     }
 
     /// The settings it was made with.
@@ -347,6 +428,7 @@ impl std::fmt::Debug for MySqlManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MySqlManager")
             .field("options", &self.options)
+            .field("credentials", &self.shared.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -356,9 +438,7 @@ impl Manager for MySqlManager {
     type Error = MySqlError;
 
     async fn connect(&self) -> Result<MySqlConnection, MySqlError> {
-        let conn = Conn::new(self.shared.opts.clone())
-            .await
-            .map_err(|error| MySqlError::connecting(error, &self.shared.addr))?;
+        let conn = self.shared.open().await?;
         MySqlConnection::open(conn, self.shared.clone()).await
     }
 

@@ -42,6 +42,39 @@ pub enum PgError {
         /// Whether the connection survived the cancel (it is discarded if not).
         connection_kept: bool,
     },
+    /// A statement of [`PgOptions::setup_sql`](crate::PgOptions::setup_sql)
+    /// failed on a new (or just reset) connection, which was dropped. Its
+    /// class is that of the statement's error: one the server rejects
+    /// (syntax, unknown setting) is permanent, a lost connection transient.
+    ///
+    /// ```
+    /// use tidewater::ErrorClass;
+    /// use tidewater_postgres::PgError;
+    /// let error = PgError::Setup {
+    ///     statement: "SET search_path = app".into(),
+    ///     source: Box::new(PgError::Config("x".into())),
+    /// };
+    /// assert!(error.to_string().starts_with("setup statement `SET search_path = app` failed: "));
+    /// assert_eq!(error.class(), ErrorClass::Permanent);
+    /// ```
+    Setup {
+        /// The statement, as configured.
+        statement: String,
+        /// Its error.
+        source: Box<PgError>,
+    },
+    /// The [`CredentialsProvider`](tidewater::credentials::CredentialsProvider)
+    /// given to [`PgManager::with_credentials`](crate::PgManager::with_credentials)
+    /// failed; the pool retries (transient).
+    ///
+    /// ```
+    /// use tidewater::ErrorClass;
+    /// use tidewater_postgres::PgError;
+    /// let error = PgError::Credentials("vault sealed".into());
+    /// assert_eq!(error.to_string(), "could not get credentials: vault sealed");
+    /// assert_eq!(error.class(), ErrorClass::Transient);
+    /// ```
+    Credentials(tidewater::credentials::BoxError),
 }
 
 impl PgError {
@@ -54,6 +87,7 @@ impl PgError {
     pub fn code(&self) -> Option<&SqlState> {
         match self {
             Self::Postgres(error) => error.code(),
+            Self::Setup { source, .. } => source.code(),
             _ => None,
         }
     }
@@ -70,9 +104,11 @@ impl PgError {
     /// ```
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Io { .. } | Self::WrongSessionAttrs(_) | Self::QueryTimeout { .. } => {
-                ErrorClass::Transient
-            }
+            Self::Io { .. }
+            | Self::WrongSessionAttrs(_)
+            | Self::QueryTimeout { .. }
+            | Self::Credentials(_) => ErrorClass::Transient,
+            Self::Setup { source, .. } => source.class(),
             Self::Config(_) => ErrorClass::Permanent,
             Self::Postgres(error) => match error.code() {
                 Some(code) => class_of(code),
@@ -152,6 +188,12 @@ impl fmt::Display for PgError {
                 }
                 Ok(())
             }
+            Self::Setup { statement, source } => {
+                write!(f, "setup statement `{statement}` failed: {source}")
+            }
+            Self::Credentials(cause) => {
+                write!(f, "could not get credentials: {}", with_causes(&**cause))
+            }
         }
     }
 }
@@ -178,6 +220,8 @@ impl std::error::Error for PgError {
         match self {
             Self::Postgres(error) => Some(error),
             Self::Io { source, .. } => Some(source),
+            Self::Setup { source, .. } => Some(&**source),
+            Self::Credentials(cause) => Some(&**cause),
             _ => None,
         }
     }

@@ -24,6 +24,10 @@
 //!   ([`PgOptions::transaction_pooler`]).
 //! - **Fits the server?** [`check_capacity`] compares `max_size` (times
 //!   replicas) with what `max_connections` leaves.
+//! - **Session setup and rotating passwords.** [`PgOptions::setup_sql`]
+//!   runs on each new connection (and after `DISCARD ALL`);
+//!   [`PgManager::with_credentials`] takes the password (or IAM token) of
+//!   each new connection from a provider.
 //! - **Transactions with retry** on serialization failure and deadlock:
 //!   [`transaction`].
 //!

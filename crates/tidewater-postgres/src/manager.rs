@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tidewater::credentials::CredentialsProvider;
 use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig, WeakPool};
 
 use crate::capacity::check_capacity;
@@ -27,9 +28,10 @@ pub enum SessionReset {
     #[default]
     Rollback,
     /// Also `DISCARD ALL` before every reuse: settings, temporary tables,
-    /// prepared statements, advisory locks, listeners all go. For
-    /// applications that change session state; costs a round trip per
-    /// checkout.
+    /// prepared statements, advisory locks, listeners all go, then
+    /// [`PgOptions::setup_sql`] runs again so the session starts as a new
+    /// one does. For applications that change session state; costs a round
+    /// trip per checkout (plus one per setup statement).
     DiscardAll,
 }
 
@@ -44,13 +46,16 @@ pub enum SessionReset {
 /// | `transaction_pooler` | false | behind PgBouncer in transaction mode: no session state, named statements kept inside transactions |
 /// | `ssl_root_cert` | none | a PEM file of CA certificates trusted besides the system's |
 /// | `capacity_replicas` | 1 | copies of this pool running against the server, for [`check_capacity`] |
+/// | `setup_sql` | `[]` | statements run in order on each new connection before the pool hands it out (`SET search_path = app`...), and again after each `DISCARD ALL`; one that fails fails the connection attempt (naming the statement), and a statement the server rejects (syntax, unknown setting: SQLSTATE classes 42, 22...) is permanent |
 ///
 /// ```
 /// let options: tidewater_postgres::PgOptions = toml::from_str(r#"
 ///     url = "postgres://app:secret@db1,db2/orders?target_session_attrs=read-write"
 ///     statement_timeout = "5s"
+///     setup_sql = ["SET search_path = app, public", "SET application_name = 'orders'"]
 /// "#).unwrap();
 /// assert!(!format!("{options:?}").contains("secret"));
+/// assert_eq!(options.setup_sql.len(), 2);
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -69,6 +74,20 @@ pub struct PgOptions {
     /// How many copies of this pool run against the server (service
     /// replicas), for the capacity check.
     pub capacity_replicas: u32,
+    /// Statements run, in order, on each new connection before the pool
+    /// hands it out, and again after each `DISCARD ALL`
+    /// ([`SessionReset::DiscardAll`]). Not allowed with
+    /// `transaction_pooler`, which keeps no session state.
+    ///
+    /// ```
+    /// use tidewater_postgres::PgOptions;
+    /// let options = PgOptions {
+    ///     setup_sql: vec!["SET search_path = app".into(), "SET TIME ZONE 'UTC'".into()],
+    ///     ..Default::default()
+    /// };
+    /// assert!(PgOptions::default().setup_sql.is_empty());
+    /// ```
+    pub setup_sql: Vec<String>,
 }
 
 impl Default for PgOptions {
@@ -80,6 +99,7 @@ impl Default for PgOptions {
             transaction_pooler: false,
             ssl_root_cert: None,
             capacity_replicas: 1,
+            setup_sql: Vec::new(),
         }
     }
 }
@@ -93,6 +113,7 @@ impl std::fmt::Debug for PgOptions {
             .field("transaction_pooler", &self.transaction_pooler)
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("capacity_replicas", &self.capacity_replicas)
+            .field("setup_sql", &self.setup_sql)
             .finish()
     }
 }
@@ -140,6 +161,7 @@ pub struct PgManager {
     config: tokio_postgres::Config,
     options: PgOptions,
     tls: Tls,
+    credentials: Option<CredentialsProvider>,
 }
 
 impl PgManager {
@@ -164,12 +186,49 @@ impl PgManager {
         if config.get_application_name().is_none() {
             config.application_name("tidewater");
         }
+        if let Some(index) = options
+            .setup_sql
+            .iter()
+            .position(|statement| statement.trim().is_empty())
+        {
+            return Err(PgError::Config(format!("setup_sql[{index}] is empty")));
+        }
+        if options.transaction_pooler && !options.setup_sql.is_empty() {
+            return Err(PgError::Config(
+                "setup_sql sets up a session, which a transaction pooler (transaction_pooler = true) does not keep between transactions".into(),
+            ));
+        }
         let tls = Tls::for_mode(config.get_ssl_mode(), options.ssl_root_cert.as_deref())?;
         Ok(Self {
             config,
             options,
             tls,
+            credentials: None,
         })
+    }
+
+    /// Takes the user and password of each new connection from `provider`,
+    /// asked before every connection attempt: a rotated password or a
+    /// fresh IAM token is used from the next connection on, and the
+    /// connections already open are not touched. The user it returns, if
+    /// any, and the password replace those of the URL for that connection.
+    /// A provider that fails makes the attempt fail with
+    /// [`PgError::Credentials`], which the pool retries like a refused
+    /// connection.
+    ///
+    /// ```
+    /// use tidewater::credentials::{Credentials, CredentialsProvider};
+    /// use tidewater_postgres::{PgManager, PgOptions};
+    ///
+    /// let provider = CredentialsProvider::new(|| async {
+    ///     Ok(Credentials::password("token-4711").with_user("app"))
+    /// });
+    /// let manager = PgManager::new(PgOptions::default()).unwrap().with_credentials(provider);
+    /// assert!(!format!("{manager:?}").contains("4711"));
+    /// ```
+    pub fn with_credentials(mut self, provider: CredentialsProvider) -> Self {
+        self.credentials = Some(provider);
+        self
     }
 
     /// The settings it was made with.
@@ -205,7 +264,25 @@ impl std::fmt::Debug for PgManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgManager")
             .field("options", &self.options)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
+    }
+}
+
+impl PgManager {
+    /// Runs `setup_sql` on `conn`, in order; the first failure names its
+    /// statement.
+    async fn run_setup(&self, conn: &PgConnection) -> Result<(), PgError> {
+        for statement in &self.options.setup_sql {
+            conn.client()
+                .batch_execute(statement)
+                .await
+                .map_err(|error| PgError::Setup {
+                    statement: statement.clone(),
+                    source: Box::new(error.into()),
+                })?;
+        }
+        Ok(())
     }
 }
 
@@ -214,12 +291,25 @@ impl Manager for PgManager {
     type Error = PgError;
 
     async fn connect(&self) -> Result<PgConnection, PgError> {
-        let opened = connect::open(&self.config, &self.tls).await?;
-        Ok(PgConnection::new(
+        let opened = match &self.credentials {
+            None => connect::open(&self.config, &self.tls).await?,
+            Some(provider) => {
+                let credentials = provider.fetch().await.map_err(PgError::Credentials)?;
+                let mut config = self.config.clone();
+                if let Some(user) = credentials.user() {
+                    config.user(user);
+                }
+                config.password(credentials.secret());
+                connect::open(&config, &self.tls).await?
+            }
+        };
+        let conn = PgConnection::new(
             opened,
             self.options.statement_timeout,
             self.options.transaction_pooler,
-        ))
+        );
+        self.run_setup(&conn).await?;
+        Ok(conn)
     }
 
     /// An empty simple query: one round trip, no plan, no snapshot.
@@ -247,6 +337,7 @@ impl Manager for PgManager {
         {
             conn.forget_statements();
             conn.client().batch_execute("DISCARD ALL").await?;
+            self.run_setup(conn).await?;
         }
         Ok(())
     }

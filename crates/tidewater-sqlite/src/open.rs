@@ -196,6 +196,7 @@ pub(crate) fn open(settings: &Settings) -> Result<Opened, SqliteError> {
     };
     let session =
         snapshot(&conn, &settings.pragmas).map_err(|e| failed(e, "reading its pragmas"))?;
+    run_setup(&conn, settings).map_err(|(error, doing)| failed(error, &doing))?;
     Ok(Opened {
         conn,
         file,
@@ -233,6 +234,16 @@ pub(crate) fn apply_pragmas(
     Ok(())
 }
 
+/// Runs the setup statements in order; on failure, the error and which
+/// statement it was.
+fn run_setup(conn: &Connection, settings: &Settings) -> Result<(), (rusqlite::Error, String)> {
+    for statement in &settings.options.setup_sql {
+        conn.execute_batch(statement)
+            .map_err(|error| (error, format!("running setup statement `{statement}`")))?;
+    }
+    Ok(())
+}
+
 /// The values of the connection-level pragmas the options do not set.
 fn snapshot(
     conn: &Connection,
@@ -253,7 +264,8 @@ fn snapshot(
 }
 
 /// A full session reset, after any transaction was rolled back: temporary
-/// objects dropped, attached databases detached, pragmas set again.
+/// objects dropped, attached databases detached, pragmas set again, then
+/// the setup statements run again.
 pub(crate) fn reset_session(
     conn: &Connection,
     settings: &Settings,
@@ -280,6 +292,7 @@ pub(crate) fn reset_session(
     }
     apply_pragmas(conn, &settings.pragmas, &settings.location).map_err(|(error, _)| error)?;
     apply_pragmas(conn, session, &settings.location).map_err(|(error, _)| error)?;
+    run_setup(conn, settings).map_err(|(error, doing)| diagnose(settings, error, &doing))?;
     Ok(())
 }
 

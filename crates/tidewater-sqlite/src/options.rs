@@ -46,9 +46,10 @@ pub enum SessionReset {
     /// Also, before every reuse: drop temporary tables, views and triggers,
     /// detach attached databases, and set the configured pragmas and the
     /// connection-level ones (`cache_size`, `temp_store`,
-    /// `recursive_triggers`...) back to their values just after connect.
-    /// For applications that change session state; costs one trip to the
-    /// connection's thread per checkout.
+    /// `recursive_triggers`...) back to their values just after connect;
+    /// then run [`SqliteOptions::setup_sql`] again, so the session starts
+    /// as a new one does. For applications that change session state;
+    /// costs one trip to the connection's thread per checkout.
     Full,
 }
 
@@ -65,6 +66,7 @@ pub enum SessionReset {
 /// | `pragmas` | `[]` | `[name, value]` pairs applied at connect, in order, after the defaults [`DEFAULT_PRAGMAS`] (`journal_mode = WAL`, `synchronous = NORMAL`, `foreign_keys = ON`); a pair naming a default replaces it |
 /// | `session_reset` | `"rollback"` | `"rollback"` or `"full"`, see [`SessionReset`] |
 /// | `statement_timeout` | 30 s | a closure run on a connection longer than this is interrupted (`sqlite3_interrupt`) and the caller gets an error (`"off"` to disable) |
+/// | `setup_sql` | `[]` | statements run in order on each new connection, after the pragmas, before the pool hands it out (`ATTACH 'audit.db' AS audit`, `CREATE TEMP VIEW ...`), and again after each `"full"` session reset; one that fails fails the connection attempt (naming the statement), and one SQLite rejects (syntax, missing table) is permanent |
 ///
 /// ```
 /// use std::time::Duration;
@@ -73,8 +75,10 @@ pub enum SessionReset {
 ///     path = "/var/lib/orders/orders.db"
 ///     busy_timeout = "2s"
 ///     pragmas = [["synchronous", "FULL"], ["cache_size", "-65536"]]
+///     setup_sql = ["ATTACH '/var/lib/orders/audit.db' AS audit"]
 /// "#).unwrap();
 /// assert_eq!(options.busy_timeout, Duration::from_secs(2));
+/// assert_eq!(options.setup_sql, ["ATTACH '/var/lib/orders/audit.db' AS audit"]);
 /// assert_eq!(
 ///     options.effective_pragmas(),
 ///     [("journal_mode", "WAL"), ("synchronous", "FULL"), ("foreign_keys", "ON"), ("cache_size", "-65536")]
@@ -103,6 +107,18 @@ pub struct SqliteOptions {
     /// Bound on each closure run on a connection.
     #[serde(with = "tidewater::config::optional_duration")]
     pub statement_timeout: Option<Duration>,
+    /// Statements run, in order, on each new connection after the pragmas,
+    /// and again after each [`SessionReset::Full`].
+    ///
+    /// ```
+    /// use tidewater_sqlite::SqliteOptions;
+    /// let options = SqliteOptions {
+    ///     setup_sql: vec!["CREATE TEMP VIEW recent AS SELECT 1 AS id".into()],
+    ///     ..SqliteOptions::in_memory()
+    /// };
+    /// assert!(SqliteOptions::default().setup_sql.is_empty());
+    /// ```
+    pub setup_sql: Vec<String>,
 }
 
 impl Default for SqliteOptions {
@@ -116,6 +132,7 @@ impl Default for SqliteOptions {
             pragmas: Vec::new(),
             session_reset: SessionReset::Rollback,
             statement_timeout: Some(Duration::from_secs(30)),
+            setup_sql: Vec::new(),
         }
     }
 }
@@ -201,6 +218,13 @@ impl SqliteOptions {
         }
         if self.statement_timeout.is_some_and(|t| t.is_zero()) {
             return config("statement_timeout = 0; use \"off\" to disable it".into());
+        }
+        if let Some(index) = self
+            .setup_sql
+            .iter()
+            .position(|statement| statement.trim().is_empty())
+        {
+            return config(format!("setup_sql[{index}] is empty"));
         }
         for (name, value) in &self.pragmas {
             if !is_pragma_name(name) {

@@ -1,0 +1,137 @@
+//! Rotating credentials against the shared MariaDB (127.0.0.1:3306): a
+//! user and a database of the test's own, dropped at the end. The password
+//! changes on the server (`ALTER USER`) and in the provider; the
+//! connection opened before keeps working, new ones use the new password,
+//! and a provider that fails is a transient error naming its cause.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidewater::credentials::{Credentials, CredentialsProvider};
+use tidewater::{Error, ErrorClass, Pool, PoolConfig};
+use tidewater_mysql::{MySqlConnection, MySqlError, MySqlManager, MySqlOptions};
+
+mod common;
+use common::{TestDb, TestUser, admin_exec};
+
+/// What the test's provider answers: a password, or a failure.
+type Answer = Arc<Mutex<Result<String, String>>>;
+
+fn provider(answer: &Answer) -> CredentialsProvider {
+    let answer = answer.clone();
+    CredentialsProvider::new(move || {
+        let now = answer.lock().unwrap().clone();
+        async move {
+            match now {
+                // No user: the URL's stays.
+                Ok(password) => Ok(Credentials::password(password)),
+                Err(message) => Err(message.into()),
+            }
+        }
+    })
+}
+
+fn set(answer: &Answer, to: Result<&str, &str>) {
+    *answer.lock().unwrap() = to.map(str::to_owned).map_err(str::to_owned);
+}
+
+async fn current_user(conn: &mut MySqlConnection) -> String {
+    let user: Option<String> = conn.query_first("SELECT CURRENT_USER()").await.unwrap();
+    user.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_password_is_used_by_new_connections_only() {
+    const V1: &str = "rot-secret-v1-Zq8";
+    const V2: &str = "rot-secret-v2-Kp3";
+    const URL_PASSWORD: &str = "url-secret-Wm5";
+    let db = TestDb::create("rotation").await;
+    let user = TestUser::create(&db, V1, "").await;
+    let expected = format!("{}@%", user.name);
+    // The URL's password is wrong: only the provider's can work.
+    let answer: Answer = Arc::new(Mutex::new(Ok(V1.to_owned())));
+    let manager = MySqlManager::new(MySqlOptions {
+        url: user.url(URL_PASSWORD, &db),
+        ..MySqlOptions::default()
+    })
+    .unwrap()
+    .with_credentials(provider(&answer));
+    let debug = format!("{manager:?}");
+    for secret in [V1, V2, URL_PASSWORD] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    let config = PoolConfig {
+        max_size: 3,
+        acquire_timeout: Duration::from_secs(3),
+        connect_backoff_max: Duration::from_millis(200),
+        ..PoolConfig::default()
+    };
+    let pool = Pool::new(manager, config).unwrap();
+
+    let mut before = pool.get().await.unwrap();
+    assert_eq!(current_user(&mut before).await, expected);
+
+    // Rotation: the server first, then the provider.
+    admin_exec(&format!(
+        "ALTER USER '{}'@'%' IDENTIFIED BY '{V2}'",
+        user.name
+    ))
+    .await;
+    set(&answer, Ok(V2));
+    let mut after = pool.get().await.unwrap();
+    assert_eq!(current_user(&mut after).await, expected);
+    assert_ne!(after.connection_id(), before.connection_id());
+    assert_eq!(
+        pool.stats().opened,
+        2,
+        "a new connection, with the new password"
+    );
+    assert_eq!(
+        current_user(&mut before).await,
+        expected,
+        "the connection opened before still works"
+    );
+
+    // A provider that still hands out the old password: refused by the
+    // server (1045, permanent), and the password is in no error.
+    set(&answer, Ok(V1));
+    let error = pool.get().await.unwrap_err();
+    let Error::Connect(cause) = &error else {
+        panic!("not a permanent connect error: {error}");
+    };
+    assert_eq!(cause.class(), ErrorClass::Permanent);
+    let text = format!("{error} {error:?}");
+    assert!(text.contains("1045"), "{text}");
+    for secret in [V1, V2, URL_PASSWORD] {
+        assert!(!text.contains(secret), "{text}");
+    }
+
+    // A provider that fails: transient, retried until the acquire
+    // timeout (or the breaker opens), and its message reaches the caller.
+    set(&answer, Err("vault sealed"));
+    let error = pool.get().await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("could not get credentials: vault sealed"),
+        "{text}"
+    );
+    let connect = match &error {
+        Error::Timeout {
+            last_connect_error: Some(cause),
+            ..
+        } => cause,
+        Error::Unavailable { cause, .. } => cause,
+        other => panic!("unexpected error: {other}"),
+    };
+    assert_eq!(connect.class(), ErrorClass::Transient);
+    assert!(matches!(
+        connect.cause().downcast_ref::<MySqlError>(),
+        Some(MySqlError::Credentials(_))
+    ));
+
+    assert_eq!(current_user(&mut before).await, expected);
+    assert_eq!(current_user(&mut after).await, expected);
+    drop((before, after));
+    pool.close().await;
+}
