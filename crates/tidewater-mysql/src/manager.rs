@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use serde::{Deserialize, Serialize};
 use tidewater::credentials::CredentialsProvider;
-use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig};
+use tidewater::{ConfigError, Hooks, ErrorClass, Manager, Pool, PoolConfig};
 
 use crate::connection::{MySqlConnection, SessionStatus};
 use crate::error::{MySqlError, chain};
@@ -369,7 +369,32 @@ impl MySqlManager {
     /// # Ok(()) }
     /// ```
     pub fn into_pool(self, config: PoolConfig) -> Result<Pool<MySqlManager>, ConfigError> {
-        let pool = Pool::new(self, config)?;
+        self.into_pool_with_hooks(config, Hooks::new())
+    }
+
+    /// [`into_pool`](Self::into_pool), with [`Hooks`] the pool runs on its
+    /// connections (after each connect, before each checkout).
+    ///
+    /// # Errors
+    /// A pool configuration key out of range.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tidewater::Hooks;
+    /// use tidewater_mysql::{MySqlManager, MySqlOptions};
+    /// let hooks = Hooks::new().after_connect(|conn| Box::pin(async move {
+    ///     let _ = conn; // run session setup on the connection
+    ///     Ok(())
+    /// }));
+    /// let pool = MySqlManager::new(MySqlOptions::default())?.into_pool_with_hooks(Default::default(), hooks)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_pool_with_hooks(
+        self,
+        config: PoolConfig,
+        hooks: Hooks<MySqlManager>,
+    ) -> Result<Pool<MySqlManager>, ConfigError> {
+        let pool = Pool::builder(self, config).hooks(hooks).build()?;
         let probe = pool.clone();
         tokio::spawn(async move {
             match limit_warning(&probe).await {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tidewater::credentials::CredentialsProvider;
-use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig, WeakPool};
+use tidewater::{ConfigError, Hooks, ErrorClass, Manager, Pool, PoolConfig, WeakPool};
 
 use crate::capacity::check_capacity;
 use crate::connect;
@@ -253,8 +253,33 @@ impl PgManager {
     /// # Ok(()) }
     /// ```
     pub fn into_pool(self, config: PoolConfig) -> Result<Pool<PgManager>, ConfigError> {
+        self.into_pool_with_hooks(config, Hooks::new())
+    }
+
+    /// [`into_pool`](Self::into_pool), with [`Hooks`] the pool runs on its
+    /// connections (after each connect, before each checkout).
+    ///
+    /// # Errors
+    /// A pool configuration key out of range.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tidewater::Hooks;
+    /// use tidewater_postgres::{PgManager, PgOptions};
+    /// let hooks = Hooks::new().after_connect(|conn| Box::pin(async move {
+    ///     let _ = conn; // run session setup on the connection
+    ///     Ok(())
+    /// }));
+    /// let pool = PgManager::new(PgOptions::default())?.into_pool_with_hooks(Default::default(), hooks)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_pool_with_hooks(
+        self,
+        config: PoolConfig,
+        hooks: Hooks<PgManager>,
+    ) -> Result<Pool<PgManager>, ConfigError> {
         let replicas = self.options.capacity_replicas;
-        let pool = Pool::new(self, config)?;
+        let pool = Pool::builder(self, config).hooks(hooks).build()?;
         tokio::spawn(watch_capacity(pool.weak(), replicas));
         Ok(pool)
     }

@@ -149,3 +149,47 @@ fn setup_sql_loads_from_toml() {
         ["SET search_path = app", "SET TIME ZONE 'UTC'"]
     );
 }
+
+#[tokio::test]
+async fn hooks_run_on_a_real_session_after_connect_and_before_checkout() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    let checkouts = Arc::new(AtomicU64::new(0));
+    let counted = checkouts.clone();
+    let hooks = tidewater::Hooks::new()
+        .after_connect(|conn: &mut tidewater_postgres::PgConnection| {
+            Box::pin(async move { conn.batch_execute("SET application_name = 'tw-hooked'").await })
+        })
+        .before_checkout(move |conn: &mut tidewater_postgres::PgConnection| {
+            let n = counted.fetch_add(1, SeqCst) + 1;
+            Box::pin(async move {
+                conn.batch_execute(&format!("SET tidewater.checkout = '{n}'"))
+                    .await
+            })
+        });
+    let options = PgOptions {
+        url: SHARED.into(),
+        ..PgOptions::default()
+    };
+    let config = PoolConfig {
+        max_size: 1,
+        ..PoolConfig::default()
+    };
+    let pool = PgManager::new(options)
+        .unwrap()
+        .into_pool_with_hooks(config, hooks)
+        .unwrap();
+    for n in 1..=3 {
+        let conn = pool.get().await.unwrap();
+        assert_eq!(
+            show(&conn, "SELECT current_setting('application_name')").await,
+            "tw-hooked"
+        );
+        assert_eq!(
+            show(&conn, "SELECT current_setting('tidewater.checkout')").await,
+            n.to_string(),
+            "the checkout hook ran before this checkout"
+        );
+    }
+    assert_eq!(pool.stats().opened, 1);
+}
