@@ -307,7 +307,10 @@ impl From<ConnectionError> for DieselError {
 /// `40001`, MySQL 1213 deadlock: diesel's
 /// `DatabaseErrorKind::SerializationFailure`), a PostgreSQL deadlock
 /// (`40P01`), or a MySQL lock wait timeout (1205, which diesel reports
-/// with kind `Unknown`: recognized by its SQLSTATE `HY000` and message).
+/// with kind `Unknown`: recognized by its message), or SQLite's
+/// `SQLITE_BUSY` / `SQLITE_LOCKED` (another connection's lock or a stale
+/// snapshot: diesel reports "database is locked" or "database table is
+/// locked", kind `Unknown`).
 ///
 /// ```
 /// use diesel::result::{DatabaseErrorKind, Error};
@@ -330,6 +333,8 @@ pub fn is_conflict(error: &(dyn std::error::Error + 'static)) -> bool {
             if matches!(kind, DatabaseErrorKind::SerializationFailure)
                 || matches!(state, Some("40001" | "40P01"))
                 || info.message().starts_with("Lock wait timeout exceeded")
+                || info.message() == "database is locked"
+                || info.message().starts_with("database table is locked")
             {
                 return true;
             }

@@ -55,6 +55,17 @@ where
     Ok(row.v)
 }
 
+/// Runs `sql` (one row, one integer column) on SQLite through diesel.
+pub async fn sqlite_i64<C>(conn: &mut C, sql: &str) -> diesel::QueryResult<i64>
+where
+    C: AsyncConnection<Backend = diesel::sqlite::Sqlite>,
+{
+    let row: Value = diesel::sql_query(format!("SELECT CAST(({sql}) AS BIGINT) AS v"))
+        .get_result(conn)
+        .await?;
+    Ok(row.v)
+}
+
 /// An application's error, as the transaction helper expects one:
 /// convertible from the pool's and diesel's errors, with the cause behind
 /// it for `is_conflict`.
