@@ -53,12 +53,17 @@ impl IntoResponse for QueryFailed {
 
 /// `GET /sum?upto=N`: the sum of 1..=N, computed by PostgreSQL through
 /// diesel on a pooled connection.
-async fn sum(mut conn: Db<PgManager>, Query(params): Query<SumParams>) -> Result<Json<Sum>, QueryFailed> {
-    let sum: Sum = diesel::sql_query("SELECT $1 AS upto, coalesce(sum(g), 0)::int8 AS total FROM generate_series(1, $1) AS g")
-        .bind::<BigInt, _>(params.upto)
-        .get_result(&mut *conn)
-        .await
-        .map_err(QueryFailed)?;
+async fn sum(
+    mut conn: Db<PgManager>,
+    Query(params): Query<SumParams>,
+) -> Result<Json<Sum>, QueryFailed> {
+    let sum: Sum = diesel::sql_query(
+        "SELECT $1 AS upto, coalesce(sum(g), 0)::int8 AS total FROM generate_series(1, $1) AS g",
+    )
+    .bind::<BigInt, _>(params.upto)
+    .get_result(&mut *conn)
+    .await
+    .map_err(QueryFailed)?;
     Ok(Json(sum))
 }
 

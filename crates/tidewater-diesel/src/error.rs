@@ -110,9 +110,8 @@ impl DieselError {
         match self {
             Self::Postgres(error) => error.code().map(|code| code.code().to_owned()),
             Self::Mysql(mysql_async::Error::Server(error)) => Some(error.state.clone()),
-            Self::Connection(ConnectionError::CouldntSetupConfiguration(error)) | Self::Query(error) => {
-                query_sqlstate(error)
-            }
+            Self::Connection(ConnectionError::CouldntSetupConfiguration(error))
+            | Self::Query(error) => query_sqlstate(error),
             _ => None,
         }
     }
@@ -185,7 +184,9 @@ fn query_class(error: &QueryError) -> ErrorClass {
 
 fn query_sqlstate(error: &QueryError) -> Option<String> {
     match error {
-        QueryError::DatabaseError(_, info) => info.sqlstate().map(|state| state.as_str().to_owned()),
+        QueryError::DatabaseError(_, info) => {
+            info.sqlstate().map(|state| state.as_str().to_owned())
+        }
         _ => None,
     }
 }
@@ -238,7 +239,11 @@ impl fmt::Display for DieselError {
                 None => f.write_str(&with_causes(error)),
             },
             Self::Mysql(mysql_async::Error::Server(error)) => {
-                write!(f, "MySQL error {} ({}): {}", error.code, error.state, error.message)?;
+                write!(
+                    f,
+                    "MySQL error {} ({}): {}",
+                    error.code, error.state, error.message
+                )?;
                 match error.code {
                     1045 => f.write_str(" (bad password)"),
                     1049 => f.write_str(" (unknown database)"),
@@ -253,7 +258,11 @@ impl fmt::Display for DieselError {
             Self::Connection(error) => write!(f, "cannot connect: {error}"),
             Self::Query(error) => QueryDisplay(error).fmt(f),
             Self::Credentials(error) => {
-                write!(f, "the credentials provider failed: {}", with_causes(&**error))
+                write!(
+                    f,
+                    "the credentials provider failed: {}",
+                    with_causes(&**error)
+                )
             }
         }
     }
@@ -369,11 +378,15 @@ mod tests {
     fn diesel_connection_errors_are_classified() {
         let url = ConnectionError::InvalidConnectionUrl("bad".into());
         assert_eq!(DieselError::from(url).class(), ErrorClass::Permanent);
-        let missing = ConnectionError::BadConnection("unable to open database file: /x/y.db".into());
+        let missing =
+            ConnectionError::BadConnection("unable to open database file: /x/y.db".into());
         assert_eq!(DieselError::from(missing).class(), ErrorClass::Permanent);
         let other = ConnectionError::BadConnection("connection reset by peer".into());
         assert_eq!(DieselError::from(other).class(), ErrorClass::Transient);
-        let closed = QueryError::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new(String::from("closed")));
+        let closed = QueryError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new(String::from("closed")),
+        );
         assert_eq!(DieselError::from(closed).class(), ErrorClass::Transient);
     }
 
@@ -387,10 +400,15 @@ mod tests {
         assert!(is_conflict(&wrapped));
         let lock_wait = QueryError::DatabaseError(
             DatabaseErrorKind::Unknown,
-            Box::new(String::from("Lock wait timeout exceeded; try restarting transaction")),
+            Box::new(String::from(
+                "Lock wait timeout exceeded; try restarting transaction",
+            )),
         );
         assert!(is_conflict(&lock_wait));
-        let unique = QueryError::DatabaseError(DatabaseErrorKind::UniqueViolation, Box::new(String::from("dup")));
+        let unique = QueryError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            Box::new(String::from("dup")),
+        );
         assert!(!is_conflict(&unique));
     }
 }

@@ -9,8 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use diesel::QueryResult;
-use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::PoolableConnection;
 use tidewater::credentials::CredentialsProvider;
 use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig};
 
@@ -159,8 +159,9 @@ pub type MariadbManager = DieselManager<diesel_async::AsyncMariadbConnection>;
 /// ```
 /// let manager = tidewater_diesel::SqliteManager::new("app.db").unwrap();
 /// ```
-pub type SqliteManager =
-    DieselManager<diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>>;
+pub type SqliteManager = DieselManager<
+    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>,
+>;
 
 impl<C: Driver> DieselManager<C> {
     /// Checks `url` and prepares to connect; opens nothing yet.

@@ -38,7 +38,12 @@ fn parse(url: &str, schemes: &[&str]) -> Result<MysqlTarget, DieselError> {
     if let Some(key) = query
         .split('&')
         .filter_map(|pair| pair.split('=').next())
-        .find(|key| matches!(*key, "pool_min" | "pool_max" | "conn_ttl" | "inactive_connection_ttl"))
+        .find(|key| {
+            matches!(
+                *key,
+                "pool_min" | "pool_max" | "conn_ttl" | "inactive_connection_ttl"
+            )
+        })
     {
         return Err(DieselError::Config(format!(
             "{key} in url {} configures mysql_async's own pool; tidewater is the pool",
@@ -52,7 +57,10 @@ fn parse(url: &str, schemes: &[&str]) -> Result<MysqlTarget, DieselError> {
     Ok(MysqlTarget { opts })
 }
 
-async fn connect(target: &MysqlTarget, credentials: Option<&Credentials>) -> Result<mysql_async::Conn, DieselError> {
+async fn connect(
+    target: &MysqlTarget,
+    credentials: Option<&Credentials>,
+) -> Result<mysql_async::Conn, DieselError> {
     let mut builder = OptsBuilder::from_opts(target.opts.clone());
     if let Some(credentials) = credentials {
         builder = builder.pass(Some(credentials.secret()));
@@ -60,7 +68,9 @@ async fn connect(target: &MysqlTarget, credentials: Option<&Credentials>) -> Res
             builder = builder.user(Some(user));
         }
     }
-    mysql_async::Conn::new(builder).await.map_err(DieselError::Mysql)
+    mysql_async::Conn::new(builder)
+        .await
+        .map_err(DieselError::Mysql)
 }
 
 macro_rules! mysql_like {

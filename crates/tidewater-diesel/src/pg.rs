@@ -66,9 +66,8 @@ impl Open for AsyncPgConnection {
     const CREDENTIALS: bool = true;
 
     fn parse(url: &str) -> Result<PgTarget, DieselError> {
-        let mut config = Config::from_str(url).map_err(|error| {
-            DieselError::Config(format!("{error} in url {}", redact(url)))
-        })?;
+        let mut config = Config::from_str(url)
+            .map_err(|error| DieselError::Config(format!("{error} in url {}", redact(url))))?;
         if config.get_ssl_mode() == SslMode::Require {
             return Err(DieselError::Config(format!(
                 "sslmode=require: tidewater-diesel does not speak TLS to PostgreSQL yet (url {})",
@@ -76,7 +75,10 @@ impl Open for AsyncPgConnection {
             )));
         }
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
-            return Err(DieselError::Config(format!("no host in url {}", redact(url))));
+            return Err(DieselError::Config(format!(
+                "no host in url {}",
+                redact(url)
+            )));
         }
         if config.get_application_name().is_none() {
             config.application_name("tidewater-diesel");
@@ -164,7 +166,10 @@ async fn open(config: &Config) -> Result<(Client, PgExtra), DieselError> {
                     Err(last_error.unwrap_or_else(|| {
                         io_error(
                             format!("{name}:{port}"),
-                            io::Error::new(io::ErrorKind::NotFound, "the host name resolves to no address"),
+                            io::Error::new(
+                                io::ErrorKind::NotFound,
+                                "the host name resolves to no address",
+                            ),
                         )
                     }))
                 }
@@ -180,12 +185,14 @@ async fn open(config: &Config) -> Result<(Client, PgExtra), DieselError> {
             }
         };
         let result = match config.get_connect_timeout() {
-            Some(limit) => tokio::time::timeout(*limit, attempt).await.unwrap_or_else(|_| {
-                Err(io_error(
-                    format!("host {}", i + 1),
-                    io::Error::new(io::ErrorKind::TimedOut, "connect_timeout expired"),
-                ))
-            }),
+            Some(limit) => tokio::time::timeout(*limit, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io_error(
+                        format!("host {}", i + 1),
+                        io::Error::new(io::ErrorKind::TimedOut, "connect_timeout expired"),
+                    ))
+                }),
             None => attempt.await,
         };
         match result {

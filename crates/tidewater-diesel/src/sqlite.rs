@@ -37,10 +37,15 @@ impl Open for SyncConnectionWrapper<SqliteConnection> {
         if url.contains('\0') {
             return Err(DieselError::Config("a NUL byte in the SQLite path".into()));
         }
-        Ok(SqliteTarget { url: url.to_owned() })
+        Ok(SqliteTarget {
+            url: url.to_owned(),
+        })
     }
 
-    async fn open(target: &SqliteTarget, _credentials: Option<&Credentials>) -> Result<(Self, ()), DieselError> {
+    async fn open(
+        target: &SqliteTarget,
+        _credentials: Option<&Credentials>,
+    ) -> Result<(Self, ()), DieselError> {
         let mut conn = Self::establish(&target.url).await?;
         conn.batch_execute(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))
             .await

@@ -50,7 +50,9 @@ impl MariadbTarget {
 async fn admin(sql: &str) {
     let url = format!("mysql://root@{ADDR}?prefer_socket=false");
     let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
-    conn.query_drop(sql).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
     conn.disconnect().await.unwrap();
 }
 
@@ -58,7 +60,10 @@ async fn admin(sql: &str) {
 /// also works from `Drop` during a failing test.
 fn admin_detached(sql: String) {
     let worker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async {
             let cleanup = async {
                 let url = format!("mysql://root@{ADDR}?prefer_socket=false");
@@ -66,7 +71,9 @@ fn admin_detached(sql: String) {
                 conn.query_drop(&sql).await?;
                 conn.disconnect().await
             };
-            if let Ok(Err(error)) = tokio::time::timeout(std::time::Duration::from_secs(10), cleanup).await {
+            if let Ok(Err(error)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), cleanup).await
+            {
                 eprintln!("cleanup `{sql}` failed: {error}");
             }
         });
@@ -88,7 +95,10 @@ impl Target for MariadbTarget {
     async fn fresh(&self) -> MariadbManager {
         let name = format!(
             "tidewater_diesel_{}_{:04x}",
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
             fastrand::u16(..)
         );
         admin(&format!("CREATE DATABASE `{name}`")).await;
@@ -130,7 +140,9 @@ impl Target for MariadbTarget {
     }
 
     async fn break_connection(&self, conn: &mut Conn<Self>) {
-        let id = Self::query_i64(conn, "SELECT CONNECTION_ID()").await.unwrap();
+        let id = Self::query_i64(conn, "SELECT CONNECTION_ID()")
+            .await
+            .unwrap();
         admin(&format!("KILL {id}")).await;
     }
 
@@ -156,17 +168,21 @@ impl Target for MariadbTarget {
 // a Target method the compiler fails to show that their futures are Send.
 
 async fn insert(pool: &Pool<MariadbManager>, id: i64, ending: Ending) -> Result<(), AppError> {
-    transaction(pool, RetryPolicy::default(), async move |conn: &mut AsyncMariadbConnection| {
-        diesel::sql_query("INSERT INTO items VALUES (?, 1)")
-            .bind::<diesel::sql_types::BigInt, _>(id)
-            .execute(conn)
-            .await?;
-        match ending {
-            Ending::Commit => Ok(()),
-            Ending::Fail => Err(AppError::refused()),
-            Ending::Panic => panic!("the body panics mid-transaction"),
-        }
-    })
+    transaction(
+        pool,
+        RetryPolicy::default(),
+        async move |conn: &mut AsyncMariadbConnection| {
+            diesel::sql_query("INSERT INTO items VALUES (?, 1)")
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .execute(conn)
+                .await?;
+            match ending {
+                Ending::Commit => Ok(()),
+                Ending::Fail => Err(AppError::refused()),
+                Ending::Panic => panic!("the body panics mid-transaction"),
+            }
+        },
+    )
     .await
 }
 
@@ -180,21 +196,26 @@ async fn conflicting_increment(pool: &Pool<MariadbManager>, id: i64) -> Result<u
     let (mut locked_rx, mut release_tx) = (Some(locked_rx), Some(release_tx));
     let attempts = Arc::new(AtomicU32::new(0));
     let counted = attempts.clone();
-    let increment = transaction(pool, RetryPolicy::default(), async move |conn: &mut AsyncMariadbConnection| {
-        match counted.fetch_add(1, SeqCst) {
-            0 => locked_rx.take().unwrap().await.unwrap(),
-            _ => {
-                if let Some(release) = release_tx.take() {
-                    release.send(()).unwrap();
+    let increment = transaction(
+        pool,
+        RetryPolicy::default(),
+        async move |conn: &mut AsyncMariadbConnection| {
+            match counted.fetch_add(1, SeqCst) {
+                0 => locked_rx.take().unwrap().await.unwrap(),
+                _ => {
+                    if let Some(release) = release_tx.take() {
+                        release.send(()).unwrap();
+                    }
                 }
             }
-        }
-        conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 1").await?;
-        diesel::sql_query(format!("UPDATE items SET n = n + 1 WHERE id = {id}"))
-            .execute(conn)
-            .await?;
-        Ok::<_, AppError>(())
-    });
+            conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 1")
+                .await?;
+            diesel::sql_query(format!("UPDATE items SET n = n + 1 WHERE id = {id}"))
+                .execute(conn)
+                .await?;
+            Ok::<_, AppError>(())
+        },
+    );
     let hold_lock = async {
         let mut conn = pool.get().await.unwrap();
         conn.batch_execute("START TRANSACTION").await.unwrap();

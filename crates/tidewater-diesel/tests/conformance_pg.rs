@@ -114,7 +114,11 @@ impl Target for PgTarget {
         Ok(insert(pool, id, ending).await?)
     }
 
-    async fn conflicting_increment(&self, pool: &Pool<PgManager>, id: i64) -> Result<u32, BoxError> {
+    async fn conflicting_increment(
+        &self,
+        pool: &Pool<PgManager>,
+        id: i64,
+    ) -> Result<u32, BoxError> {
         Ok(conflicting_increment(pool, id).await?)
     }
 }
@@ -123,16 +127,20 @@ impl Target for PgTarget {
 // the trait's methods the compiler cannot prove their futures `Send`.
 
 async fn insert(pool: &Pool<PgManager>, id: i64, ending: Ending) -> Result<(), AppError> {
-    transaction(pool, RetryPolicy::default(), async move |conn: &mut AsyncPgConnection| {
-        diesel::sql_query(format!("INSERT INTO items VALUES ({id}, 1)"))
-            .execute(conn)
-            .await?;
-        match ending {
-            Ending::Commit => Ok(()),
-            Ending::Fail => Err(AppError::refused()),
-            Ending::Panic => panic!("the body panics mid-transaction"),
-        }
-    })
+    transaction(
+        pool,
+        RetryPolicy::default(),
+        async move |conn: &mut AsyncPgConnection| {
+            diesel::sql_query(format!("INSERT INTO items VALUES ({id}, 1)"))
+                .execute(conn)
+                .await?;
+            match ending {
+                Ending::Commit => Ok(()),
+                Ending::Fail => Err(AppError::refused()),
+                Ending::Panic => panic!("the body panics mid-transaction"),
+            }
+        },
+    )
     .await
 }
 
@@ -144,20 +152,24 @@ async fn conflicting_increment(pool: &Pool<PgManager>, id: i64) -> Result<u32, A
     let (mut entered_tx, mut go_rx) = (Some(entered_tx), Some(go_rx));
     let attempts = std::sync::Arc::new(AtomicU32::new(0));
     let counted = attempts.clone();
-    let increment = transaction(pool, RetryPolicy::default(), async move |conn: &mut AsyncPgConnection| {
-        counted.fetch_add(1, SeqCst);
-        conn.batch_execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-            .await?;
-        let n = pg_i64(conn, &format!("SELECT n FROM items WHERE id = {id}")).await?;
-        if let (Some(entered), Some(go)) = (entered_tx.take(), go_rx.take()) {
-            entered.send(()).unwrap();
-            go.await.unwrap();
-        }
-        diesel::sql_query(format!("UPDATE items SET n = {} WHERE id = {id}", n + 1))
-            .execute(conn)
-            .await?;
-        Ok::<_, AppError>(())
-    });
+    let increment = transaction(
+        pool,
+        RetryPolicy::default(),
+        async move |conn: &mut AsyncPgConnection| {
+            counted.fetch_add(1, SeqCst);
+            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                .await?;
+            let n = pg_i64(conn, &format!("SELECT n FROM items WHERE id = {id}")).await?;
+            if let (Some(entered), Some(go)) = (entered_tx.take(), go_rx.take()) {
+                entered.send(()).unwrap();
+                go.await.unwrap();
+            }
+            diesel::sql_query(format!("UPDATE items SET n = {} WHERE id = {id}", n + 1))
+                .execute(conn)
+                .await?;
+            Ok::<_, AppError>(())
+        },
+    );
     let interfere = async {
         entered_rx.await.unwrap();
         let mut conn = pool.get().await.unwrap();

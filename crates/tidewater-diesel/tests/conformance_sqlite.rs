@@ -132,22 +132,30 @@ impl Target for SqliteTarget {
         insert(pool, id, ending).await.map_err(Into::into)
     }
 
-    async fn conflicting_increment(&self, pool: &Pool<SqliteManager>, id: i64) -> Result<u32, BoxError> {
+    async fn conflicting_increment(
+        &self,
+        pool: &Pool<SqliteManager>,
+        id: i64,
+    ) -> Result<u32, BoxError> {
         conflicting_increment(pool, id).await.map_err(Into::into)
     }
 }
 
 async fn insert(pool: &Pool<SqliteManager>, id: i64, ending: Ending) -> Result<(), AppError> {
-    transaction(pool, RetryPolicy::default(), async move |conn: &mut Sqlite| {
-        diesel::sql_query(format!("INSERT INTO items VALUES ({id}, 1)"))
-            .execute(conn)
-            .await?;
-        match ending {
-            Ending::Commit => Ok(()),
-            Ending::Fail => Err(AppError::refused()),
-            Ending::Panic => panic!("the body panics mid-transaction"),
-        }
-    })
+    transaction(
+        pool,
+        RetryPolicy::default(),
+        async move |conn: &mut Sqlite| {
+            diesel::sql_query(format!("INSERT INTO items VALUES ({id}, 1)"))
+                .execute(conn)
+                .await?;
+            match ending {
+                Ending::Commit => Ok(()),
+                Ending::Fail => Err(AppError::refused()),
+                Ending::Panic => panic!("the body panics mid-transaction"),
+            }
+        },
+    )
     .await
 }
 
@@ -160,27 +168,33 @@ async fn conflicting_increment(pool: &Pool<SqliteManager>, id: i64) -> Result<u3
     let (mut entered_tx, mut go_rx) = (Some(entered_tx), Some(go_rx));
     let attempts = Arc::new(AtomicU32::new(0));
     let counted = attempts.clone();
-    let increment = transaction(pool, RetryPolicy::default(), async move |conn: &mut Sqlite| {
-        counted.fetch_add(1, SeqCst);
-        let n = sqlite_i64(conn, &format!("SELECT n FROM items WHERE id = {id}")).await?;
-        if let (Some(entered), Some(go)) = (entered_tx.take(), go_rx.take()) {
-            entered.send(()).unwrap();
-            go.await.unwrap();
-        }
-        diesel::sql_query(format!("UPDATE items SET n = {} WHERE id = {id}", n + 1))
-            .execute(conn)
-            .await?;
-        Ok::<_, AppError>(())
-    });
+    let increment = transaction(
+        pool,
+        RetryPolicy::default(),
+        async move |conn: &mut Sqlite| {
+            counted.fetch_add(1, SeqCst);
+            let n = sqlite_i64(conn, &format!("SELECT n FROM items WHERE id = {id}")).await?;
+            if let (Some(entered), Some(go)) = (entered_tx.take(), go_rx.take()) {
+                entered.send(()).unwrap();
+                go.await.unwrap();
+            }
+            diesel::sql_query(format!("UPDATE items SET n = {} WHERE id = {id}", n + 1))
+                .execute(conn)
+                .await?;
+            Ok::<_, AppError>(())
+        },
+    );
     let interfere = async {
         entered_rx.await.unwrap();
         let mut conn = pool.get().await.unwrap();
         // Two commits that leave `n` as it was: SQLite writes nothing for
         // an update that changes nothing.
         for change in [100, -100] {
-            conn.batch_execute(&format!("UPDATE items SET n = n + {change} WHERE id = {id}"))
-                .await
-                .unwrap();
+            conn.batch_execute(&format!(
+                "UPDATE items SET n = n + {change} WHERE id = {id}"
+            ))
+            .await
+            .unwrap();
         }
         go_tx.send(()).unwrap();
     };

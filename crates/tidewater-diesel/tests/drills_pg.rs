@@ -61,7 +61,8 @@ impl Load {
         let failed = Arc::new(AtomicUsize::new(0));
         let callers = (0..callers)
             .map(|_| {
-                let (pool, stop, calls, failed) = (pool.clone(), stop.clone(), calls.clone(), failed.clone());
+                let (pool, stop, calls, failed) =
+                    (pool.clone(), stop.clone(), calls.clone(), failed.clone());
                 tokio::spawn(async move {
                     while !stop.load(SeqCst) {
                         match one_call(&pool).await {
@@ -73,7 +74,12 @@ impl Load {
                 })
             })
             .collect();
-        Self { stop, calls, failed, callers }
+        Self {
+            stop,
+            calls,
+            failed,
+            callers,
+        }
     }
 
     async fn stop(self) {
@@ -90,7 +96,11 @@ async fn assert_all_slots_back(pool: &Pool<PgManager>) {
     assert_eq!((status.in_use, status.waiters), (0, 0), "{status}");
     let mut held = Vec::new();
     for _ in 0..status.max_size {
-        held.push(pool.get().await.unwrap_or_else(|error| panic!("a slot was lost: {error}")));
+        held.push(
+            pool.get()
+                .await
+                .unwrap_or_else(|error| panic!("a slot was lost: {error}")),
+        );
     }
     for conn in &mut held {
         assert_eq!(pg_i64(&mut **conn, "SELECT 1").await.unwrap(), 1);
@@ -105,12 +115,16 @@ async fn drill(pool: &Pool<PgManager>, fault: impl AsyncFnOnce()) {
     let broken_before = pool.stats().closed_by(CloseReason::Broken);
     let opened_before = pool.stats().opened;
     let load = Load::start(pool, 8);
-    assert!(eventually(async || load.calls.load(SeqCst) > 0).await, "the load runs");
+    assert!(
+        eventually(async || load.calls.load(SeqCst) > 0).await,
+        "the load runs"
+    );
     fault().await;
     let landed = eventually(async || {
         let stats = pool.stats();
         load.failed.load(SeqCst) > 0
-            || (stats.closed_by(CloseReason::Broken) > broken_before && stats.opened > opened_before)
+            || (stats.closed_by(CloseReason::Broken) > broken_before
+                && stats.opened > opened_before)
     })
     .await;
     assert!(landed, "the fault never showed: {}", pool.status());
@@ -121,17 +135,30 @@ async fn drill(pool: &Pool<PgManager>, fault: impl AsyncFnOnce()) {
     );
     let failed = load.failed.load(SeqCst);
     let calls = load.calls.load(SeqCst);
-    assert!(eventually(async || load.calls.load(SeqCst) >= calls + 100).await, "the load goes on");
-    assert_eq!(load.failed.load(SeqCst), failed, "calls failed after recovery");
+    assert!(
+        eventually(async || load.calls.load(SeqCst) >= calls + 100).await,
+        "the load goes on"
+    );
+    assert_eq!(
+        load.failed.load(SeqCst),
+        failed,
+        "calls failed after recovery"
+    );
     load.stop().await;
     assert_all_slots_back(pool).await;
-    assert!(pool.stats().opened > opened_before, "connections were replaced");
+    assert!(
+        pool.stats().opened > opened_before,
+        "connections were replaced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_restart_under_load_recovers() {
     let (cluster, pool) = cluster_and_pool(5).await;
-    drill(&pool, async || cluster.restart(Shutdown::Fast).await.unwrap()).await;
+    drill(&pool, async || {
+        cluster.restart(Shutdown::Fast).await.unwrap()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +194,9 @@ async fn transaction_future_dropped_inside_is_discarded_and_rolled_back() {
     let first = conn.id();
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
     let inside = conn.transaction::<(), diesel::result::Error, _>(async |tx| {
-        diesel::sql_query("INSERT INTO items VALUES (1, 1)").execute(tx).await?;
+        diesel::sql_query("INSERT INTO items VALUES (1, 1)")
+            .execute(tx)
+            .await?;
         entered_tx.send(()).unwrap();
         std::future::pending::<()>().await;
         Ok(())
@@ -176,7 +205,11 @@ async fn transaction_future_dropped_inside_is_discarded_and_rolled_back() {
         _ = inside => panic!("the body never ends"),
         _ = entered_rx => {} // the transaction's future is dropped here, inside
     }
-    assert_eq!(idle_in_transaction(&cluster).await, 1, "the server saw the transaction open");
+    assert_eq!(
+        idle_in_transaction(&cluster).await,
+        1,
+        "the server saw the transaction open"
+    );
     drop(conn);
 
     let mut conn = pool.get().await.unwrap();
@@ -188,8 +221,15 @@ async fn transaction_future_dropped_inside_is_discarded_and_rolled_back() {
         "the abandoned transaction was rolled back on the server"
     );
     // The row the abandoned transaction inserted is not there, nor locked.
-    conn.batch_execute("SET lock_timeout = '5s'; INSERT INTO items VALUES (1, 2)").await.unwrap();
-    assert_eq!(pg_i64(&mut *conn, "SELECT n FROM items WHERE id = 1").await.unwrap(), 2);
+    conn.batch_execute("SET lock_timeout = '5s'; INSERT INTO items VALUES (1, 2)")
+        .await
+        .unwrap();
+    assert_eq!(
+        pg_i64(&mut *conn, "SELECT n FROM items WHERE id = 1")
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +238,9 @@ async fn plain_begin_is_rolled_back_and_the_connection_kept() {
     let mut conn = pool.get().await.unwrap();
     conn.batch_execute(CREATE).await.unwrap();
     let first = conn.id();
-    conn.batch_execute("BEGIN; INSERT INTO items VALUES (1, 1)").await.unwrap();
+    conn.batch_execute("BEGIN; INSERT INTO items VALUES (1, 1)")
+        .await
+        .unwrap();
     assert_eq!(conn.transaction_status(), TransactionStatus::InTransaction);
     drop(conn);
 
@@ -206,7 +248,12 @@ async fn plain_begin_is_rolled_back_and_the_connection_kept() {
     assert_eq!(conn.id(), first, "reset, not replaced");
     assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
     // The same session would see its own uncommitted row.
-    assert_eq!(pg_i64(&mut *conn, "SELECT count(*) FROM items").await.unwrap(), 0);
+    assert_eq!(
+        pg_i64(&mut *conn, "SELECT count(*) FROM items")
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(pool.stats().opened, 1);
 }
 
@@ -216,7 +263,9 @@ async fn query_future_dropped_mid_query_is_clean_for_the_next_caller() {
     let mut conn = pool.get().await.unwrap();
     conn.batch_execute(CREATE).await.unwrap();
     let first = conn.id();
-    conn.batch_execute("BEGIN; INSERT INTO items VALUES (1, 1)").await.unwrap();
+    conn.batch_execute("BEGIN; INSERT INTO items VALUES (1, 1)")
+        .await
+        .unwrap();
     let running = async {
         eventually(async || {
             let active = cluster
@@ -240,6 +289,11 @@ async fn query_future_dropped_mid_query_is_clean_for_the_next_caller() {
     let mut conn = pool.get().await.unwrap();
     assert_eq!(conn.id(), first, "reset, not replaced");
     assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
-    assert_eq!(pg_i64(&mut *conn, "SELECT count(*) FROM items").await.unwrap(), 0);
+    assert_eq!(
+        pg_i64(&mut *conn, "SELECT count(*) FROM items")
+            .await
+            .unwrap(),
+        0
+    );
     let _: &mut AsyncPgConnection = &mut conn; // still the diesel connection
 }

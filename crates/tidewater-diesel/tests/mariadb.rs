@@ -20,12 +20,17 @@ const ADDR: &str = "127.0.0.1:3306";
 async fn admin(sql: &str) {
     let url = format!("mysql://root@{ADDR}?prefer_socket=false");
     let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
-    conn.query_drop(sql).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
     conn.disconnect().await.unwrap();
 }
 
 fn unique(what: &str) -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     format!("tidewater_diesel_{what}_{secs}_{:04x}", fastrand::u16(..))
 }
 
@@ -39,7 +44,10 @@ impl Scratch {
     async fn new(password: &str) -> Self {
         let (db, user) = (unique("db"), unique("user"));
         admin(&format!("CREATE DATABASE `{db}`")).await;
-        admin(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")).await;
+        admin(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+        ))
+        .await;
         admin(&format!("GRANT ALL ON `{db}`.* TO '{user}'@'%'")).await;
         Self { db, user }
     }
@@ -65,7 +73,10 @@ async fn bad_password_and_unknown_database_are_typed_permanent_errors() {
         .connect()
         .await
         .unwrap_err();
-    assert!(matches!(&error, DieselError::Mysql(mysql_async::Error::Server(e)) if e.code == 1045), "{error:?}");
+    assert!(
+        matches!(&error, DieselError::Mysql(mysql_async::Error::Server(e)) if e.code == 1045),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Permanent);
     assert!(error.to_string().contains("bad password"), "{error}");
     assert!(!error.to_string().contains("wrong-password"), "{error}");
@@ -74,7 +85,10 @@ async fn bad_password_and_unknown_database_are_typed_permanent_errors() {
         .connect()
         .await
         .unwrap_err();
-    assert!(matches!(&error, DieselError::Mysql(mysql_async::Error::Server(e)) if e.code == 1049), "{error:?}");
+    assert!(
+        matches!(&error, DieselError::Mysql(mysql_async::Error::Server(e)) if e.code == 1049),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Permanent);
 }
 
@@ -90,16 +104,26 @@ async fn rotating_credentials_are_fetched_for_each_new_connection() {
         }
     });
     let url = format!("mariadb://{}@{ADDR}/{}", scratch.user, scratch.db);
-    let pool = Pool::new(MariadbManager::new(url).unwrap().with_credentials(provider), config(3)).unwrap();
+    let pool = Pool::new(
+        MariadbManager::new(url).unwrap().with_credentials(provider),
+        config(3),
+    )
+    .unwrap();
     let mut first = pool.get().await.unwrap();
     assert_eq!(mariadb_i64(&mut *first, "SELECT 1").await.unwrap(), 1);
-    admin(&format!("ALTER USER '{}'@'%' IDENTIFIED BY 'secret-v2'", scratch.user)).await;
+    admin(&format!(
+        "ALTER USER '{}'@'%' IDENTIFIED BY 'secret-v2'",
+        scratch.user
+    ))
+    .await;
     *current.lock().unwrap() = "secret-v2".into();
     let mut second = pool.get().await.unwrap();
     assert_eq!(mariadb_i64(&mut *second, "SELECT 2").await.unwrap(), 2);
     *current.lock().unwrap() = "secret-v1".into(); // stale
     let error = pool.get().await.unwrap_err();
-    let tidewater::Error::Connect(cause) = &error else { panic!("not a connect error: {error:?}") };
+    let tidewater::Error::Connect(cause) = &error else {
+        panic!("not a connect error: {error:?}")
+    };
     assert_eq!(cause.class(), ErrorClass::Permanent, "{error}");
     drop((first, second));
     scratch.drop_all().await;
@@ -111,23 +135,37 @@ async fn plain_begin_is_rolled_back_and_a_dropped_query_discards_the_connection(
     let url = format!("mariadb://root@{ADDR}/{}", scratch.db);
     let pool = Pool::new(MariadbManager::new(url).unwrap(), config(1)).unwrap();
     let mut conn = pool.get().await.unwrap();
-    conn.batch_execute("CREATE TABLE items (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)").await.unwrap();
+    conn.batch_execute("CREATE TABLE items (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)")
+        .await
+        .unwrap();
     let first = conn.id();
     conn.batch_execute("BEGIN").await.unwrap();
-    conn.batch_execute("INSERT INTO items VALUES (1, 1)").await.unwrap();
+    conn.batch_execute("INSERT INTO items VALUES (1, 1)")
+        .await
+        .unwrap();
     drop(conn);
     let mut conn = pool.get().await.unwrap();
     assert_eq!(conn.id(), first, "rolled back, not replaced");
-    assert_eq!(mariadb_i64(&mut *conn, "SELECT COUNT(*) FROM items").await.unwrap(), 0);
+    assert_eq!(
+        mariadb_i64(&mut *conn, "SELECT COUNT(*) FROM items")
+            .await
+            .unwrap(),
+        0
+    );
 
     // A query whose future is dropped while the server runs it.
-    let session = mariadb_i64(&mut *conn, "SELECT CONNECTION_ID()").await.unwrap();
+    let session = mariadb_i64(&mut *conn, "SELECT CONNECTION_ID()")
+        .await
+        .unwrap();
     let running = async {
         let url = format!("mysql://root@{ADDR}?prefer_socket=false");
         let mut admin = mysql_async::Conn::from_url(url).await.unwrap();
         let seen = eventually(async || {
             let info: Option<String> = admin
-                .exec_first("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = ?", (session,))
+                .exec_first(
+                    "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = ?",
+                    (session,),
+                )
                 .await
                 .unwrap();
             info.is_some_and(|info| info.contains("SLEEP"))
@@ -142,7 +180,11 @@ async fn plain_begin_is_rolled_back_and_a_dropped_query_discards_the_connection(
     }
     drop(conn);
     let mut conn = pool.get().await.unwrap();
-    assert_ne!(conn.id(), first, "a connection with an answer pending is discarded");
+    assert_ne!(
+        conn.id(),
+        first,
+        "a connection with an answer pending is discarded"
+    );
     assert_eq!(pool.stats().closed_by(CloseReason::Broken), 1);
     assert_eq!(mariadb_i64(&mut *conn, "SELECT 1").await.unwrap(), 1);
     drop(conn);
