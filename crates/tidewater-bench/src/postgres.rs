@@ -13,6 +13,10 @@
 //! - `deadpool`: deadpool-postgres with `RecyclingMethod::Fast`;
 //! - `bb8`: bb8-postgres with `test_on_check_out(false)`;
 //! - `sqlx`: sqlx's `PgPool` with `test_before_acquire(false)`;
+//! - `tidewater-diesel`, `diesel-deadpool`, `diesel-bb8`: diesel-async's
+//!   `AsyncPgConnection` in tidewater-diesel and in diesel-async's own
+//!   deadpool and bb8 adapters, `SELECT 1` through diesel (see
+//!   `postgres_diesel.rs`);
 //! - `ceiling`: no pool. 50 dedicated `tokio_postgres::Client`s, task `i`
 //!   always on client `i % 50`. A `Client` is shared by reference and
 //!   pipelines the requests of its 20 tasks on its one socket, so this is a
@@ -53,6 +57,9 @@ use tokio::sync::Barrier;
 use tokio::task::JoinHandle;
 
 use crate::{ACQUIRE_TIMEOUT, median, micros_at, print, wait_histogram};
+
+#[path = "postgres_diesel.rs"]
+mod diesel_contenders;
 
 /// The shared test server.
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -117,6 +124,12 @@ enum PgKind {
     Bb8,
     /// sqlx's `PgPool`.
     Sqlx,
+    /// tidewater-diesel: diesel-async's `AsyncPgConnection` in tidewater.
+    TidewaterDiesel,
+    /// diesel-async's deadpool adapter.
+    DieselDeadpool,
+    /// diesel-async's bb8 adapter.
+    DieselBb8,
     /// 50 dedicated connections, no pool.
     Ceiling,
 }
@@ -142,6 +155,13 @@ impl PgKind {
             Self::Deadpool => measure::<deadpool_postgres::Pool>(load, monitor).await,
             Self::Bb8 => measure::<Bb8>(load, monitor).await,
             Self::Sqlx => measure::<sqlx::PgPool>(load, monitor).await,
+            Self::TidewaterDiesel => {
+                measure::<diesel_contenders::TidewaterDiesel>(load, monitor).await
+            }
+            Self::DieselDeadpool => {
+                measure::<diesel_contenders::DieselDeadpool>(load, monitor).await
+            }
+            Self::DieselBb8 => measure::<diesel_contenders::DieselBb8>(load, monitor).await,
             Self::Ceiling => measure::<Ceiling>(load, monitor).await,
         }
     }
