@@ -110,10 +110,10 @@ pub use transaction::transaction;
 /// ```
 pub fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((credentials, host)) = rest.rsplit_once('@') {
-            if let Some((user, _)) = credentials.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
+        if let Some((credentials, host)) = rest.rsplit_once('@')
+            && let Some((user, _)) = credentials.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}");
         }
         return url.to_owned();
     }
