@@ -36,7 +36,7 @@ pub(crate) mod sealed {
     /// The driver-specific half of [`Driver`](super::Driver).
     pub trait Open: Sized {
         /// The parsed URL.
-        type Target: Send + Sync + 'static;
+        type Target: Clone + Send + Sync + 'static;
         /// What the pool keeps beside the connection.
         type Extra: Send + 'static;
         /// The database's name, for messages.

@@ -67,7 +67,9 @@ pub enum SessionReset {
 /// [`tidewater::Pool`]. Cheap to clone.
 ///
 /// Use it through its aliases [`PgManager`], [`MysqlManager`],
-/// [`MariadbManager`], [`SqliteManager`].
+/// [`MariadbManager`], [`SqliteManager`]. The `with_*` settings apply to
+/// the manager they are called on (a clone configured afterwards is a
+/// separate manager).
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -112,6 +114,21 @@ struct Inner<C: Driver> {
     credentials: Option<CredentialsProvider>,
     validation: Validation,
     session_reset: SessionReset,
+}
+
+impl<C: Driver> Clone for Inner<C> {
+    fn clone(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            target: self.target.clone(),
+            setup_sql: self.setup_sql.clone(),
+            setup: self.setup.clone(),
+            reset_sql: self.reset_sql.clone(),
+            credentials: self.credentials.clone(),
+            validation: self.validation.clone(),
+            session_reset: self.session_reset,
+        }
+    }
 }
 
 impl<C: Driver> Clone for DieselManager<C> {
@@ -176,6 +193,8 @@ impl<C: Driver> DieselManager<C> {
     /// assert!(!error.to_string().contains("s3cret"));
     /// let error = MysqlManager::new("postgres://db/x").unwrap_err();
     /// assert!(error.to_string().contains("expected mysql://"), "{error}");
+    /// let error = MysqlManager::new("mysql://db/x?pool_max=50").unwrap_err();
+    /// assert!(error.to_string().contains("tidewater is the pool"), "{error}");
     /// ```
     pub fn new(url: impl Into<String>) -> Result<Self, DieselError> {
         let url = url.into();
@@ -195,7 +214,7 @@ impl<C: Driver> DieselManager<C> {
     }
 
     fn inner_mut(&mut self) -> &mut Inner<C> {
-        Arc::get_mut(&mut self.inner).expect("configured before it is shared")
+        Arc::make_mut(&mut self.inner)
     }
 
     /// Statements run, in order, on each new connection (after diesel's
@@ -206,10 +225,6 @@ impl<C: Driver> DieselManager<C> {
     /// let manager = tidewater_diesel::PgManager::new("postgres://db/orders").unwrap()
     ///     .with_setup_sql(["SET search_path TO orders", "SET statement_timeout = '5s'"]);
     /// ```
-    ///
-    /// # Panics
-    /// When called on a clone of a manager already shared (configure it
-    /// before building the pool).
     #[must_use]
     pub fn with_setup_sql<I, S>(mut self, statements: I) -> Self
     where
@@ -234,9 +249,6 @@ impl<C: Driver> DieselManager<C> {
     ///         Ok(())
     ///     }));
     /// ```
-    ///
-    /// # Panics
-    /// When called on a clone of a manager already shared.
     #[must_use]
     pub fn with_setup<F>(mut self, setup: F) -> Self
     where
@@ -255,9 +267,6 @@ impl<C: Driver> DieselManager<C> {
     /// let manager = tidewater_diesel::MysqlManager::new("mysql://db/shop").unwrap()
     ///     .with_reset_sql(["SET @cart = NULL"]);
     /// ```
-    ///
-    /// # Panics
-    /// When called on a clone of a manager already shared.
     #[must_use]
     pub fn with_reset_sql<I, S>(mut self, statements: I) -> Self
     where
@@ -277,9 +286,6 @@ impl<C: Driver> DieselManager<C> {
     /// let manager = PgManager::new("postgres://db/orders").unwrap()
     ///     .with_validation(Validation::Query("SELECT 1".into()));
     /// ```
-    ///
-    /// # Panics
-    /// When called on a clone of a manager already shared.
     #[must_use]
     pub fn with_validation(mut self, validation: Validation) -> Self {
         self.inner_mut().validation = validation;
@@ -298,9 +304,6 @@ impl<C: Driver> DieselManager<C> {
     /// let manager = tidewater_diesel::PgManager::new("postgres://app@db/orders").unwrap()
     ///     .with_credentials(provider);
     /// ```
-    ///
-    /// # Panics
-    /// When called on a clone of a manager already shared.
     #[must_use]
     pub fn with_credentials(mut self, provider: CredentialsProvider) -> Self {
         self.inner_mut().credentials = Some(provider);
@@ -354,9 +357,6 @@ impl DieselManager<AsyncPgConnection> {
     /// use tidewater_diesel::{PgManager, SessionReset};
     /// let manager = PgManager::new("postgres://db/orders").unwrap().with_session_reset(SessionReset::Full);
     /// ```
-    ///
-    /// # Panics
-    /// When called on a clone of a manager already shared.
     #[must_use]
     pub fn with_session_reset(mut self, reset: SessionReset) -> Self {
         self.inner_mut().session_reset = reset;

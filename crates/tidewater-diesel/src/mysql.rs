@@ -35,6 +35,12 @@ fn parse(url: &str, schemes: &[&str]) -> Result<MysqlTarget, DieselError> {
     let opts = Opts::from_url(&format!("mysql://{rest}"))
         .map_err(|error| DieselError::Config(format!("{error} in url {}", redact(url))))?;
     let query = rest.split_once('?').map_or("", |(_, query)| query);
+    if query.split('&').any(|pair| pair == "require_ssl=true") {
+        return Err(DieselError::Config(format!(
+            "require_ssl=true in url {}: tidewater-diesel does not speak TLS to MySQL yet",
+            redact(url)
+        )));
+    }
     if let Some(key) = query
         .split('&')
         .filter_map(|pair| pair.split('=').next())
