@@ -107,15 +107,33 @@ pub use transaction::transaction;
 /// assert_eq!(redact("postgres://app:s3cret@db/orders"), "postgres://app:***@db/orders");
 /// assert_eq!(redact("host=db password=s3cret user=app"), "host=db password=*** user=app");
 /// assert_eq!(redact("mysql://root@db/shop"), "mysql://root@db/shop");
+/// assert_eq!(redact("postgres://db/x?user=app&password=s3cret"), "postgres://db/x?user=app&password=***");
 /// ```
 pub fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((credentials, host)) = rest.rsplit_once('@')
-            && let Some((user, _)) = credentials.split_once(':')
-        {
-            return format!("{scheme}://{user}:***@{host}");
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let mut redacted = match rest.rsplit_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => format!("{scheme}://{rest}"),
+            },
+            None => format!("{scheme}://{rest}"),
+        };
+        if let Some(query) = query {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            redacted.push('?');
+            redacted.push_str(&pairs.join("&"));
         }
-        return url.to_owned();
+        return redacted;
     }
     url.split_whitespace()
         .map(|pair| match pair.split_once('=') {
