@@ -16,6 +16,10 @@
 //! - `tidewater-sqlx`: `tidewater::Pool<SqlxManager<Postgres>>` with its
 //!   defaults but `max_size`, the same sqlx call as `sqlx` on the sqlx
 //!   connection it derefs to (its reset before each reuse included);
+//! - `tidewater-diesel`, `diesel-deadpool`, `diesel-bb8`: diesel-async's
+//!   `AsyncPgConnection` in tidewater-diesel and in diesel-async's own
+//!   deadpool and bb8 adapters, `SELECT 1` through diesel (see
+//!   `postgres_diesel.rs`);
 //! - `ceiling`: no pool. 50 dedicated `tokio_postgres::Client`s, task `i`
 //!   always on client `i % 50`. A `Client` is shared by reference and
 //!   pipelines the requests of its 20 tasks on its one socket, so this is a
@@ -56,6 +60,9 @@ use tokio::sync::Barrier;
 use tokio::task::JoinHandle;
 
 use crate::{ACQUIRE_TIMEOUT, median, micros_at, print, wait_histogram};
+
+#[path = "postgres_diesel.rs"]
+mod diesel_contenders;
 
 /// The shared test server.
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -122,6 +129,12 @@ enum PgKind {
     Sqlx,
     /// tidewater-sqlx: sqlx's `PgConnection` in a tidewater pool.
     TidewaterSqlx,
+    /// tidewater-diesel: diesel-async's `AsyncPgConnection` in tidewater.
+    TidewaterDiesel,
+    /// diesel-async's deadpool adapter.
+    DieselDeadpool,
+    /// diesel-async's bb8 adapter.
+    DieselBb8,
     /// 50 dedicated connections, no pool.
     Ceiling,
 }
@@ -148,6 +161,13 @@ impl PgKind {
             Self::Bb8 => measure::<Bb8>(load, monitor).await,
             Self::Sqlx => measure::<sqlx::PgPool>(load, monitor).await,
             Self::TidewaterSqlx => measure::<TidewaterSqlx>(load, monitor).await,
+            Self::TidewaterDiesel => {
+                measure::<diesel_contenders::TidewaterDiesel>(load, monitor).await
+            }
+            Self::DieselDeadpool => {
+                measure::<diesel_contenders::DieselDeadpool>(load, monitor).await
+            }
+            Self::DieselBb8 => measure::<diesel_contenders::DieselBb8>(load, monitor).await,
             Self::Ceiling => measure::<Ceiling>(load, monitor).await,
         }
     }

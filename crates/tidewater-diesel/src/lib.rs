@@ -1,0 +1,145 @@
+//! # tidewater-diesel
+//!
+//! [diesel-async](diesel_async) connections in a [tidewater](tidewater)
+//! pool: PostgreSQL ([`PgManager`]), MySQL ([`MysqlManager`]), MariaDB
+//! ([`MariadbManager`]) and SQLite ([`SqliteManager`], through
+//! diesel-async's `SyncConnectionWrapper`, SQLite compiled in).
+//!
+//! - **Your queries stay as they are.** The pool's guard derefs to the
+//!   diesel-async connection, and is one: `diesel_async::RunQueryDsl`,
+//!   `conn.transaction(..)`, `conn.batch_execute(..)` take `&mut *conn`.
+//! - **No dirty session reaches the next caller.** On PostgreSQL the
+//!   socket is tapped, so a transaction left open (a plain `BEGIN`, a
+//!   query whose future was dropped) is known from the server's own
+//!   status byte and rolled back before reuse, at no cost when there is
+//!   none. On MySQL/MariaDB and SQLite, whose state diesel-async hides,
+//!   every reuse starts with a `ROLLBACK`. A connection whose diesel
+//!   transaction manager is mid-way (a dropped `conn.transaction(..)`
+//!   future, a panic in its body) is discarded, as diesel-async's own
+//!   pools do. [`SessionReset::Full`] (PostgreSQL) and
+//!   [`with_reset_sql`](DieselManager::with_reset_sql) clear more.
+//! - **Errors that say which.** Connections are opened with
+//!   tokio-postgres and mysql_async directly and handed to diesel-async
+//!   (`try_from`), so a bad password is SQLSTATE `28P01` or MySQL 1045
+//!   (permanent: waiting callers fail at once), not a sentence in
+//!   `ConnectionError::BadConnection`; refused, reset, `57P01`, `57P03`,
+//!   too many connections are retried. See [`DieselError::class`].
+//! - **Setup and credentials.** Setup SQL and a setup callback on every new
+//!   connection; a [`CredentialsProvider`](tidewater::credentials::CredentialsProvider)
+//!   asked for each new connection (rotating passwords, IAM tokens).
+//! - **Transactions with retry** on serialization failure, deadlock and
+//!   lock wait timeout: [`transaction`].
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use diesel::prelude::*;
+//! use diesel_async::RunQueryDsl;
+//! use tidewater::PoolConfig;
+//! use tidewater_diesel::PgManager;
+//!
+//! diesel::table! {
+//!     users (id) {
+//!         id -> BigInt,
+//!         name -> Text,
+//!     }
+//! }
+//!
+//! let pool = PgManager::new("postgres://postgres@127.0.0.1/test")?.into_pool(PoolConfig::default())?;
+//! let mut conn = pool.get().await?;
+//! let names: Vec<String> = users::table
+//!     .select(users::name)
+//!     .filter(users::id.lt(10))
+//!     .load(&mut *conn)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! SQLite, with diesel's `RunQueryDsl` through the same guard:
+//!
+//! ```
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use diesel::sql_types::BigInt;
+//! use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+//! use tidewater::PoolConfig;
+//! use tidewater_diesel::SqliteManager;
+//!
+//! #[derive(diesel::QueryableByName)]
+//! struct Total {
+//!     #[diesel(sql_type = BigInt)]
+//!     total: i64,
+//! }
+//!
+//! let pool = SqliteManager::new(":memory:")?.into_pool(PoolConfig { max_size: 1, ..Default::default() })?;
+//! let mut conn = pool.get().await?;
+//! conn.batch_execute("CREATE TABLE t (n BIGINT); INSERT INTO t VALUES (1), (2)").await?;
+//! let row: Total = diesel::sql_query("SELECT sum(n) AS total FROM t").get_result(&mut *conn).await?;
+//! assert_eq!(row.total, 3);
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod driver;
+mod error;
+mod manager;
+mod mysql;
+mod pg;
+mod sqlite;
+mod tap;
+mod transaction;
+
+pub use diesel_async;
+pub use driver::Driver;
+pub use error::{DieselError, is_conflict};
+pub use manager::{
+    DieselConnection, DieselManager, MariadbManager, MysqlManager, PgManager, SessionReset,
+    SetupFuture, SqliteManager, Validation,
+};
+pub use tap::TransactionStatus;
+pub use tidewater::RetryPolicy;
+pub use transaction::transaction;
+
+/// `url` with any password replaced by `***`, for logs and errors: URL
+/// form and libpq's key/value form.
+///
+/// ```
+/// use tidewater_diesel::redact;
+/// assert_eq!(redact("postgres://app:s3cret@db/orders"), "postgres://app:***@db/orders");
+/// assert_eq!(redact("host=db password=s3cret user=app"), "host=db password=*** user=app");
+/// assert_eq!(redact("mysql://root@db/shop"), "mysql://root@db/shop");
+/// assert_eq!(redact("postgres://db/x?user=app&password=s3cret"), "postgres://db/x?user=app&password=***");
+/// ```
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let mut redacted = match rest.rsplit_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => format!("{scheme}://{rest}"),
+            },
+            None => format!("{scheme}://{rest}"),
+        };
+        if let Some(query) = query {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            redacted.push('?');
+            redacted.push_str(&pairs.join("&"));
+        }
+        return redacted;
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,184 @@
+//! The conformance suite (crates/tidewater-testkit/src/conformance.rs) on
+//! PostgreSQL through diesel-async: a private cluster shared by the
+//! checks of this binary, a database of its own for each check.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tidewater::Pool;
+use tidewater_diesel::{PgManager, RetryPolicy, SessionReset, transaction};
+use tidewater_testkit::conformance::{BoxError, Conn, Ending, SessionProbe, Target};
+use tidewater_testkit::{FaultProxy, PgCluster};
+use tokio::sync::OnceCell;
+
+mod common;
+use common::{AppError, pg_i64};
+
+tidewater_testkit::conformance!(PgTarget::new().await);
+
+/// One cluster for all the checks of this test binary; its watchdog
+/// removes it when the process ends.
+static CLUSTER: OnceCell<PgCluster> = OnceCell::const_new();
+static DATABASES: AtomicU64 = AtomicU64::new(0);
+
+struct PgTarget {
+    cluster: &'static PgCluster,
+    proxies: Mutex<Vec<FaultProxy>>,
+}
+
+impl PgTarget {
+    async fn new() -> Self {
+        let cluster = CLUSTER
+            .get_or_init(|| async { PgCluster::new().await.expect("a private cluster") })
+            .await;
+        Self {
+            cluster,
+            proxies: Mutex::default(),
+        }
+    }
+
+    fn manager(url: String) -> PgManager {
+        PgManager::new(url)
+            .unwrap()
+            .with_session_reset(SessionReset::Full)
+    }
+}
+
+impl Target for PgTarget {
+    type Manager = PgManager;
+
+    async fn fresh(&self) -> PgManager {
+        let name = format!("conformance_{}", DATABASES.fetch_add(1, SeqCst));
+        self.cluster.create_database(&name).await.unwrap();
+        Self::manager(
+            self.cluster
+                .url_for(PgCluster::SUPERUSER, PgCluster::PASSWORD, &name),
+        )
+    }
+
+    async fn permanently_failing(&self) -> PgManager {
+        Self::manager(
+            self.cluster
+                .url_for(PgCluster::SUPERUSER, "wrong password", "postgres"),
+        )
+    }
+
+    async fn transiently_failing(&self) -> (PgManager, u64) {
+        let proxy = FaultProxy::start(self.cluster.addr()).await.unwrap();
+        proxy.set_refuse(true).await.unwrap(); // connection refused: transient
+        let manager = Self::manager(self.cluster.url_at(proxy.addr()));
+        let mut proxies = self.proxies.lock().unwrap();
+        proxies.push(proxy);
+        (manager, proxies.len() as u64 - 1)
+    }
+
+    async fn heal(&self, token: u64) {
+        let proxy = self.proxies.lock().unwrap().remove(token as usize);
+        proxy.set_refuse(false).await.unwrap();
+        self.proxies.lock().unwrap().insert(token as usize, proxy);
+    }
+
+    async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
+        Ok(conn.batch_execute(sql).await?)
+    }
+
+    async fn query_i64(conn: &mut Conn<Self>, sql: &str) -> Result<i64, BoxError> {
+        Ok(pg_i64(&mut **conn, sql).await?)
+    }
+
+    fn session_probe(&self) -> SessionProbe {
+        SessionProbe {
+            set: "SET conformance.flag = '7'",
+            probe: "SELECT coalesce(nullif(current_setting('conformance.flag', true), ''), '0')::int",
+            clean: 0,
+        }
+    }
+
+    async fn break_connection(&self, conn: &mut Conn<Self>) {
+        let pid = Self::query_i64(conn, "SELECT pg_backend_pid()")
+            .await
+            .unwrap();
+        self.cluster
+            .execute(&format!("SELECT pg_terminate_backend({pid})"))
+            .await
+            .unwrap();
+    }
+
+    async fn insert_in_transaction(
+        &self,
+        pool: &Pool<PgManager>,
+        id: i64,
+        ending: Ending,
+    ) -> Result<(), BoxError> {
+        Ok(insert(pool, id, ending).await?)
+    }
+
+    async fn conflicting_increment(
+        &self,
+        pool: &Pool<PgManager>,
+        id: i64,
+    ) -> Result<u32, BoxError> {
+        Ok(conflicting_increment(pool, id).await?)
+    }
+}
+
+// The transaction helper's async closures live in free functions: inside
+// the trait's methods the compiler cannot prove their futures `Send`.
+
+async fn insert(pool: &Pool<PgManager>, id: i64, ending: Ending) -> Result<(), AppError> {
+    transaction(
+        pool,
+        RetryPolicy::default(),
+        async move |conn: &mut AsyncPgConnection| {
+            diesel::sql_query(format!("INSERT INTO items VALUES ({id}, 1)"))
+                .execute(conn)
+                .await?;
+            match ending {
+                Ending::Commit => Ok(()),
+                Ending::Fail => Err(AppError::refused()),
+                Ending::Panic => panic!("the body panics mid-transaction"),
+            }
+        },
+    )
+    .await
+}
+
+/// The first attempt reads, lets a concurrent write commit, then writes:
+/// a serialization failure the helper retries.
+async fn conflicting_increment(pool: &Pool<PgManager>, id: i64) -> Result<u32, AppError> {
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (mut entered_tx, mut go_rx) = (Some(entered_tx), Some(go_rx));
+    let attempts = std::sync::Arc::new(AtomicU32::new(0));
+    let counted = attempts.clone();
+    let increment = transaction(
+        pool,
+        RetryPolicy::default(),
+        async move |conn: &mut AsyncPgConnection| {
+            counted.fetch_add(1, SeqCst);
+            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                .await?;
+            let n = pg_i64(conn, &format!("SELECT n FROM items WHERE id = {id}")).await?;
+            if let (Some(entered), Some(go)) = (entered_tx.take(), go_rx.take()) {
+                entered.send(()).unwrap();
+                go.await.unwrap();
+            }
+            diesel::sql_query(format!("UPDATE items SET n = {} WHERE id = {id}", n + 1))
+                .execute(conn)
+                .await?;
+            Ok::<_, AppError>(())
+        },
+    );
+    let interfere = async {
+        entered_rx.await.unwrap();
+        let mut conn = pool.get().await.unwrap();
+        conn.batch_execute(&format!("UPDATE items SET n = n WHERE id = {id}"))
+            .await
+            .unwrap();
+        go_tx.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(increment, interfere);
+    result?;
+    Ok(attempts.load(SeqCst))
+}
