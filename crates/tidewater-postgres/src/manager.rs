@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tidewater::credentials::CredentialsProvider;
-use tidewater::{ConfigError, Hooks, ErrorClass, Manager, Pool, PoolConfig, WeakPool};
+use tidewater::{ConfigError, ErrorClass, Hooks, Manager, Pool, PoolConfig, WeakPool};
 
 use crate::capacity::check_capacity;
 use crate::connect;

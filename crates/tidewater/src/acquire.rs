@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::clock::Tick;
 use crate::error::Error;
@@ -30,19 +30,16 @@ impl<M: Manager> Pool<M> {
     /// The body of `get()` (`wait`) and `try_get()`. A caller served at
     /// once from an idle connection that needs no check costs no span; one
     /// that waits, or whose connection is validated or reset, gets a
-    /// [`wait_span`] covering all of it.
+    /// [`WaitTrace`] covering all of it.
     pub(crate) async fn acquire(
         &self,
         caller: &'static Location<'static>,
         wait: bool,
     ) -> Result<PooledConnection<M>, Error> {
-        let clock = &self.shared.clock;
-        let start = clock.now();
-        let mut span = None;
-        let outcome = self.acquire_within(caller, wait, start, &mut span).await;
-        if let Some(span) = span {
-            end_wait_span(&span, &outcome);
-        }
+        let start = self.shared.clock.now();
+        let mut trace = WaitTrace::default();
+        let outcome = self.acquire_within(caller, wait, start, &mut trace).await;
+        trace.end(&outcome);
         outcome
     }
 
@@ -51,7 +48,7 @@ impl<M: Manager> Pool<M> {
         caller: &'static Location<'static>,
         wait: bool,
         start: Tick,
-        span: &mut Option<Span>,
+        trace: &mut WaitTrace,
     ) -> Result<PooledConnection<M>, Error> {
         let clock = &self.shared.clock;
         let deadline = start.after(self.shared.config.acquire_timeout);
@@ -61,7 +58,7 @@ impl<M: Manager> Pool<M> {
             let checkout = match self.take_idle(caller, now) {
                 Some(checkout) => checkout,
                 None => {
-                    let span = span.get_or_insert_with(|| wait_span(&self.shared.name));
+                    trace.begin(&self.shared.name);
                     let (checkout, queued) = Queue {
                         pool: self,
                         caller,
@@ -70,13 +67,10 @@ impl<M: Manager> Pool<M> {
                         wait,
                         state: QueueState::Joining,
                     }
-                    .instrument(span.clone())
                     .await
                     .map_err(|error| self.counted(error))?;
-                    if queued {
-                        span.record("tidewater.queued", true);
-                    }
                     waited |= queued;
+                    trace.queued |= queued;
                     checkout
                 }
             };
@@ -85,9 +79,9 @@ impl<M: Manager> Pool<M> {
                 Needs::Nothing => Prepared::Ready { checked: false },
                 Needs::Discard => Prepared::Discard,
                 Needs::Check(checks) => {
-                    let span = span.get_or_insert_with(|| wait_span(&self.shared.name));
-                    span.record("tidewater.checked", true);
-                    conn.check(deadline, checks).instrument(span.clone()).await
+                    trace.begin(&self.shared.name);
+                    trace.checked = true;
+                    conn.check(deadline, checks).await
                 }
             };
             match prepared {
@@ -225,26 +219,53 @@ impl<M: Manager> Drop for Queue<'_, M> {
 /// after OpenTelemetry's `db.client.connection.wait_time` (the time it took
 /// to obtain an open connection from the pool) and carrying its pool
 /// attribute, so that a service exporting through tracing-opentelemetry
-/// sees pool waits in its traces. Its duration is the wait.
-fn wait_span(pool: &str) -> Span {
-    tracing::info_span!(
-        "db.client.connection.wait",
-        "db.client.connection.pool.name" = pool,
-        "tidewater.queued" = false,
-        "tidewater.checked" = false,
-        "tidewater.outcome" = tracing::field::Empty,
-        "error.type" = tracing::field::Empty,
-        "otel.status_code" = tracing::field::Empty,
-    )
+/// sees pool waits in its traces. Its duration is the wait; its parent is
+/// the caller's current span.
+///
+/// It is opened at the first point the fast path fails and never entered
+/// (the pool's own polls would pay an enter and exit each), and its fields
+/// are written once, at the end; when no subscriber wants it, nothing is
+/// written at all.
+#[derive(Default)]
+struct WaitTrace {
+    span: Option<Span>,
+    queued: bool,
+    checked: bool,
 }
 
-/// Records how the `get()` ended on its span.
-fn end_wait_span<T>(span: &Span, outcome: &Result<T, Error>) {
-    match outcome {
-        Ok(_) => span.record("tidewater.outcome", "ok"),
-        Err(error) => span
-            .record("tidewater.outcome", error.kind())
-            .record("error.type", error.kind())
-            .record("otel.status_code", "ERROR"),
-    };
+impl WaitTrace {
+    /// Opens the span, unless it is open already.
+    fn begin(&mut self, pool: &str) {
+        if self.span.is_none() {
+            self.span = Some(tracing::info_span!(
+                "db.client.connection.wait",
+                "db.client.connection.pool.name" = pool,
+                "tidewater.queued" = tracing::field::Empty,
+                "tidewater.checked" = tracing::field::Empty,
+                "tidewater.outcome" = tracing::field::Empty,
+                "error.type" = tracing::field::Empty,
+                "otel.status_code" = tracing::field::Empty,
+            ));
+        }
+    }
+
+    /// Writes how the `get()` ended, and closes the span.
+    fn end<T>(self, outcome: &Result<T, Error>) {
+        let Some(span) = self.span.filter(|span| !span.is_disabled()) else {
+            return;
+        };
+        if self.queued {
+            span.record("tidewater.queued", true);
+        }
+        if self.checked {
+            span.record("tidewater.checked", true);
+        }
+        match outcome {
+            Ok(_) => span.record("tidewater.outcome", "ok"),
+            Err(error) => span
+                .record("tidewater.outcome", error.kind())
+                .record("error.type", error.kind())
+                .record("otel.status_code", "ERROR"),
+        };
+    }
 }
