@@ -1,8 +1,8 @@
 //! The crate's one error type, and which failures are worth retrying.
 //!
 //! Connection errors keep their driver's type: this crate opens the
-//! socket with tokio-postgres or mysql_async itself and hands the started
-//! session to diesel-async (`AsyncPgConnection::try_from`,
+//! session with tidewater-postgres (a [`PgError`], which classifies
+//! itself) or mysql_async and hands the started session to diesel-async (`AsyncPgConnection::try_from`,
 //! `AsyncMysqlConnection::try_from`), so a bad password is a SQLSTATE
 //! `28P01` or a MySQL error 1045, not a sentence inside diesel's
 //! `ConnectionError::BadConnection(String)`. Only SQLite (whose diesel
@@ -17,6 +17,7 @@ use std::io;
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as QueryError};
 use tidewater::ErrorClass;
 use tidewater::credentials::BoxError;
+use tidewater_postgres::PgError;
 
 /// What went wrong opening, checking or using a connection. Its message
 /// names the cause and never contains a password.
@@ -33,15 +34,19 @@ use tidewater::credentials::BoxError;
 pub enum DieselError {
     /// The URL or the settings are wrong: this never fixes itself.
     Config(String),
-    /// A socket could not be opened.
+    /// A socket could not be opened (MySQL/MariaDB; PostgreSQL's are
+    /// [`Postgres`](Self::Postgres)).
     Io {
         /// The address tried.
         addr: String,
         /// The socket error.
         source: io::Error,
     },
-    /// PostgreSQL refused the session, or the driver failed while opening it.
-    Postgres(tokio_postgres::Error),
+    /// PostgreSQL could not be reached, refused the session, or was the
+    /// wrong kind of server for `target_session_attrs`; or the driver
+    /// failed while opening it. Classified and worded by
+    /// tidewater-postgres (SQLSTATE and what it means, no password).
+    Postgres(PgError),
     /// MySQL or MariaDB refused the session, or the driver failed while
     /// opening it.
     Mysql(mysql_async::Error),
@@ -58,7 +63,8 @@ impl DieselError {
     /// Transient (retrying can help), full (the server has no room for
     /// another connection) or permanent.
     ///
-    /// - PostgreSQL, by SQLSTATE: `53300` too many connections is full;
+    /// - PostgreSQL, by SQLSTATE (opening: [`PgError::class`], the same
+    ///   rules, plus a TLS failure permanent): `53300` too many connections is full;
     ///   classes `28` (bad password, role), `3D` (unknown database), `42`,
     ///   `0A`, `22`, `3F` are permanent; everything else (`57P01` admin
     ///   shutdown, `57P03` cannot connect now, `08xxx`, `40001`) and errors
@@ -90,10 +96,7 @@ impl DieselError {
         match self {
             Self::Config(_) => ErrorClass::Permanent,
             Self::Io { .. } | Self::Credentials(_) => ErrorClass::Transient,
-            Self::Postgres(error) => match error.code() {
-                Some(code) => sqlstate_class(code.code()),
-                None => ErrorClass::Transient,
-            },
+            Self::Postgres(error) => error.class(),
             Self::Mysql(error) => mysql_class(error),
             Self::Connection(error) => connection_class(error),
             Self::Query(error) => query_class(error),
@@ -227,17 +230,7 @@ impl fmt::Display for DieselError {
         match self {
             Self::Config(message) => write!(f, "invalid configuration: {message}"),
             Self::Io { addr, source } => write!(f, "cannot reach the database at {addr}: {source}"),
-            Self::Postgres(error) => match error.as_db_error() {
-                Some(db) => {
-                    let code = db.code().code();
-                    write!(f, "{}: {} (SQLSTATE {code}", db.severity(), db.message())?;
-                    if let Some(meaning) = meaning(code) {
-                        write!(f, ": {meaning}")?;
-                    }
-                    f.write_str(")")
-                }
-                None => f.write_str(&with_causes(error)),
-            },
+            Self::Postgres(error) => error.fmt(f),
             Self::Mysql(mysql_async::Error::Server(error)) => {
                 write!(
                     f,
@@ -295,6 +288,19 @@ impl std::error::Error for DieselError {
             Self::Query(error) => Some(error),
             Self::Credentials(error) => Some(&**error),
             Self::Config(_) => None,
+        }
+    }
+}
+
+/// A configuration error stays [`DieselError::Config`] and a failed
+/// credentials provider [`DieselError::Credentials`]; anything else is
+/// [`DieselError::Postgres`], keeping its class.
+impl From<PgError> for DieselError {
+    fn from(error: PgError) -> Self {
+        match error {
+            PgError::Config(message) => Self::Config(message),
+            PgError::Credentials(cause) => Self::Credentials(cause),
+            error => Self::Postgres(error),
         }
     }
 }
@@ -388,6 +394,30 @@ mod tests {
             Box::new(String::from("closed")),
         );
         assert_eq!(DieselError::from(closed).class(), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn postgres_errors_keep_their_class_and_words() {
+        let config = DieselError::from(PgError::Config("no host in url x".into()));
+        assert!(matches!(config, DieselError::Config(_)), "{config:?}");
+        assert_eq!(
+            config.to_string(),
+            "invalid configuration: no host in url x"
+        );
+        let sealed = DieselError::from(PgError::Credentials("vault sealed".into()));
+        assert!(matches!(sealed, DieselError::Credentials(_)), "{sealed:?}");
+        assert_eq!(sealed.class(), ErrorClass::Transient);
+        let refused = PgError::Io {
+            addr: "127.0.0.1:5432".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        let words = refused.to_string();
+        let refused = DieselError::from(refused);
+        assert!(matches!(refused, DieselError::Postgres(_)), "{refused:?}");
+        assert_eq!(refused.class(), ErrorClass::Transient);
+        assert_eq!(refused.to_string(), words);
+        let standby = DieselError::from(PgError::WrongSessionAttrs("read-only".into()));
+        assert_eq!(standby.class(), ErrorClass::Transient);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   diesel-async connection, and is one: `diesel_async::RunQueryDsl`,
 //!   `conn.transaction(..)`, `conn.batch_execute(..)` take `&mut *conn`.
 //! - **No dirty session reaches the next caller.** On PostgreSQL the
-//!   socket is tapped, so a transaction left open (a plain `BEGIN`, a
+//!   socket is tapped (sessions are opened by tidewater-postgres, which
+//!   watches the socket), so a transaction left open (a plain `BEGIN`, a
 //!   query whose future was dropped) is known from the server's own
 //!   status byte and rolled back before reuse, at no cost when there is
 //!   none. On MySQL/MariaDB and SQLite, whose state diesel-async hides,
@@ -19,7 +20,8 @@
 //!   pools do. [`SessionReset::Full`] (PostgreSQL) and
 //!   [`with_reset_sql`](DieselManager::with_reset_sql) clear more.
 //! - **Errors that say which.** Connections are opened with
-//!   tokio-postgres and mysql_async directly and handed to diesel-async
+//!   tidewater-postgres (over tokio-postgres) and mysql_async directly,
+//!   and handed to diesel-async
 //!   (`try_from`), so a bad password is SQLSTATE `28P01` or MySQL 1045
 //!   (permanent: waiting callers fail at once), not a sentence in
 //!   `ConnectionError::BadConnection`; refused, reset, `57P01`, `57P03`,
@@ -27,6 +29,8 @@
 //! - **Setup and credentials.** Setup SQL and a setup callback on every new
 //!   connection; a [`CredentialsProvider`](tidewater::credentials::CredentialsProvider)
 //!   asked for each new connection (rotating passwords, IAM tokens).
+//! - **TLS to PostgreSQL** (`sslmode=require`, certificates verified)
+//!   with the `rustls` feature.
 //! - **Transactions with retry** on serialization failure, deadlock and
 //!   lock wait timeout: [`transaction`].
 //!
@@ -85,7 +89,6 @@ mod manager;
 mod mysql;
 mod pg;
 mod sqlite;
-mod tap;
 mod transaction;
 
 pub use diesel_async;
@@ -95,51 +98,11 @@ pub use manager::{
     DieselConnection, DieselManager, MariadbManager, MysqlManager, PgManager, SessionReset,
     SetupFuture, SqliteManager, Validation,
 };
-pub use tap::TransactionStatus;
 pub use tidewater::RetryPolicy;
+/// A PostgreSQL session's transaction status
+/// ([`DieselConnection::transaction_status`]).
+pub use tidewater_postgres::TransactionStatus;
+/// `url` with any password replaced by `***`, for logs and errors
+/// (PostgreSQL and MySQL/MariaDB URLs alike).
+pub use tidewater_postgres::redact;
 pub use transaction::transaction;
-
-/// `url` with any password replaced by `***`, for logs and errors: URL
-/// form and libpq's key/value form.
-///
-/// ```
-/// use tidewater_diesel::redact;
-/// assert_eq!(redact("postgres://app:s3cret@db/orders"), "postgres://app:***@db/orders");
-/// assert_eq!(redact("host=db password=s3cret user=app"), "host=db password=*** user=app");
-/// assert_eq!(redact("mysql://root@db/shop"), "mysql://root@db/shop");
-/// assert_eq!(redact("postgres://db/x?user=app&password=s3cret"), "postgres://db/x?user=app&password=***");
-/// ```
-pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (rest, query) = match rest.split_once('?') {
-            Some((rest, query)) => (rest, Some(query)),
-            None => (rest, None),
-        };
-        let mut redacted = match rest.rsplit_once('@') {
-            Some((credentials, host)) => match credentials.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                None => format!("{scheme}://{rest}"),
-            },
-            None => format!("{scheme}://{rest}"),
-        };
-        if let Some(query) = query {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            redacted.push('?');
-            redacted.push_str(&pairs.join("&"));
-        }
-        return redacted;
-    }
-    url.split_whitespace()
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}

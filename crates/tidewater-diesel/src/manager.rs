@@ -16,7 +16,7 @@ use tidewater::{ConfigError, ErrorClass, Manager, Pool, PoolConfig};
 
 use crate::driver::Driver;
 use crate::error::DieselError;
-use crate::tap::TransactionStatus;
+use tidewater_postgres::TransactionStatus;
 
 /// A future a setup callback returns.
 pub type SetupFuture<'a> = Pin<Box<dyn Future<Output = QueryResult<()>> + Send + 'a>>;

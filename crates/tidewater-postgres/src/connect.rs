@@ -7,6 +7,8 @@ use std::io;
 use std::net::SocketAddr;
 #[cfg(unix)]
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,7 +19,7 @@ use tokio_postgres::tls::TlsConnect;
 use tokio_postgres::{CancelToken, Client, Config, NoTls, SimpleQueryMessage};
 
 use crate::error::PgError;
-use crate::tap::{StatusCell, Tap, TapTls};
+use crate::tap::{StatusCell, Tap, TapTls, TransactionStatus};
 use crate::tls::Tls;
 
 /// How long a closed connection's task may take to say goodbye to the
@@ -42,14 +44,81 @@ impl std::fmt::Display for Addr {
     }
 }
 
-/// An open session and what it takes to cancel its queries.
-pub(crate) struct Opened {
-    pub(crate) client: Client,
-    pub(crate) status: StatusCell,
-    pub(crate) cancel: Canceller,
-    /// Dropped with the connection: tells its task to close the socket.
-    pub(crate) _closing: oneshot::Sender<()>,
+/// What keeps watch over a session opened by
+/// [`PgManager::open_session`](crate::PgManager::open_session), beside
+/// its [`Client`]: the transaction status read off the socket, and
+/// whether the socket's task has ended. Dropping it closes the socket
+/// (after a brief goodbye to the server), so keep it as long as the
+/// client: a driver built on `tokio-postgres` keeps both in its
+/// connection.
+///
+/// ```no_run
+/// # async fn run(manager: tidewater_postgres::PgManager) -> Result<(), tidewater_postgres::PgError> {
+/// use tidewater_postgres::TransactionStatus;
+/// let (client, watch) = manager.open_session(None).await?;
+/// client.batch_execute("BEGIN").await?;
+/// assert_eq!(watch.transaction_status(), TransactionStatus::InTransaction);
+/// assert!(!watch.is_closed());
+/// drop(watch); // the socket closes; `client` fails from now on
+/// # Ok(()) }
+/// ```
+pub struct SessionWatch {
+    status: StatusCell,
+    closed: Arc<AtomicBool>,
+    cancel: Canceller,
+    /// Dropped with the watch: tells the task to close the socket.
+    _closing: oneshot::Sender<()>,
 }
+
+impl SessionWatch {
+    /// The session's transaction status, from the server's last answer
+    /// (no round trip): [`TransactionStatus::Busy`] while a request waits
+    /// for its answer.
+    ///
+    /// ```no_run
+    /// # async fn run(manager: tidewater_postgres::PgManager) -> Result<(), tidewater_postgres::PgError> {
+    /// let (client, watch) = manager.open_session(None).await?;
+    /// assert!(watch.transaction_status().is_clean());
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction_status(&self) -> TransactionStatus {
+        self.status.get()
+    }
+
+    /// Whether the socket's task has ended (the server closed the
+    /// session, the socket failed, or the watch is being dropped): the
+    /// client can no longer be used. No I/O.
+    ///
+    /// ```no_run
+    /// # async fn run(manager: tidewater_postgres::PgManager) -> Result<(), tidewater_postgres::PgError> {
+    /// let (client, watch) = manager.open_session(None).await?;
+    /// let _ = client.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())").await;
+    /// while !watch.is_closed() {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    /// Asks the server, over a new socket, to cancel the session's query.
+    pub(crate) async fn cancel(&self) -> Result<(), PgError> {
+        self.cancel.cancel().await
+    }
+}
+
+impl std::fmt::Debug for SessionWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionWatch")
+            .field("transaction_status", &self.transaction_status())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open session: its client, and what watches it.
+pub(crate) type Opened = (Client, SessionWatch);
 
 /// Sends PostgreSQL cancel requests for one session.
 pub(crate) struct Canceller {
@@ -262,29 +331,35 @@ where
     T::Stream: Send + 'static,
 {
     let (client, connection) = config.connect_raw(stream, tls).await?;
-    let (closing, closed) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let mut connection = std::pin::pin!(connection);
-        tokio::select! {
-            result = &mut connection => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "PostgreSQL connection ended");
+    let (closing, closing_rx) = oneshot::channel::<()>();
+    let closed = Arc::new(AtomicBool::new(false));
+    tokio::spawn({
+        let closed = closed.clone();
+        async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "PostgreSQL connection ended");
+                    }
+                }
+                _ = closing_rx => {
+                    // The client is gone: let the driver say goodbye, briefly.
+                    let _ = tokio::time::timeout(GOODBYE, connection).await;
                 }
             }
-            _ = closed => {
-                // The client is gone: let the driver say goodbye, briefly.
-                let _ = tokio::time::timeout(GOODBYE, connection).await;
-            }
+            closed.store(true, SeqCst);
         }
     });
     check_session_attrs(config, &client).await?;
     let cancel = canceller(client.cancel_token());
-    Ok(Opened {
-        client,
+    let watch = SessionWatch {
         status,
+        closed,
         cancel,
         _closing: closing,
-    })
+    };
+    Ok((client, watch))
 }
 
 async fn check_session_attrs(config: &Config, client: &Client) -> Result<(), PgError> {

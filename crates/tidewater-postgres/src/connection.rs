@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
-use crate::connect::Opened;
+use crate::connect::{Opened, SessionWatch};
 use crate::error::PgError;
 use crate::tap::TransactionStatus;
 
@@ -47,7 +47,8 @@ pub struct PgConnection {
 }
 
 struct Inner {
-    opened: Opened,
+    client: Client,
+    watch: SessionWatch,
     statement_timeout: Option<Duration>,
     pooler: bool,
     /// Set when a cancelled query did not stop: the pool discards it.
@@ -60,8 +61,10 @@ struct Inner {
 
 impl PgConnection {
     pub(crate) fn new(opened: Opened, statement_timeout: Option<Duration>, pooler: bool) -> Self {
+        let (client, watch) = opened;
         let inner = Inner {
-            opened,
+            client,
+            watch,
             statement_timeout,
             pooler,
             broken: AtomicBool::new(false),
@@ -74,17 +77,17 @@ impl PgConnection {
 
     /// The driver's client, for anything the bounded methods do not cover.
     pub fn client(&self) -> &Client {
-        &self.inner.opened.client
+        &self.inner.client
     }
 
     /// The session's transaction status, as of the server's last answer.
     pub fn transaction_status(&self) -> TransactionStatus {
-        self.inner.opened.status.get()
+        self.inner.watch.transaction_status()
     }
 
     /// Whether the session can no longer be used.
     pub fn is_broken(&self) -> bool {
-        self.inner.broken.load(Relaxed) || self.inner.opened.client.is_closed()
+        self.inner.broken.load(Relaxed) || self.inner.client.is_closed()
     }
 
     /// Asks the server to cancel the query running on this session.
@@ -92,7 +95,7 @@ impl PgConnection {
     /// # Errors
     /// When the server cannot be reached.
     pub async fn cancel(&self) -> Result<(), PgError> {
-        self.inner.opened.cancel.cancel().await
+        self.inner.watch.cancel().await
     }
 
     /// Runs `query` (a future on this session) within the statement timeout.
@@ -278,13 +281,13 @@ impl Deref for PgConnection {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        &self.inner.opened.client
+        &self.inner.client
     }
 }
 
 impl DerefMut for PgConnection {
     fn deref_mut(&mut self) -> &mut Client {
-        &mut self.inner.opened.client
+        &mut self.inner.client
     }
 }
 

@@ -30,6 +30,9 @@
 //!   each new connection from a provider.
 //! - **Transactions with retry** on serialization failure and deadlock:
 //!   [`transaction`].
+//! - **For drivers built on tokio-postgres** (diesel-async):
+//!   [`PgManager::open_session`] opens a session the same way, and its
+//!   [`SessionWatch`] reads the transaction status off the socket.
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,6 +56,7 @@ mod tls;
 mod transaction;
 
 pub use capacity::{Capacity, CapacityError, check_capacity};
+pub use connect::SessionWatch;
 pub use connection::PgConnection;
 pub use error::PgError;
 pub use manager::{PgManager, PgOptions, SessionReset, redact};

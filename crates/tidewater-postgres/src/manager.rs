@@ -5,11 +5,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidewater::credentials::CredentialsProvider;
+use tidewater::credentials::{Credentials, CredentialsProvider};
 use tidewater::{ConfigError, ErrorClass, Hooks, Manager, Pool, PoolConfig, WeakPool};
 
 use crate::capacity::check_capacity;
-use crate::connect;
+use crate::connect::{self, SessionWatch};
 use crate::connection::PgConnection;
 use crate::error::PgError;
 use crate::tls::Tls;
@@ -118,21 +118,42 @@ impl std::fmt::Debug for PgOptions {
     }
 }
 
-/// `url` with any password replaced by `***`, for logs and errors.
+/// `url` with any password replaced by `***`, for logs and errors: URL
+/// form (the password after the user, or a `password` query parameter)
+/// and libpq's key/value form. Works for any `scheme://` URL.
 ///
 /// ```
 /// use tidewater_postgres::redact;
 /// assert_eq!(redact("postgres://app:s3cret@db/orders"), "postgres://app:***@db/orders");
 /// assert_eq!(redact("host=db password=s3cret user=app"), "host=db password=*** user=app");
+/// assert_eq!(redact("postgres://db/x?user=app&password=s3cret"), "postgres://db/x?user=app&password=***");
+/// assert_eq!(redact("mysql://root@db/shop"), "mysql://root@db/shop");
 /// ```
 pub fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((credentials, host)) = rest.split_once('@') {
-            if let Some((user, _)) = credentials.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let mut redacted = match rest.rsplit_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => format!("{scheme}://{rest}"),
+            },
+            None => format!("{scheme}://{rest}"),
+        };
+        if let Some(query) = query {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            redacted.push('?');
+            redacted.push_str(&pairs.join("&"));
         }
-        return url.to_owned();
+        return redacted;
     }
     url.split_whitespace()
         .map(|pair| match pair.split_once('=') {
@@ -183,6 +204,12 @@ impl PgManager {
                 redact(&options.url)
             ))
         })?;
+        if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+            return Err(PgError::Config(format!(
+                "no host in url {}",
+                redact(&options.url)
+            )));
+        }
         if config.get_application_name().is_none() {
             config.application_name("tidewater");
         }
@@ -295,11 +322,73 @@ impl std::fmt::Debug for PgManager {
 }
 
 impl PgManager {
-    /// Runs `setup_sql` on `conn`, in order; the first failure names its
-    /// statement.
-    async fn run_setup(&self, conn: &PgConnection) -> Result<(), PgError> {
+    /// Opens a session the way the pool's connections are opened, for a
+    /// driver built on `tokio-postgres` (diesel-async's
+    /// `AsyncPgConnection::try_from(client)`, say): on the first host
+    /// that takes it (`host`, `hostaddr`, `load_balance_hosts`,
+    /// `connect_timeout`, `keepalives`), TLS when `sslmode=require`
+    /// (feature `rustls`), `target_session_attrs` checked,
+    /// `application_name` `tidewater` unless the URL names one, then
+    /// [`PgOptions::setup_sql`] run. The user and password are those of
+    /// `credentials` when given, else of the provider given to
+    /// [`with_credentials`](Self::with_credentials) (asked now), else of
+    /// the URL.
+    ///
+    /// Returns the client and its [`SessionWatch`], which reads the
+    /// transaction status off the socket and closes the socket when
+    /// dropped: keep the two together. The statement timeout and the
+    /// session reset are [`PgConnection`]'s, so they do not apply here.
+    ///
+    /// # Errors
+    /// As [`Manager::connect`]: the last host's error, classified by
+    /// [`PgError::class`].
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tidewater::credentials::Credentials;
+    /// use tidewater_postgres::{PgManager, PgOptions, TransactionStatus};
+    ///
+    /// let manager = PgManager::new(PgOptions { url: "postgres://app@db1,db2/orders".into(), ..Default::default() })?;
+    /// let (client, watch) = manager.open_session(None).await?;
+    /// assert_eq!(watch.transaction_status(), TransactionStatus::Idle);
+    ///
+    /// let rotated = Credentials::password("token-4711");
+    /// let (other, other_watch) = manager.open_session(Some(&rotated)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_session(
+        &self,
+        credentials: Option<&Credentials>,
+    ) -> Result<(tokio_postgres::Client, SessionWatch), PgError> {
+        let fetched;
+        let credentials = match (credentials, &self.credentials) {
+            (Some(credentials), _) => Some(credentials),
+            (None, Some(provider)) => {
+                fetched = provider.fetch().await.map_err(PgError::Credentials)?;
+                Some(&fetched)
+            }
+            (None, None) => None,
+        };
+        let (client, watch) = match credentials {
+            None => connect::open(&self.config, &self.tls).await?,
+            Some(credentials) => {
+                let mut config = self.config.clone();
+                if let Some(user) = credentials.user() {
+                    config.user(user);
+                }
+                config.password(credentials.secret());
+                connect::open(&config, &self.tls).await?
+            }
+        };
+        self.run_setup(&client).await?;
+        Ok((client, watch))
+    }
+
+    /// Runs `setup_sql` on `client`, in order; the first failure names
+    /// its statement.
+    async fn run_setup(&self, client: &tokio_postgres::Client) -> Result<(), PgError> {
         for statement in &self.options.setup_sql {
-            conn.client()
+            client
                 .batch_execute(statement)
                 .await
                 .map_err(|error| PgError::Setup {
@@ -316,25 +405,12 @@ impl Manager for PgManager {
     type Error = PgError;
 
     async fn connect(&self) -> Result<PgConnection, PgError> {
-        let opened = match &self.credentials {
-            None => connect::open(&self.config, &self.tls).await?,
-            Some(provider) => {
-                let credentials = provider.fetch().await.map_err(PgError::Credentials)?;
-                let mut config = self.config.clone();
-                if let Some(user) = credentials.user() {
-                    config.user(user);
-                }
-                config.password(credentials.secret());
-                connect::open(&config, &self.tls).await?
-            }
-        };
-        let conn = PgConnection::new(
+        let opened = self.open_session(None).await?;
+        Ok(PgConnection::new(
             opened,
             self.options.statement_timeout,
             self.options.transaction_pooler,
-        );
-        self.run_setup(&conn).await?;
-        Ok(conn)
+        ))
     }
 
     /// An empty simple query: one round trip, no plan, no snapshot.
@@ -362,7 +438,7 @@ impl Manager for PgManager {
         {
             conn.forget_statements();
             conn.client().batch_execute("DISCARD ALL").await?;
-            self.run_setup(conn).await?;
+            self.run_setup(conn.client()).await?;
         }
         Ok(())
     }
