@@ -16,6 +16,8 @@
 //! - `tidewater-sqlx`: `tidewater::Pool<SqlxManager<Postgres>>` with its
 //!   defaults but `max_size`, the same sqlx call as `sqlx` on the sqlx
 //!   connection it derefs to (its reset before each reuse included);
+//!   `tidewater-sqlx-tracked` the same with `SessionReset::Tracked` (no
+//!   reset round trip);
 //! - `tidewater-diesel`, `diesel-deadpool`, `diesel-bb8`: diesel-async's
 //!   `AsyncPgConnection` in tidewater-diesel and in diesel-async's own
 //!   deadpool and bb8 adapters, `SELECT 1` through diesel (see
@@ -129,6 +131,8 @@ enum PgKind {
     Sqlx,
     /// tidewater-sqlx: sqlx's `PgConnection` in a tidewater pool.
     TidewaterSqlx,
+    /// tidewater-sqlx with `SessionReset::Tracked`: no reset round trip.
+    TidewaterSqlxTracked,
     /// tidewater-diesel: diesel-async's `AsyncPgConnection` in tidewater.
     TidewaterDiesel,
     /// diesel-async's deadpool adapter.
@@ -160,7 +164,8 @@ impl PgKind {
             Self::Deadpool => measure::<deadpool_postgres::Pool>(load, monitor).await,
             Self::Bb8 => measure::<Bb8>(load, monitor).await,
             Self::Sqlx => measure::<sqlx::PgPool>(load, monitor).await,
-            Self::TidewaterSqlx => measure::<TidewaterSqlx>(load, monitor).await,
+            Self::TidewaterSqlx => measure::<TidewaterSqlx<false>>(load, monitor).await,
+            Self::TidewaterSqlxTracked => measure::<TidewaterSqlx<true>>(load, monitor).await,
             Self::TidewaterDiesel => {
                 measure::<diesel_contenders::TidewaterDiesel>(load, monitor).await
             }
@@ -391,22 +396,30 @@ impl Contender for sqlx::PgPool {
 }
 
 /// tidewater-sqlx: sqlx's `PgConnection` pooled by tidewater.
-struct TidewaterSqlx(tidewater::Pool<tidewater_sqlx::SqlxManager<sqlx::Postgres>>);
+struct TidewaterSqlx<const TRACKED: bool>(
+    tidewater::Pool<tidewater_sqlx::SqlxManager<sqlx::Postgres>>,
+);
 
-impl Contender for TidewaterSqlx {
+impl<const TRACKED: bool> Contender for TidewaterSqlx<TRACKED> {
     type Conn<'a> = tidewater::PooledConnection<tidewater_sqlx::SqlxManager<sqlx::Postgres>>;
 
     async fn open(load: &Load) -> Result<Self, BoxError> {
         // Defaults but the size, as for `tidewater`: a used connection is
-        // reset (one round trip) before its next checkout. Statements are
-        // prepared once per connection and cached, as in `sqlx`.
+        // reset (one round trip) before its next checkout, or with
+        // `TRACKED` only what sqlx tracks itself is cleared (no round
+        // trip). Statements are prepared once per connection and cached,
+        // as in `sqlx`.
         let config = tidewater::PoolConfig {
             max_size: POOL_SIZE,
             ..Default::default()
         };
-        Ok(Self(
-            tidewater_sqlx::SqlxManager::from_url(&load.url)?.into_pool(config)?,
-        ))
+        let reset = if TRACKED {
+            tidewater_sqlx::SessionReset::Tracked
+        } else {
+            tidewater_sqlx::SessionReset::Rollback
+        };
+        let manager = tidewater_sqlx::SqlxManager::from_url(&load.url)?.with_session_reset(reset);
+        Ok(Self(manager.into_pool(config)?))
     }
 
     async fn get(&self, _task: u32) -> Result<Self::Conn<'_>, BoxError> {

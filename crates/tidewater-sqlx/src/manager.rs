@@ -31,6 +31,24 @@ pub enum SessionReset {
     /// offers no `COM_RESET_CONNECTION`, so only the reset SQL. Then the
     /// reset SQL.
     Full,
+    /// Only what sqlx tracks itself, at no round trip: the rollback a
+    /// dropped `sqlx::Transaction` queued and the answers a cancelled query
+    /// still owes are dealt with by sqlx before the next caller's first
+    /// query, so a clean connection is handed over as it is. A raw `BEGIN`
+    /// left open reaches the next caller, as it does with sqlx's own pool;
+    /// the reset SQL, if any, still runs before each reuse. For services
+    /// that only open transactions through sqlx (`begin()`, the
+    /// [`transaction`](crate::transaction) helper) and want the round trip
+    /// back.
+    ///
+    /// ```
+    /// use sqlx::Postgres;
+    /// use tidewater_sqlx::{SessionReset, SqlxManager};
+    /// let manager = SqlxManager::<Postgres>::from_url("postgres://localhost/app")?
+    ///     .with_session_reset(SessionReset::Tracked);
+    /// # Ok::<(), tidewater_sqlx::SqlxError>(())
+    /// ```
+    Tracked,
 }
 
 /// Opens, checks and resets sqlx connections for a [`tidewater::Pool`]:
@@ -42,7 +60,7 @@ pub enum SessionReset {
 /// | [`connect`](Manager::connect) | credentials from the provider, if any; sqlx's `connect_with`; the setup SQL |
 /// | [`validate`](Manager::validate) | sqlx's `ping()` |
 /// | [`is_broken`](Manager::is_broken) | sqlx still counts a transaction open (a `Transaction` leaked with `mem::forget`): its bookkeeping can no longer match the server's |
-/// | [`needs_reset`](Manager::needs_reset) | always, after use: sqlx exposes no synchronous sign of a cancelled query or of a raw `BEGIN` |
+/// | [`needs_reset`](Manager::needs_reset) | always, after use (sqlx exposes no synchronous sign of a cancelled query or of a raw `BEGIN`), but with [`SessionReset::Tracked`] and no reset SQL |
 /// | [`reset`](Manager::reset) | one round trip, see [`SessionReset`] |
 /// | [`classify`](Manager::classify) | [`classify`](crate::classify) |
 ///
@@ -316,11 +334,13 @@ impl<DB: Backend> Manager for SqlxManager<DB> {
     }
 
     fn needs_reset(&self, _conn: &mut DB::Connection) -> bool {
-        true
+        self.session_reset != SessionReset::Tracked || !self.reset_sql.is_empty()
     }
 
     async fn reset(&self, conn: &mut DB::Connection) -> Result<(), SqlxError> {
-        DB::reset(conn, self.session_reset).await?;
+        if self.session_reset != SessionReset::Tracked {
+            DB::reset(conn, self.session_reset).await?;
+        }
         if self.session_reset == SessionReset::Full {
             Self::run_all(conn, &self.setup_sql).await?;
         }

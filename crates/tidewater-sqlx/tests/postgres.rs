@@ -635,3 +635,56 @@ async fn a_clean_connection_gets_no_rollback() {
     );
     assert_eq!(pool.stats().opened, 1);
 }
+
+/// `SessionReset::Tracked` hands a clean connection over without a round
+/// trip (the server is asked nothing between two checkouts), and what sqlx
+/// tracks itself is still cleared before the next caller's first query: the
+/// rollback a dropped `Transaction` queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracked_reset_costs_no_round_trip_and_still_rolls_back_sqlx_transactions() {
+    let cluster = shared().await;
+    let manager = SqlxManager::<Postgres>::from_url(&cluster.url())
+        .unwrap()
+        .with_session_reset(tidewater_sqlx::SessionReset::Tracked);
+    // No idle validation either, however slow the machine.
+    let config = PoolConfig {
+        validate_after: Duration::from_secs(3600),
+        ..config(1)
+    };
+    let pool = Pool::new(manager, config).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let id = conn.id();
+    common::execute(
+        &mut *conn,
+        "CREATE TEMP TABLE tracked (n BIGINT); SET application_name = 'tw-tracked'",
+    )
+    .await
+    .unwrap();
+    // The server's view of the session's last statement: a checkout
+    // that asked the server anything would replace the marker.
+    sqlx::query("SELECT 4711").execute(&mut *conn).await.unwrap();
+    drop(conn);
+    let mut conn = pool.get().await.unwrap();
+    let last = cluster
+        .execute("SELECT query FROM pg_stat_activity WHERE application_name = 'tw-tracked'")
+        .await
+        .unwrap();
+    assert!(last.contains("SELECT 4711"), "asked the server: {last}");
+    let mut tx = Connection::begin(&mut *conn).await.unwrap();
+    sqlx::query("INSERT INTO tracked VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx); // queues sqlx's ROLLBACK
+    drop(conn);
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(conn.id(), id, "kept");
+    assert!(no_transaction_open(&mut conn).await, "rolled back by sqlx");
+    assert_eq!(
+        query_i64(&mut *conn, "SELECT count(*) FROM tracked")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(pool.stats().reset_failures, 0);
+}
