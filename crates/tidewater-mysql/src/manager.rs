@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use serde::{Deserialize, Serialize};
 use tidewater::credentials::CredentialsProvider;
-use tidewater::{ConfigError, Hooks, ErrorClass, Manager, Pool, PoolConfig};
+use tidewater::{ConfigError, ErrorClass, Hooks, Manager, Pool, PoolConfig};
 
 use crate::connection::{MySqlConnection, SessionStatus};
 use crate::error::{MySqlError, chain};

@@ -662,7 +662,10 @@ async fn tracked_reset_costs_no_round_trip_and_still_rolls_back_sqlx_transaction
     .unwrap();
     // The server's view of the session's last statement: a checkout
     // that asked the server anything would replace the marker.
-    sqlx::query("SELECT 4711").execute(&mut *conn).await.unwrap();
+    sqlx::query("SELECT 4711")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     drop(conn);
     let mut conn = pool.get().await.unwrap();
     let last = cluster

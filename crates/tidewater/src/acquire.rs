@@ -36,42 +36,33 @@ impl<M: Manager> Pool<M> {
         caller: &'static Location<'static>,
         wait: bool,
     ) -> Result<PooledConnection<M>, Error> {
-        let start = self.shared.clock.now();
-        let mut trace = WaitTrace::default();
-        let outcome = self.acquire_within(caller, wait, start, &mut trace).await;
-        trace.end(&outcome);
-        outcome
-    }
-
-    async fn acquire_within(
-        &self,
-        caller: &'static Location<'static>,
-        wait: bool,
-        start: Tick,
-        trace: &mut WaitTrace,
-    ) -> Result<PooledConnection<M>, Error> {
         let clock = &self.shared.clock;
+        let start = clock.now();
         let deadline = start.after(self.shared.config.acquire_timeout);
         let mut now = start;
         let mut waited = false;
+        let mut trace = WaitTrace::default();
         loop {
             let checkout = match self.take_idle(caller, now) {
                 Some(checkout) => checkout,
                 None => {
                     trace.begin(&self.shared.name);
-                    let (checkout, queued) = Queue {
+                    let queue = Queue {
                         pool: self,
                         caller,
                         deadline,
                         now,
                         wait,
                         state: QueueState::Joining,
+                    };
+                    match queue.await {
+                        Ok((checkout, queued)) => {
+                            waited |= queued;
+                            trace.queued |= queued;
+                            checkout
+                        }
+                        Err(error) => return Err(trace.failed(self.counted(error))),
                     }
-                    .await
-                    .map_err(|error| self.counted(error))?;
-                    waited |= queued;
-                    trace.queued |= queued;
-                    checkout
                 }
             };
             let mut conn = PooledConnection::new(self.clone(), checkout);
@@ -87,6 +78,7 @@ impl<M: Manager> Pool<M> {
             match prepared {
                 Prepared::Ready { checked: true } => {
                     self.shared.idle.record_wait(clock.now().nanos_since(start));
+                    trace.served();
                     return Ok(conn);
                 }
                 // Handed over from the queue: the wait ends when the pool
@@ -94,16 +86,18 @@ impl<M: Manager> Pool<M> {
                 Prepared::Ready { checked: false } if waited => {
                     let handed_over = conn.checked_out_at();
                     self.shared.idle.record_wait(handed_over.nanos_since(start));
+                    trace.served();
                     return Ok(conn);
                 }
                 Prepared::Ready { .. } => {
                     self.shared.idle.count_direct();
+                    trace.served();
                     return Ok(conn);
                 }
                 Prepared::Discard => now = clock.now(),
                 Prepared::OutOfTime => {
                     let error = self.timeout_error(&self.lock(), clock.now().since(start));
-                    return Err(self.counted(error));
+                    return Err(trace.failed(self.counted(error)));
                 }
             }
         }
@@ -222,10 +216,15 @@ impl<M: Manager> Drop for Queue<'_, M> {
 /// sees pool waits in its traces. Its duration is the wait; its parent is
 /// the caller's current span.
 ///
+/// Its target is `tidewater::wait`, so a filter can turn it off
+/// (`tidewater::wait=off`) without silencing the pool's logs.
+///
 /// It is opened at the first point the fast path fails and never entered
 /// (the pool's own polls would pay an enter and exit each), and its fields
 /// are written once, at the end; when no subscriber wants it, nothing is
 /// written at all.
+const WAIT_TARGET: &str = "tidewater::wait";
+
 #[derive(Default)]
 struct WaitTrace {
     span: Option<Span>,
@@ -234,10 +233,20 @@ struct WaitTrace {
 }
 
 impl WaitTrace {
-    /// Opens the span, unless it is open already.
+    /// Opens the span, unless it is open already or no subscriber wants
+    /// it. Asking first also keeps it out of `log` (tracing's `log`
+    /// feature would otherwise turn every span into log lines when no
+    /// tracing subscriber is set).
     fn begin(&mut self, pool: &str) {
-        if self.span.is_none() {
+        if self.span.is_none()
+            && tracing::enabled!(
+                kind: tracing::metadata::Kind::SPAN,
+                target: WAIT_TARGET,
+                tracing::Level::INFO
+            )
+        {
             self.span = Some(tracing::info_span!(
+                target: WAIT_TARGET,
                 "db.client.connection.wait",
                 "db.client.connection.pool.name" = pool,
                 "tidewater.queued" = tracing::field::Empty,
@@ -249,20 +258,36 @@ impl WaitTrace {
         }
     }
 
-    /// Writes how the `get()` ended, and closes the span.
-    fn end<T>(self, outcome: &Result<T, Error>) {
-        let Some(span) = self.span.filter(|span| !span.is_disabled()) else {
+    /// Writes that the `get()` was served, and closes the span: nothing
+    /// to do on the fast path, which opened none.
+    #[inline]
+    fn served(&mut self) {
+        if let Some(span) = self.span.take() {
+            self.end(span, None);
+        }
+    }
+
+    /// Writes the error the `get()` ended with, and closes the span.
+    fn failed(&mut self, error: Error) -> Error {
+        if let Some(span) = self.span.take() {
+            self.end(span, Some(&error));
+        }
+        error
+    }
+
+    fn end(&self, span: Span, error: Option<&Error>) {
+        if span.is_disabled() {
             return;
-        };
+        }
         if self.queued {
             span.record("tidewater.queued", true);
         }
         if self.checked {
             span.record("tidewater.checked", true);
         }
-        match outcome {
-            Ok(_) => span.record("tidewater.outcome", "ok"),
-            Err(error) => span
+        match error {
+            None => span.record("tidewater.outcome", "ok"),
+            Some(error) => span
                 .record("tidewater.outcome", error.kind())
                 .record("error.type", error.kind())
                 .record("otel.status_code", "ERROR"),
