@@ -16,6 +16,7 @@ use std::io;
 
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as QueryError};
 use tidewater::ErrorClass;
+use tidewater::classify::{self, with_causes};
 use tidewater::credentials::BoxError;
 use tidewater_postgres::PgError;
 
@@ -63,15 +64,19 @@ impl DieselError {
     /// Transient (retrying can help), full (the server has no room for
     /// another connection) or permanent.
     ///
-    /// - PostgreSQL, by SQLSTATE (opening: [`PgError::class`], the same
-    ///   rules, plus a TLS failure permanent): `53300` too many connections is full;
-    ///   classes `28` (bad password, role), `3D` (unknown database), `42`,
-    ///   `0A`, `22`, `3F` are permanent; everything else (`57P01` admin
-    ///   shutdown, `57P03` cannot connect now, `08xxx`, `40001`) and errors
-    ///   without a SQLSTATE (refused, reset, closed) are transient.
-    /// - MySQL/MariaDB, by error number: 1040/1203/1226 are full; 1044,
-    ///   1045, 1049, 1130, 1251, 1698, 1862 and URL errors are permanent;
-    ///   others and socket or protocol errors are transient.
+    /// - PostgreSQL, by SQLSTATE, with [`tidewater::classify::postgres_sqlstate`]
+    ///   (opening: [`PgError::class`], the same table, plus a TLS failure
+    ///   permanent): `53300` too many connections is full; classes `28`
+    ///   (bad password, role), `3D` (unknown database), `42`, `0A`, `22`,
+    ///   `3F` are permanent; everything else (`57P01` admin shutdown,
+    ///   `57P03` cannot connect now, `08xxx`, `40001`) and errors without a
+    ///   SQLSTATE (refused, reset, closed) are transient.
+    /// - MySQL/MariaDB, by error number, with
+    ///   [`tidewater::classify::mysql_error`] (tidewater-mysql's table): 1040
+    ///   is full; 1044, 1045, 1049, 1129, 1130, 1251, 1698, 1820, 1862,
+    ///   3118, 4151 and URL errors are permanent; others (1203, 1226 the
+    ///   account's limits among them) and socket or protocol errors are
+    ///   transient.
     /// - diesel's `ConnectionError`: `InvalidConnectionUrl` and
     ///   `InvalidCString` are permanent; `CouldntSetupConfiguration` is
     ///   classified by its query error; `BadConnection(String)` is only a
@@ -120,25 +125,9 @@ impl DieselError {
     }
 }
 
-/// Permanent: authentication, authorization, naming, syntax, features
-/// and settings the server rejects. Full: too many connections.
-fn sqlstate_class(code: &str) -> ErrorClass {
-    if code == "53300" {
-        return ErrorClass::Full;
-    }
-    match code.get(..2) {
-        Some("28" | "3D" | "42" | "0A" | "22" | "3F") => ErrorClass::Permanent,
-        _ => ErrorClass::Transient,
-    }
-}
-
 fn mysql_class(error: &mysql_async::Error) -> ErrorClass {
     match error {
-        mysql_async::Error::Server(error) => match error.code {
-            1040 | 1203 | 1226 => ErrorClass::Full,
-            1044 | 1045 | 1049 | 1130 | 1251 | 1698 | 1862 => ErrorClass::Permanent,
-            _ => ErrorClass::Transient,
-        },
+        mysql_async::Error::Server(error) => classify::mysql_error(error.code),
         mysql_async::Error::Url(_) => ErrorClass::Permanent,
         _ => ErrorClass::Transient,
     }
@@ -176,7 +165,7 @@ fn query_class(error: &QueryError) -> ErrorClass {
             | DatabaseErrorKind::ClosedConnection
             | DatabaseErrorKind::UnableToSendCommand => ErrorClass::Transient,
             _ => match info.sqlstate() {
-                Some(state) => sqlstate_class(state.as_str()),
+                Some(state) => classify::postgres_sqlstate(state.as_str()),
                 None => ErrorClass::Transient,
             },
         },
@@ -194,37 +183,6 @@ fn query_sqlstate(error: &QueryError) -> Option<String> {
     }
 }
 
-/// What a SQLSTATE means, for the codes an operator meets connecting.
-fn meaning(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "28P01" => "bad password",
-        "28000" => "role not allowed to connect",
-        "3D000" => "unknown database",
-        "57P01" => "server shutting down",
-        "57P02" => "server crashed",
-        "57P03" => "server starting up or in recovery",
-        "53300" => "server has too many connections",
-        "40001" => "serialization failure",
-        "40P01" => "deadlock",
-        _ => return None,
-    })
-}
-
-/// An error's message followed by those of the errors behind it.
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        next = cause.source();
-    }
-    text
-}
-
 impl fmt::Display for DieselError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -237,11 +195,9 @@ impl fmt::Display for DieselError {
                     "MySQL error {} ({}): {}",
                     error.code, error.state, error.message
                 )?;
-                match error.code {
-                    1045 => f.write_str(" (bad password)"),
-                    1049 => f.write_str(" (unknown database)"),
-                    1040 => f.write_str(" (server has too many connections)"),
-                    _ => Ok(()),
+                match classify::mysql_error_meaning(error.code) {
+                    Some(meaning) => write!(f, " ({meaning})"),
+                    None => Ok(()),
                 }
             }
             Self::Mysql(error) => write!(f, "MySQL: {}", with_causes(error)),
@@ -269,7 +225,7 @@ impl fmt::Display for QueryDisplay<'_> {
         write!(f, "{}", self.0)?;
         if let Some(code) = query_sqlstate(self.0) {
             write!(f, " (SQLSTATE {code}")?;
-            if let Some(meaning) = meaning(&code) {
+            if let Some(meaning) = classify::postgres_sqlstate_meaning(&code) {
                 write!(f, ": {meaning}")?;
             }
             f.write_str(")")?;
@@ -362,23 +318,6 @@ pub fn is_conflict(error: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sqlstates_are_classified_as_documented() {
-        for (code, class) in [
-            ("57P01", ErrorClass::Transient),
-            ("57P03", ErrorClass::Transient),
-            ("08006", ErrorClass::Transient),
-            ("53300", ErrorClass::Full),
-            ("28P01", ErrorClass::Permanent),
-            ("28000", ErrorClass::Permanent),
-            ("3D000", ErrorClass::Permanent),
-            ("42601", ErrorClass::Permanent),
-            ("40001", ErrorClass::Transient),
-        ] {
-            assert_eq!(sqlstate_class(code), class, "{code}");
-        }
-    }
 
     #[test]
     fn diesel_connection_errors_are_classified() {

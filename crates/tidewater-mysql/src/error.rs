@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mysql_async::{DriverError, IoError};
 use tidewater::ErrorClass;
+use tidewater::classify;
 
 /// Client error code for a server that cannot be reached (`CR_CONN_HOST_ERROR`).
 pub(crate) const CANNOT_CONNECT: u16 = 2003;
@@ -138,11 +139,10 @@ impl MySqlError {
             Self::Config(_) | Self::Tls { .. } => ErrorClass::Permanent,
             Self::MySql(error) => driver_class(error),
             Self::Setup { source, .. } => match &**source {
-                // The server refused the statement itself: it will again.
-                Self::MySql(mysql_async::Error::Server(server))
-                    if !SETUP_TRANSIENT.contains(&server.code) =>
-                {
-                    ErrorClass::Permanent
+                // Unless the server refused the statement itself, which it
+                // will do again: permanent.
+                Self::MySql(mysql_async::Error::Server(server)) => {
+                    classify::mysql_setup_error(server.code)
                 }
                 source => source.class(),
             },
@@ -176,23 +176,6 @@ impl MySqlError {
     }
 }
 
-/// Server errors a setup statement can meet that say nothing against the
-/// statement: too many connections, shutdown, lock wait timeout, deadlock,
-/// interrupted or killed, statement timeout. Any other server error means
-/// the server refused the statement.
-const SETUP_TRANSIENT: [u16; 10] = [
-    1040,
-    1053,
-    1203,
-    1205,
-    1213,
-    1226,
-    1317,
-    1927,
-    MARIADB_STATEMENT_TIMEOUT,
-    MYSQL_STATEMENT_TIMEOUT,
-];
-
 /// Whether a socket error is rustls refusing the handshake (the driver
 /// passes it on as an I/O error).
 fn is_tls_failure(error: &io::Error) -> bool {
@@ -219,7 +202,7 @@ fn code_of(error: &mysql_async::Error) -> Option<u16> {
 fn driver_class(error: &mysql_async::Error) -> ErrorClass {
     use mysql_async::Error::{Driver, Io, Other, Server, Url};
     match error {
-        Server(server) => class_of(server.code),
+        Server(server) => classify::mysql_error(server.code),
         Url(_) => ErrorClass::Permanent,
         Io(IoError::Io(_)) | Other(_) => ErrorClass::Transient,
         #[cfg(feature = "rustls")]
@@ -235,61 +218,13 @@ fn driver_class(error: &mysql_async::Error) -> ErrorClass {
     }
 }
 
-/// Permanent: the account, its password, its host or its database are not
-/// accepted. Full: `1040` too many connections (the server is up; the
-/// connections the pool has still work). Transient: everything else,
-/// notably `1203`/`1226` the account's connection limit, `1205` lock wait
-/// timeout, `1213` deadlock, `1053` shutdown, `1927` connection killed,
-/// and the client's `2006`/`2013`.
-fn class_of(code: u16) -> ErrorClass {
-    match code {
-        // access denied (password, database, host, no password given),
-        // unknown database, host blocked or not allowed, auth plugin not
-        // supported, password expired, account locked
-        1044 | 1045 | 1049 | 1129 | 1130 | 1251 | 1698 | 1820 | 1862 | 3118 | 4151 => {
-            ErrorClass::Permanent
-        }
-        1040 => ErrorClass::Full,
-        _ => ErrorClass::Transient,
-    }
-}
-
-/// What a MySQL error code means, for the codes an operator meets.
-fn meaning(code: u16) -> Option<&'static str> {
-    Some(match code {
-        1040 => "server has too many connections (max_connections)",
-        1044 => "user may not use that database",
-        1045 => "bad password or user",
-        1049 => "unknown database",
-        1053 => "server shutting down",
-        1129 => "host blocked after too many connection errors",
-        1130 => "host not allowed to connect",
-        1203 => "user has too many connections (max_user_connections)",
-        1205 => "lock wait timeout",
-        1213 => "deadlock",
-        1226 => "user exceeded a resource limit",
-        1251 => "authentication method not supported",
-        1317 => "query interrupted",
-        1698 => "access denied to this account",
-        1820 | 1862 => "password expired",
-        1927 => "connection killed",
-        1969 => "statement timeout (max_statement_time)",
-        2003 => "cannot connect",
-        2006 => "server has gone away",
-        2013 => "lost connection",
-        3024 => "statement timeout (max_execution_time)",
-        3118 | 4151 => "account locked",
-        _ => return None,
-    })
-}
-
 /// `(MySQL 1045: bad password or user)`, or `(MySQL 1064)` for a code
 /// without a known meaning.
 struct Code(u16);
 
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match meaning(self.0) {
+        match classify::mysql_error_meaning(self.0) {
             Some(meaning) => write!(f, "(MySQL {}: {meaning})", self.0),
             None => write!(f, "(MySQL {})", self.0),
         }
@@ -388,19 +323,32 @@ mod tests {
     }
 
     #[test]
-    fn codes_are_classified_as_the_issue_lists() {
-        for (code, class) in [
-            (2013, ErrorClass::Transient),
-            (2006, ErrorClass::Transient),
-            (1040, ErrorClass::Full),
-            (1203, ErrorClass::Transient),
-            (1205, ErrorClass::Transient),
-            (1213, ErrorClass::Transient),
-            (1045, ErrorClass::Permanent),
-            (1049, ErrorClass::Permanent),
-        ] {
-            assert_eq!(server(code, "x").class(), class, "{code}");
-        }
+    fn errors_are_classified_by_their_code_or_cause() {
+        // The codes themselves: tidewater::classify's table.
+        assert_eq!(server(1040, "x").class(), ErrorClass::Full);
+        assert_eq!(server(1045, "x").class(), ErrorClass::Permanent);
+        assert_eq!(server(1064, "x").class(), ErrorClass::Transient);
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let lost = MySqlError::from(mysql_async::Error::from(reset));
+        assert_eq!(
+            (lost.code(), lost.class()),
+            (Some(2013), ErrorClass::Transient)
+        );
+        let closed = MySqlError::from(mysql_async::Error::Driver(DriverError::ConnectionClosed));
+        assert_eq!(
+            (closed.code(), closed.class()),
+            (Some(2006), ErrorClass::Transient)
+        );
+        // A setup statement the server refuses fails for good; one that
+        // met a deadlock or a lost connection is retried.
+        let setup = |source: MySqlError| MySqlError::Setup {
+            statement: "SET x = 1".into(),
+            source: Box::new(source),
+        };
+        assert_eq!(setup(server(1064, "x")).class(), ErrorClass::Permanent);
+        assert_eq!(setup(server(1213, "x")).class(), ErrorClass::Transient);
+        assert_eq!(setup(server(1040, "x")).class(), ErrorClass::Full);
+        assert_eq!(setup(lost).class(), ErrorClass::Transient);
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         let error = MySqlError::connecting(refused.into(), "127.0.0.1:1");
         assert_eq!(error.class(), ErrorClass::Transient);

@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use tidewater::ErrorClass;
+use tidewater::classify::{self, with_causes};
 use tokio_postgres::error::SqlState;
 
 use crate::tls::is_tls_failure;
@@ -111,47 +112,12 @@ impl PgError {
             Self::Setup { source, .. } => source.class(),
             Self::Config(_) => ErrorClass::Permanent,
             Self::Postgres(error) => match error.code() {
-                Some(code) => class_of(code),
+                Some(code) => classify::postgres_sqlstate(code.code()),
                 None if is_tls_failure(error) => ErrorClass::Permanent,
                 None => ErrorClass::Transient,
             },
         }
     }
-}
-
-/// Permanent: authentication, authorization and naming errors, and
-/// settings the server rejects. Full: `53300` too many connections (the
-/// server is up; the connections the pool has still work). Transient:
-/// everything else, notably `57P01` admin shutdown, `57P03` cannot connect
-/// now, `08xxx` connection exceptions.
-fn class_of(code: &SqlState) -> ErrorClass {
-    if *code == SqlState::TOO_MANY_CONNECTIONS {
-        return ErrorClass::Full;
-    }
-    let permanent = matches!(&code.code()[..2], "28" | "3D" | "42" | "0A" | "22" | "3F");
-    if permanent {
-        ErrorClass::Permanent
-    } else {
-        ErrorClass::Transient
-    }
-}
-
-/// What a SQLSTATE means, for the codes an operator meets when connecting.
-fn meaning(code: &SqlState) -> Option<&'static str> {
-    Some(match code.code() {
-        "28P01" => "bad password",
-        "28000" => "role not allowed to connect",
-        "3D000" => "unknown database",
-        "57P01" => "server shutting down",
-        "57P02" => "server crashed",
-        "57P03" => "server starting up or in recovery",
-        "53300" => "server has too many connections",
-        "53000" => "server out of resources",
-        "40001" => "serialization failure",
-        "40P01" => "deadlock",
-        "57014" => "query cancelled",
-        _ => return None,
-    })
 }
 
 impl fmt::Display for PgError {
@@ -166,7 +132,7 @@ impl fmt::Display for PgError {
                         db.message(),
                         db.code().code()
                     )?;
-                    if let Some(meaning) = meaning(db.code()) {
+                    if let Some(meaning) = classify::postgres_sqlstate_meaning(db.code().code()) {
                         write!(f, ": {meaning}")?;
                     }
                     f.write_str(")")
@@ -198,23 +164,6 @@ impl fmt::Display for PgError {
     }
 }
 
-/// An error's message followed by those of the errors behind it, which
-/// the driver's own messages leave out ("error performing TLS handshake:
-/// invalid peer certificate: UnknownIssuer").
-pub(crate) fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        next = cause.source();
-    }
-    text
-}
-
 impl std::error::Error for PgError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -230,28 +179,5 @@ impl std::error::Error for PgError {
 impl From<tokio_postgres::Error> for PgError {
     fn from(error: tokio_postgres::Error) -> Self {
         Self::Postgres(error)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connection_codes_are_classified_as_the_issue_lists() {
-        for (code, class) in [
-            (SqlState::ADMIN_SHUTDOWN, ErrorClass::Transient),
-            (SqlState::CANNOT_CONNECT_NOW, ErrorClass::Transient),
-            (SqlState::TOO_MANY_CONNECTIONS, ErrorClass::Full),
-            (SqlState::INVALID_PASSWORD, ErrorClass::Permanent),
-            (SqlState::INVALID_CATALOG_NAME, ErrorClass::Permanent),
-            (
-                SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
-                ErrorClass::Permanent,
-            ),
-            (SqlState::T_R_SERIALIZATION_FAILURE, ErrorClass::Transient),
-        ] {
-            assert_eq!(class_of(&code), class, "{}", code.code());
-        }
     }
 }

@@ -200,7 +200,7 @@ impl PgManager {
         let mut config = tokio_postgres::Config::from_str(&options.url).map_err(|error| {
             PgError::Config(format!(
                 "{} in url {}",
-                crate::error::with_causes(&error),
+                tidewater::classify::with_causes(&error),
                 redact(&options.url)
             ))
         })?;

@@ -50,7 +50,8 @@ impl SqlxError {
     /// ```
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Sqlx(error) | Self::Setup { source: error, .. } => classify(error),
+            Self::Sqlx(error) => classify(error),
+            Self::Setup { source, .. } => setup_class(source),
             Self::Credentials(_) => ErrorClass::Transient,
             Self::Config(_) => ErrorClass::Permanent,
         }
@@ -70,23 +71,41 @@ impl SqlxError {
     }
 }
 
+/// A setup statement's error is classified as any other, except that a
+/// MySQL/MariaDB server error means the server refused the statement
+/// itself (permanent) unless it says nothing against it (a deadlock, too
+/// many connections, shutdown...: [`tidewater::classify::mysql_setup_error`]).
+/// PostgreSQL's SQLSTATE classes already tell a refused statement.
+fn setup_class(error: &sqlx::Error) -> ErrorClass {
+    if let sqlx::Error::Database(db) = error
+        && let Code::MySql(number) = code_of(db.as_ref())
+    {
+        return tidewater::classify::mysql_setup_error(number);
+    }
+    classify(error)
+}
+
 /// Classifies an sqlx error, whichever database it comes from.
 ///
-/// - **Full**: too many connections (PostgreSQL `53300`, MySQL 1040, 1203).
+/// - PostgreSQL and MySQL/MariaDB errors by their code, with the tables
+///   of [`tidewater::classify`] that tidewater-postgres and
+///   tidewater-mysql use: full on too many connections (`53300`, 1040);
+///   permanent on authentication, authorization and unknown database
+///   (`28xxx`, `3D000`, 1044, 1045, 1049...), and for PostgreSQL on the
+///   SQLSTATE classes `42`, `0A`, `22`, `3F`; transient otherwise
+///   (`57P01`, `57P03`, `08xxx`, `40001`, 1203, 1205, 1213, 2013...).
 /// - **Transient**: I/O errors (refused, reset, timed out), protocol
-///   errors, sqlx's own pool timeout, a crashed SQLite worker; PostgreSQL
-///   `57P01` admin shutdown, `57P03` cannot connect now, `08xxx`, `53xxx`,
-///   `40001`, `40P01`; MySQL 1053, 1205, 1213, 1226, 2002, 2003, 2006,
-///   2013, 1927; SQLite `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_IOERR`,
-///   `SQLITE_FULL`.
-/// - **Permanent**: configuration and TLS errors; PostgreSQL `28xxx`
-///   (`28P01` bad password, `28000` role), `3D000` unknown database,
-///   classes `42`, `0A`, `22`, `3F`; MySQL 1044, 1045 access denied, 1049
-///   unknown database, 1130, 1142, 1227, 1251, 1698, 1862, and rejected
-///   SQL (1054, 1064, 1146, 1193, 1231); SQLite `SQLITE_CANTOPEN` (missing file or folder),
-///   `SQLITE_CORRUPT`, `SQLITE_NOTADB`, `SQLITE_READONLY`, `SQLITE_PERM`,
-///   `SQLITE_AUTH`.
+///   errors, sqlx's own pool timeout, a crashed SQLite worker; SQLite
+///   `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_IOERR`, `SQLITE_FULL`.
+/// - **Permanent**: configuration and TLS errors; SQLite
+///   `SQLITE_CANTOPEN` (missing file or folder), `SQLITE_CORRUPT`,
+///   `SQLITE_NOTADB`, `SQLITE_READONLY`, `SQLITE_PERM`, `SQLITE_AUTH`.
 /// - Anything else from a database: transient.
+///
+/// A failed setup statement ([`SqlxError::Setup`]) is classified the same
+/// way, except that MySQL refusing the statement itself (syntax, unknown
+/// variable, no privilege) is permanent
+/// ([`tidewater::classify::mysql_setup_error`]).
 ///
 /// ```
 /// use tidewater::ErrorClass;
@@ -103,8 +122,8 @@ pub fn classify(error: &sqlx::Error) -> ErrorClass {
             ErrorClass::Permanent
         }
         E::Database(db) => match code_of(db.as_ref()) {
-            Code::Postgres(state) => postgres_class(state),
-            Code::MySql(number) => mysql_class(number),
+            Code::Postgres(state) => tidewater::classify::postgres_sqlstate(state),
+            Code::MySql(number) => tidewater::classify::mysql_error(number),
             Code::Sqlite(code) => sqlite_class(code),
             Code::Unknown => ErrorClass::Transient,
         },
@@ -176,29 +195,6 @@ pub(crate) fn code_of(db: &dyn sqlx::error::DatabaseError) -> Code<'_> {
     Code::Unknown
 }
 
-fn postgres_class(state: &str) -> ErrorClass {
-    if state == "53300" {
-        return ErrorClass::Full;
-    }
-    match state.get(..2) {
-        Some("28" | "3D" | "42" | "0A" | "22" | "3F") => ErrorClass::Permanent,
-        _ => ErrorClass::Transient,
-    }
-}
-
-fn mysql_class(number: u16) -> ErrorClass {
-    match number {
-        1040 | 1203 => ErrorClass::Full,
-        // Access (1044, 1045, 1130, 1142, 1227, 1251, 1698, 1862), unknown
-        // database (1049), and SQL the server rejects, as setup SQL may
-        // be: syntax (1064), unknown variable (1193) or value (1231),
-        // table (1146), column (1054).
-        1044 | 1045 | 1049 | 1054 | 1064 | 1130 | 1142 | 1146 | 1193 | 1227 | 1231 | 1251
-        | 1698 | 1862 => ErrorClass::Permanent,
-        _ => ErrorClass::Transient,
-    }
-}
-
 fn sqlite_class(code: i32) -> ErrorClass {
     // Primary result codes: the low byte of an extended one.
     match code & 0xff {
@@ -210,34 +206,17 @@ fn sqlite_class(code: i32) -> ErrorClass {
 
 /// What a code means, for the codes an operator meets when connecting.
 fn meaning(code: &Code<'_>) -> Option<&'static str> {
-    Some(match code {
-        Code::Postgres(state) => match *state {
-            "28P01" => "bad password",
-            "28000" => "role not allowed to connect",
-            "3D000" => "unknown database",
-            "57P01" => "server shutting down",
-            "57P03" => "server starting up or in recovery",
-            "53300" => "server has too many connections",
-            "40001" => "serialization failure",
-            "40P01" => "deadlock",
-            _ => return None,
-        },
-        Code::MySql(number) => match number {
-            1045 => "access denied (bad user or password)",
-            1049 => "unknown database",
-            1040 => "server has too many connections",
-            1213 => "deadlock",
-            1205 => "lock wait timeout",
-            _ => return None,
-        },
-        Code::Sqlite(code) => match code & 0xff {
+    match code {
+        Code::Postgres(state) => tidewater::classify::postgres_sqlstate_meaning(state),
+        Code::MySql(number) => tidewater::classify::mysql_error_meaning(*number),
+        Code::Sqlite(code) => Some(match code & 0xff {
             5 => "database busy",
             6 => "table locked",
             14 => "cannot open the database file",
             _ => return None,
-        },
-        Code::Unknown => return None,
-    })
+        }),
+        Code::Unknown => None,
+    }
 }
 
 /// An sqlx error's message, with the meaning of its code and the errors
@@ -313,28 +292,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_classified_as_the_backends_list() {
-        for (state, class) in [
-            ("57P01", ErrorClass::Transient),
-            ("57P03", ErrorClass::Transient),
-            ("08006", ErrorClass::Transient),
-            ("53300", ErrorClass::Full),
-            ("28P01", ErrorClass::Permanent),
-            ("28000", ErrorClass::Permanent),
-            ("3D000", ErrorClass::Permanent),
-            ("40001", ErrorClass::Transient),
-        ] {
-            assert_eq!(postgres_class(state), class, "{state}");
-        }
-        for (number, class) in [
-            (1040, ErrorClass::Full),
-            (1045, ErrorClass::Permanent),
-            (1049, ErrorClass::Permanent),
-            (1213, ErrorClass::Transient),
-            (2013, ErrorClass::Transient),
-        ] {
-            assert_eq!(mysql_class(number), class, "{number}");
-        }
+    fn sqlite_codes_are_classified() {
         for (code, class) in [
             (5, ErrorClass::Transient),
             (517, ErrorClass::Transient), // BUSY_SNAPSHOT

@@ -69,6 +69,7 @@ pub mod alerts;
 mod backoff;
 mod breaker;
 mod checkin;
+pub mod classify;
 mod clock;
 pub mod config;
 mod connect;
