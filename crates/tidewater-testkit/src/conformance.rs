@@ -17,6 +17,10 @@
 //!
 //! Every check creates `items (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)`
 //! in its own fresh database, so checks run in parallel.
+//!
+//! What targets on the same server share lives here too: [`pg`] (a private
+//! cluster, fresh databases, failing URLs) and [`mariadb`] (the same on the
+//! shared MariaDB); a target keeps only what is its driver's.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -24,6 +28,10 @@ use std::time::Duration;
 
 use tidewater::{Error, ErrorClass, Manager, Pool, PoolConfig, PooledConnection};
 use tokio::time::Instant;
+
+pub mod mariadb;
+pub mod pg;
+mod refusing;
 
 /// A boxed error, for what a target's statements return.
 pub type BoxError = Box<dyn StdError + Send + Sync>;

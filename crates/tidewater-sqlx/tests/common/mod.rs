@@ -3,12 +3,13 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, Connection, Row};
-
-/// The shared MariaDB.
-pub const MARIADB: &str = "127.0.0.1:3306";
+use sqlx::{AssertSqlSafe, Row};
+/// The shared MariaDB, and a database of its own there, dropped with the
+/// value.
+#[allow(unused_imports)] // each test file uses a part
+pub use tidewater_testkit::conformance::mariadb::{ADDR as MARIADB, Database as MariaDb};
 
 /// How long a test waits for something that takes milliseconds: only an
 /// event that never comes ends the wait.
@@ -109,60 +110,5 @@ impl std::error::Error for AppError {
             Self::Pool(error) => Some(error),
             Self::Refused => None,
         }
-    }
-}
-
-/// A database of its own on the shared MariaDB, dropped with this value.
-pub struct MariaDb {
-    pub name: String,
-}
-
-async fn admin() -> sqlx::MySqlConnection {
-    sqlx::MySqlConnection::connect(&format!("mysql://root@{MARIADB}/test"))
-        .await
-        .expect("the shared MariaDB")
-}
-
-impl MariaDb {
-    pub async fn create(test: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("tidewater_sqlx_{test}_{nanos}_{}", fastrand_u32());
-        let mut admin = admin().await;
-        execute(&mut admin, &format!("CREATE DATABASE `{name}`"))
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        Self { name }
-    }
-
-    pub fn url(&self) -> String {
-        format!("mysql://root@{MARIADB}/{}", self.name)
-    }
-}
-
-fn fastrand_u32() -> u32 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::process::id()) as u32
-}
-
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.name);
-        // On a thread of its own: this may run inside a runtime.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let mut admin = admin().await;
-                let _ = execute(&mut admin, &sql).await;
-                let _ = admin.close().await;
-            });
-        })
-        .join();
     }
 }
