@@ -15,6 +15,10 @@
 //!   latency, swallows traffic (a half-open server), resets connections or
 //!   refuses new ones.
 //! - [`PgBouncer`] runs PgBouncer in front of a server.
+//! - [`conformance`](mod@conformance) is the suite every backend passes,
+//!   with the database scaffolding its targets share ([`conformance::pg`],
+//!   [`conformance::mariadb`]); [`rotation`] is what credential-rotation
+//!   tests share.
 //! - `browser::Browser` (feature `browser`) is a headless Chromium that
 //!   opens a served page, reads and waits for it, and records the page's
 //!   JavaScript errors.
@@ -49,6 +53,7 @@ mod fault_proxy;
 mod pg_cluster;
 mod pgbouncer;
 mod procfs;
+pub mod rotation;
 mod scripted;
 mod simulated;
 mod test_ca;
