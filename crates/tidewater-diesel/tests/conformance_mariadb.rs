@@ -41,22 +41,8 @@ fn manager(url: String) -> MariadbManager {
 impl Target for MariadbTarget {
     type Manager = MariadbManager;
 
-    async fn fresh(&self) -> MariadbManager {
-        manager(self.databases.fresh_url().await)
-    }
-
-    async fn permanently_failing(&self) -> MariadbManager {
-        manager(self.databases.bad_password_url())
-    }
-
-    async fn transiently_failing(&self) -> (MariadbManager, u64) {
-        let (url, token) = self.databases.transient().await;
-        (manager(url), token)
-    }
-
-    async fn heal(&self, token: u64) {
-        self.databases.heal(token).await;
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, manager);
 
     async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
         Ok(conn.batch_execute(sql).await?)

@@ -34,22 +34,8 @@ fn manager(url: String) -> MySqlManager {
 impl Target for MySqlTarget {
     type Manager = MySqlManager;
 
-    async fn fresh(&self) -> MySqlManager {
-        manager(self.databases.fresh_url().await)
-    }
-
-    async fn permanently_failing(&self) -> MySqlManager {
-        manager(self.databases.bad_password_url())
-    }
-
-    async fn transiently_failing(&self) -> (MySqlManager, u64) {
-        let (url, token) = self.databases.transient().await;
-        (manager(url), token)
-    }
-
-    async fn heal(&self, token: u64) {
-        self.databases.heal(token).await;
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, manager);
 
     async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
         Ok(conn.query_drop(sql).await?)

@@ -86,8 +86,8 @@ struct PgTarget {
     databases: PgDatabases,
 }
 
-fn pg_manager(url: &str) -> SqlxManager<Postgres> {
-    SqlxManager::from_url(url)
+fn pg_manager(url: String) -> SqlxManager<Postgres> {
+    SqlxManager::from_url(&url)
         .unwrap()
         .with_session_reset(SessionReset::Full)
 }
@@ -95,22 +95,8 @@ fn pg_manager(url: &str) -> SqlxManager<Postgres> {
 impl Target for PgTarget {
     type Manager = SqlxManager<Postgres>;
 
-    async fn fresh(&self) -> Self::Manager {
-        pg_manager(&self.databases.fresh_url().await)
-    }
-
-    async fn permanently_failing(&self) -> Self::Manager {
-        pg_manager(&self.databases.bad_password_url())
-    }
-
-    async fn transiently_failing(&self) -> (Self::Manager, u64) {
-        let (url, token) = self.databases.transient().await;
-        (pg_manager(&url), token)
-    }
-
-    async fn heal(&self, token: u64) {
-        self.databases.heal(token).await;
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, pg_manager);
 
     fn session_probe(&self) -> SessionProbe {
         pg::SESSION_PROBE
@@ -208,8 +194,8 @@ struct MariaTarget {
 
 /// sqlx offers no `COM_RESET_CONNECTION`: the probe's user variable is
 /// cleared by the reset SQL.
-fn maria_manager(url: &str) -> SqlxManager<MySql> {
-    SqlxManager::from_url(url)
+fn maria_manager(url: String) -> SqlxManager<MySql> {
+    SqlxManager::from_url(&url)
         .unwrap()
         .with_session_reset(SessionReset::Full)
         .with_reset_sql(["SET @flag = NULL"])
@@ -218,22 +204,8 @@ fn maria_manager(url: &str) -> SqlxManager<MySql> {
 impl Target for MariaTarget {
     type Manager = SqlxManager<MySql>;
 
-    async fn fresh(&self) -> Self::Manager {
-        maria_manager(&self.databases.fresh_url().await)
-    }
-
-    async fn permanently_failing(&self) -> Self::Manager {
-        maria_manager(&self.databases.bad_password_url())
-    }
-
-    async fn transiently_failing(&self) -> (Self::Manager, u64) {
-        let (url, token) = self.databases.transient().await;
-        (maria_manager(&url), token)
-    }
-
-    async fn heal(&self, token: u64) {
-        self.databases.heal(token).await;
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, maria_manager);
 
     fn session_probe(&self) -> SessionProbe {
         maria::SESSION_PROBE

@@ -401,3 +401,39 @@ macro_rules! conformance {
         )*
     };
 }
+
+/// Writes a server target's [`Target::fresh`],
+/// [`Target::permanently_failing`], [`Target::transiently_failing`] and
+/// [`Target::heal`] inside its `impl Target`: on the
+/// [`pg::PgDatabases`] or [`mariadb::MariaDatabases`] in its field
+/// `$databases`, each URL made a manager by `$manager` (a function taking
+/// the URL as a `String`).
+///
+/// ```ignore
+/// impl Target for PgTarget {
+///     type Manager = PgManager;
+///     tidewater_testkit::target_databases!(databases, manager);
+///     // execute, query_i64, session_probe, break_connection...
+/// }
+/// ```
+#[macro_export]
+macro_rules! target_databases {
+    ($databases:ident, $manager:expr) => {
+        async fn fresh(&self) -> Self::Manager {
+            $manager(self.$databases.fresh_url().await)
+        }
+
+        async fn permanently_failing(&self) -> Self::Manager {
+            $manager(self.$databases.bad_password_url())
+        }
+
+        async fn transiently_failing(&self) -> (Self::Manager, u64) {
+            let (url, token) = self.$databases.transient().await;
+            ($manager(url), token)
+        }
+
+        async fn heal(&self, token: u64) {
+            self.$databases.heal(token).await;
+        }
+    };
+}

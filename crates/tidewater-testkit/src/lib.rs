@@ -19,6 +19,8 @@
 //!   with the database scaffolding its targets share ([`conformance::pg`],
 //!   [`conformance::mariadb`]); [`rotation`] is what credential-rotation
 //!   tests share.
+//! - [`eventually`] polls a condition until it holds, up to
+//!   [`POLL_DEADLINE`].
 //! - `browser::Browser` (feature `browser`) is a headless Chromium that
 //!   opens a served page, reads and waits for it, and records the page's
 //!   JavaScript errors.
@@ -69,6 +71,7 @@ pub use scripted::{
 };
 pub use simulated::SimulatedDatabase;
 pub use test_ca::TestCertificates;
+pub use wait::{POLL_DEADLINE, eventually};
 
 /// Locks `mutex`, also when a panicking test poisoned it.
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

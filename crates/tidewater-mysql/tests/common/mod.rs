@@ -17,31 +17,14 @@ use tidewater_mysql::{MySqlError, MySqlManager, MySqlOptions};
 use tidewater_testkit::conformance::mariadb::{self, Database};
 #[allow(unused_imports)] // each test file uses a part
 pub use tidewater_testkit::conformance::mariadb::{ADDR, addr, unique};
-
-/// How long a test waits for something that takes milliseconds: far
-/// beyond any scheduling delay on a loaded machine, so that only an event
-/// that never comes ends the wait.
-pub const POLL_DEADLINE: Duration = Duration::from_secs(30);
+#[allow(unused_imports)] // each test file uses a part
+pub use tidewater_testkit::{POLL_DEADLINE, eventually};
 
 /// Added to every bound that follows from the configuration (a query's
 /// bound, a caller's deadline): how late a timer may fire on this shared
 /// 2-core machine. Enough that such a bound never trips on a slow
 /// scheduler, small against what it catches (a wait without a deadline).
 pub const SLACK: Duration = Duration::from_secs(5);
-
-/// Polls `condition` every 10 ms until it holds; `false` if it still does
-/// not after [`POLL_DEADLINE`]. Tests wait for events this way, never for
-/// a fixed time.
-pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    while !condition().await {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
-}
 
 /// Waits until the server's processlist shows session `id` running `sql`.
 pub async fn until_running(id: u32, sql: &str) {

@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::future::Future;
-use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Row};
 /// The shared MariaDB, and a database of its own there, dropped with the
@@ -11,22 +10,8 @@ use sqlx::{AssertSqlSafe, Row};
 #[allow(unused_imports)] // each test file uses a part
 pub use tidewater_testkit::conformance::mariadb::{ADDR as MARIADB, Database as MariaDb};
 
-/// How long a test waits for something that takes milliseconds: only an
-/// event that never comes ends the wait.
-pub const POLL_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `condition` every 10 ms until it holds; `false` if it still does
-/// not after [`POLL_DEADLINE`].
-pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    while !condition().await {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
-}
+#[allow(unused_imports)] // each test file uses a part
+pub use tidewater_testkit::{POLL_DEADLINE, eventually};
 
 /// Raw SQL on a connection, on the text protocol.
 pub trait Sql {
