@@ -63,22 +63,7 @@ impl Target for MariadbTarget {
         mariadb::kill(id.try_into().unwrap()).await;
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<MariadbManager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        insert(pool, id, ending).await.map_err(Into::into)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<MariadbManager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        conflicting_increment(pool, id).await.map_err(Into::into)
-    }
+    tidewater_testkit::target_transactions!(insert, conflicting_increment);
 }
 
 // Free functions hold the helper's `async move` closures, because within

@@ -53,22 +53,7 @@ impl Target for PgTarget {
         self.databases.terminate(pid).await;
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<PgManager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        Ok(insert(pool, id, ending).await?)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<PgManager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        Ok(conflicting_increment(pool, id).await?)
-    }
+    tidewater_testkit::target_transactions!(insert, conflicting_increment);
 }
 
 // The transaction helper's async closures live in free functions: inside

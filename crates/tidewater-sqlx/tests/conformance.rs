@@ -60,22 +60,7 @@ macro_rules! sqlx_statements {
             Ok(common::query_i64(&mut **conn, sql).await?)
         }
 
-        async fn insert_in_transaction(
-            &self,
-            pool: &Pool<Self::Manager>,
-            id: i64,
-            ending: Ending,
-        ) -> Result<(), BoxError> {
-            Ok($insert(pool, id, ending).await?)
-        }
-
-        async fn conflicting_increment(
-            &self,
-            pool: &Pool<Self::Manager>,
-            id: i64,
-        ) -> Result<u32, BoxError> {
-            Ok($conflicting_increment(pool, id).await?)
-        }
+        tidewater_testkit::target_transactions!($insert, $conflicting_increment);
     };
 }
 

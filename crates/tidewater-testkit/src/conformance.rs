@@ -437,3 +437,43 @@ macro_rules! target_databases {
         }
     };
 }
+
+/// Writes a target's [`Target::insert_in_transaction`] and
+/// [`Target::conflicting_increment`] inside its `impl Target`, as calls
+/// to the free functions `$insert(pool, id, ending)` and
+/// `$conflicting_increment(pool, id)` (whose error converts into a
+/// [`BoxError`]). The transaction helper's async closures live in free
+/// functions because inside the trait's methods the compiler cannot prove
+/// their futures `Send`.
+///
+/// ```ignore
+/// impl Target for PgTarget {
+///     // ...
+///     tidewater_testkit::target_transactions!(insert, conflicting_increment);
+/// }
+///
+/// async fn insert(pool: &Pool<PgManager>, id: i64, ending: Ending) -> Result<(), AppError> {
+///     transaction(pool, RetryPolicy::default(), async move |tx| { /* ... */ }).await
+/// }
+/// ```
+#[macro_export]
+macro_rules! target_transactions {
+    ($insert:path, $conflicting_increment:path) => {
+        async fn insert_in_transaction(
+            &self,
+            pool: &$crate::__private::Pool<Self::Manager>,
+            id: i64,
+            ending: $crate::conformance::Ending,
+        ) -> ::std::result::Result<(), $crate::conformance::BoxError> {
+            ::std::result::Result::Ok($insert(pool, id, ending).await?)
+        }
+
+        async fn conflicting_increment(
+            &self,
+            pool: &$crate::__private::Pool<Self::Manager>,
+            id: i64,
+        ) -> ::std::result::Result<u32, $crate::conformance::BoxError> {
+            ::std::result::Result::Ok($conflicting_increment(pool, id).await?)
+        }
+    };
+}

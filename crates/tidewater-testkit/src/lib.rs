@@ -73,6 +73,13 @@ pub use simulated::SimulatedDatabase;
 pub use test_ca::TestCertificates;
 pub use wait::{POLL_DEADLINE, eventually};
 
+/// What the exported macros name, so that a test crate needs no import
+/// for them.
+#[doc(hidden)]
+pub mod __private {
+    pub use tidewater::Pool;
+}
+
 /// Locks `mutex`, also when a panicking test poisoned it.
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
