@@ -1,7 +1,7 @@
 //! The conformance suite (crates/tidewater-testkit/src/conformance.rs) on
 //! the shared MariaDB through diesel-async's `AsyncMariadbConnection`: a
 //! database of its own for each check, dropped when the check's target
-//! goes.
+//! goes (`tidewater_testkit::conformance::mariadb`).
 //!
 //! Session state: diesel-async gives no way to send
 //! `COM_RESET_CONNECTION`, and no SQL statement clears every user
@@ -9,119 +9,40 @@
 //! `with_reset_sql` (the mechanism an application uses for the state it
 //! changes); the open transaction is rolled back by the manager itself.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
 
 use diesel_async::{AsyncMariadbConnection, RunQueryDsl, SimpleAsyncConnection};
-use mysql_async::prelude::Queryable;
 use tidewater::Pool;
 use tidewater_diesel::{MariadbManager, RetryPolicy, transaction};
-use tidewater_testkit::FaultProxy;
+use tidewater_testkit::conformance::mariadb::{self, MariaDatabases};
 use tidewater_testkit::conformance::{BoxError, Conn, Ending, SessionProbe, Target};
 use tokio::sync::oneshot;
 
 mod common;
 use common::{AppError, mariadb_i64};
 
-tidewater_testkit::conformance!(MariadbTarget::default());
+tidewater_testkit::conformance!(MariadbTarget {
+    databases: MariaDatabases::new("diesel_conformance")
+});
 
-/// The shared server.
-const ADDR: &str = "127.0.0.1:3306";
-
-#[derive(Default)]
 struct MariadbTarget {
-    databases: Mutex<Vec<String>>,
-    proxies: Mutex<Vec<Arc<FaultProxy>>>,
+    databases: MariaDatabases,
 }
 
-impl MariadbTarget {
-    fn manager(url: String) -> MariadbManager {
-        MariadbManager::new(url)
-            .unwrap()
-            .with_reset_sql(["SET @flag = NULL"])
-    }
-
-    fn proxy(&self, token: u64) -> Arc<FaultProxy> {
-        self.proxies.lock().unwrap()[token as usize].clone()
-    }
-}
-
-/// Runs `sql` as root on the shared server.
-async fn admin(sql: &str) {
-    let url = format!("mysql://root@{ADDR}?prefer_socket=false");
-    let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
-    conn.query_drop(sql)
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
-    conn.disconnect().await.unwrap();
-}
-
-/// Runs `sql` as root from a thread and runtime of its own, so that it
-/// also works from `Drop` during a failing test.
-fn admin_detached(sql: String) {
-    let worker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let cleanup = async {
-                let url = format!("mysql://root@{ADDR}?prefer_socket=false");
-                let mut conn = mysql_async::Conn::from_url(url).await?;
-                conn.query_drop(&sql).await?;
-                conn.disconnect().await
-            };
-            if let Ok(Err(error)) =
-                tokio::time::timeout(std::time::Duration::from_secs(10), cleanup).await
-            {
-                eprintln!("cleanup `{sql}` failed: {error}");
-            }
-        });
-    });
-    let _ = worker.join();
-}
-
-impl Drop for MariadbTarget {
-    fn drop(&mut self) {
-        for name in self.databases.lock().unwrap().drain(..) {
-            admin_detached(format!("DROP DATABASE IF EXISTS `{name}`"));
-        }
-    }
+/// On the testkit's `mysql://` URLs, written `mariadb://` as this
+/// backend's users write them.
+fn manager(url: String) -> MariadbManager {
+    MariadbManager::new(url.replacen("mysql://", "mariadb://", 1))
+        .unwrap()
+        .with_reset_sql(["SET @flag = NULL"])
 }
 
 impl Target for MariadbTarget {
     type Manager = MariadbManager;
 
-    async fn fresh(&self) -> MariadbManager {
-        let name = format!(
-            "tidewater_diesel_{}_{:04x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-            fastrand::u16(..)
-        );
-        admin(&format!("CREATE DATABASE `{name}`")).await;
-        self.databases.lock().unwrap().push(name.clone());
-        Self::manager(format!("mariadb://root@{ADDR}/{name}"))
-    }
-
-    async fn permanently_failing(&self) -> MariadbManager {
-        Self::manager(format!("mariadb://root:wrong-password@{ADDR}/test"))
-    }
-
-    async fn transiently_failing(&self) -> (MariadbManager, u64) {
-        let proxy = FaultProxy::start(ADDR.parse().unwrap()).await.unwrap();
-        proxy.set_refuse(true).await.unwrap(); // connection refused: transient
-        let manager = Self::manager(format!("mariadb://root@{}/test", proxy.addr()));
-        let mut proxies = self.proxies.lock().unwrap();
-        proxies.push(Arc::new(proxy));
-        (manager, proxies.len() as u64 - 1)
-    }
-
-    async fn heal(&self, token: u64) {
-        self.proxy(token).set_refuse(false).await.unwrap();
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, manager);
 
     async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
         Ok(conn.batch_execute(sql).await?)
@@ -132,36 +53,17 @@ impl Target for MariadbTarget {
     }
 
     fn session_probe(&self) -> SessionProbe {
-        SessionProbe {
-            set: "SET @flag = 7",
-            probe: "SELECT COALESCE(@flag, 0)",
-            clean: 0,
-        }
+        mariadb::SESSION_PROBE
     }
 
     async fn break_connection(&self, conn: &mut Conn<Self>) {
         let id = Self::query_i64(conn, "SELECT CONNECTION_ID()")
             .await
             .unwrap();
-        admin(&format!("KILL {id}")).await;
+        mariadb::kill(id.try_into().unwrap()).await;
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<MariadbManager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        insert(pool, id, ending).await.map_err(Into::into)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<MariadbManager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        conflicting_increment(pool, id).await.map_err(Into::into)
-    }
+    tidewater_testkit::target_transactions!(insert, conflicting_increment);
 }
 
 // Free functions hold the helper's `async move` closures, because within

@@ -123,22 +123,7 @@ impl Target for SqliteTarget {
             .unwrap();
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<SqliteManager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        insert(pool, id, ending).await.map_err(Into::into)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<SqliteManager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        conflicting_increment(pool, id).await.map_err(Into::into)
-    }
+    tidewater_testkit::target_transactions!(insert, conflicting_increment);
 }
 
 async fn insert(pool: &Pool<SqliteManager>, id: i64, ending: Ending) -> Result<(), AppError> {

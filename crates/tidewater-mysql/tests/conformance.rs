@@ -1,70 +1,41 @@
 //! The conformance suite (crates/tidewater-testkit/src/conformance.rs) on
 //! the shared MariaDB: a database of its own for each check, dropped when
-//! the check's target goes.
+//! the check's target goes (`tidewater_testkit::conformance::mariadb`).
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
-use mysql_async::prelude::Queryable;
 use tidewater::Pool;
 use tidewater_mysql::{MySqlManager, MySqlOptions, RetryPolicy, SessionReset, transaction};
-use tidewater_testkit::FaultProxy;
+use tidewater_testkit::conformance::mariadb::{self, MariaDatabases};
 use tidewater_testkit::conformance::{BoxError, Conn, Ending, SessionProbe, Target};
 use tokio::sync::oneshot;
 
 mod common;
-use common::{AppError, TestDb};
+use common::AppError;
 
-tidewater_testkit::conformance!(MySqlTarget::default());
+tidewater_testkit::conformance!(MySqlTarget {
+    databases: MariaDatabases::new("conformance")
+});
 
-#[derive(Default)]
 struct MySqlTarget {
-    databases: Mutex<Vec<TestDb>>,
-    proxies: Mutex<Vec<Arc<FaultProxy>>>,
+    databases: MariaDatabases,
 }
 
-impl MySqlTarget {
-    fn manager(url: String) -> MySqlManager {
-        let options = MySqlOptions {
-            url,
-            session_reset: SessionReset::ResetConnection,
-            ..MySqlOptions::default()
-        };
-        MySqlManager::new(options).unwrap()
-    }
-
-    fn proxy(&self, token: u64) -> Arc<FaultProxy> {
-        self.proxies.lock().unwrap()[token as usize].clone()
-    }
+fn manager(url: String) -> MySqlManager {
+    let options = MySqlOptions {
+        url,
+        session_reset: SessionReset::ResetConnection,
+        ..MySqlOptions::default()
+    };
+    MySqlManager::new(options).unwrap()
 }
 
 impl Target for MySqlTarget {
     type Manager = MySqlManager;
 
-    async fn fresh(&self) -> MySqlManager {
-        let db = TestDb::create("conformance").await;
-        let manager = Self::manager(db.url());
-        self.databases.lock().unwrap().push(db);
-        manager
-    }
-
-    async fn permanently_failing(&self) -> MySqlManager {
-        Self::manager(format!("mysql://root:wrong-password@{}/test", common::ADDR))
-    }
-
-    async fn transiently_failing(&self) -> (MySqlManager, u64) {
-        let proxy = FaultProxy::start(common::addr()).await.unwrap();
-        proxy.set_refuse(true).await.unwrap(); // connection refused: transient
-        let manager = Self::manager(format!("mysql://root@{}/test", proxy.addr()));
-        let mut proxies = self.proxies.lock().unwrap();
-        proxies.push(Arc::new(proxy));
-        (manager, proxies.len() as u64 - 1)
-    }
-
-    async fn heal(&self, token: u64) {
-        self.proxy(token).set_refuse(false).await.unwrap();
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, manager);
 
     async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
         Ok(conn.query_drop(sql).await?)
@@ -76,36 +47,14 @@ impl Target for MySqlTarget {
     }
 
     fn session_probe(&self) -> SessionProbe {
-        SessionProbe {
-            set: "SET @flag = 7",
-            probe: "SELECT COALESCE(@flag, 0)",
-            clean: 0,
-        }
+        mariadb::SESSION_PROBE
     }
 
     async fn break_connection(&self, conn: &mut Conn<Self>) {
-        let id = conn.connection_id();
-        let mut admin = common::admin().await;
-        admin.query_drop(format!("KILL {id}")).await.unwrap();
-        admin.disconnect().await.unwrap();
+        mariadb::kill(conn.connection_id().into()).await;
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<MySqlManager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        insert(pool, id, ending).await.map_err(Into::into)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<MySqlManager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        conflicting_increment(pool, id).await.map_err(Into::into)
-    }
+    tidewater_testkit::target_transactions!(insert, conflicting_increment);
 }
 
 // Free functions hold the helper's `async move` closures, because within

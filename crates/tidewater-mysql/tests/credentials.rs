@@ -4,36 +4,14 @@
 //! connection opened before keeps working, new ones use the new password,
 //! and a provider that fails is a transient error naming its cause.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use tidewater::credentials::{Credentials, CredentialsProvider};
-use tidewater::{Error, ErrorClass, Pool, PoolConfig};
+use tidewater::Pool;
 use tidewater_mysql::{MySqlConnection, MySqlError, MySqlManager, MySqlOptions};
+use tidewater_testkit::rotation::{
+    self, RotatingPassword, assert_hides, provider_failure_is_transient, refuses_old_password,
+};
 
 mod common;
 use common::{TestDb, TestUser, admin_exec};
-
-/// What the test's provider answers: a password, or a failure.
-type Answer = Arc<Mutex<Result<String, String>>>;
-
-fn provider(answer: &Answer) -> CredentialsProvider {
-    let answer = answer.clone();
-    CredentialsProvider::new(move || {
-        let now = answer.lock().unwrap().clone();
-        async move {
-            match now {
-                // No user: the URL's stays.
-                Ok(password) => Ok(Credentials::password(password)),
-                Err(message) => Err(message.into()),
-            }
-        }
-    })
-}
-
-fn set(answer: &Answer, to: Result<&str, &str>) {
-    *answer.lock().unwrap() = to.map(str::to_owned).map_err(str::to_owned);
-}
 
 async fn current_user(conn: &mut MySqlConnection) -> String {
     let user: Option<String> = conn.query_first("SELECT CURRENT_USER()").await.unwrap();
@@ -48,25 +26,17 @@ async fn a_rotated_password_is_used_by_new_connections_only() {
     let db = TestDb::create("rotation").await;
     let user = TestUser::create(&db, V1, "").await;
     let expected = format!("{}@%", user.name);
-    // The URL's password is wrong: only the provider's can work.
-    let answer: Answer = Arc::new(Mutex::new(Ok(V1.to_owned())));
+    // The URL's password is wrong: only the provider's can work. No user
+    // from the provider: the URL's stays.
+    let password = RotatingPassword::new(V1, None);
     let manager = MySqlManager::new(MySqlOptions {
         url: user.url(URL_PASSWORD, &db),
         ..MySqlOptions::default()
     })
     .unwrap()
-    .with_credentials(provider(&answer));
-    let debug = format!("{manager:?}");
-    for secret in [V1, V2, URL_PASSWORD] {
-        assert!(!debug.contains(secret), "{debug}");
-    }
-    let config = PoolConfig {
-        max_size: 3,
-        acquire_timeout: Duration::from_secs(3),
-        connect_backoff_max: Duration::from_millis(200),
-        ..PoolConfig::default()
-    };
-    let pool = Pool::new(manager, config).unwrap();
+    .with_credentials(password.provider());
+    assert_hides(&format!("{manager:?}"), &[V1, V2, URL_PASSWORD]);
+    let pool = Pool::new(manager, rotation::config()).unwrap();
 
     let mut before = pool.get().await.unwrap();
     assert_eq!(current_user(&mut before).await, expected);
@@ -77,7 +47,7 @@ async fn a_rotated_password_is_used_by_new_connections_only() {
         user.name
     ))
     .await;
-    set(&answer, Ok(V2));
+    password.set(Ok(V2));
     let mut after = pool.get().await.unwrap();
     assert_eq!(current_user(&mut after).await, expected);
     assert_ne!(after.connection_id(), before.connection_id());
@@ -94,37 +64,13 @@ async fn a_rotated_password_is_used_by_new_connections_only() {
 
     // A provider that still hands out the old password: refused by the
     // server (1045, permanent), and the password is in no error.
-    set(&answer, Ok(V1));
-    let error = pool.get().await.unwrap_err();
-    let Error::Connect(cause) = &error else {
-        panic!("not a permanent connect error: {error}");
-    };
-    assert_eq!(cause.class(), ErrorClass::Permanent);
-    let text = format!("{error} {error:?}");
-    assert!(text.contains("1045"), "{text}");
-    for secret in [V1, V2, URL_PASSWORD] {
-        assert!(!text.contains(secret), "{text}");
-    }
+    password.set(Ok(V1));
+    refuses_old_password(&pool, "1045", &[V1, V2, URL_PASSWORD]).await;
 
     // A provider that fails: transient, retried until the acquire
     // timeout (or the breaker opens), and its message reaches the caller.
-    set(&answer, Err("vault sealed"));
-    let error = pool.get().await.unwrap_err();
-    assert!(error.is_retryable(), "{error}");
-    let text = error.to_string();
-    assert!(
-        text.contains("could not get credentials: vault sealed"),
-        "{text}"
-    );
-    let connect = match &error {
-        Error::Timeout {
-            last_connect_error: Some(cause),
-            ..
-        } => cause,
-        Error::Unavailable { cause, .. } => cause,
-        other => panic!("unexpected error: {other}"),
-    };
-    assert_eq!(connect.class(), ErrorClass::Transient);
+    password.set(Err("vault sealed"));
+    let connect = provider_failure_is_transient(&pool, "vault sealed").await;
     assert!(matches!(
         connect.cause().downcast_ref::<MySqlError>(),
         Some(MySqlError::Credentials(_))

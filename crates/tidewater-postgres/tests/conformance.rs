@@ -1,86 +1,40 @@
 //! The conformance suite (crates/tidewater-testkit/src/conformance.rs) on
 //! PostgreSQL: a private cluster shared by the checks of this binary, a
-//! database of its own for each check.
+//! database of its own for each check (`tidewater_testkit::conformance::pg`).
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 
 use tidewater::Pool;
 use tidewater_postgres::{PgManager, PgOptions, RetryPolicy, SessionReset, transaction};
+use tidewater_testkit::conformance::pg::{self, PgDatabases};
 use tidewater_testkit::conformance::{BoxError, Conn, Ending, SessionProbe, Target};
-use tidewater_testkit::{FaultProxy, PgCluster};
-use tokio::sync::OnceCell;
 use tokio_postgres::SimpleQueryMessage;
 
 mod common;
 use common::AppError;
 
-tidewater_testkit::conformance!(PgTarget::new().await);
-
-/// One cluster for all the checks of this test binary; its watchdog
-/// removes it when the process ends.
-static CLUSTER: OnceCell<PgCluster> = OnceCell::const_new();
-static DATABASES: AtomicU64 = AtomicU64::new(0);
+tidewater_testkit::conformance!(PgTarget {
+    databases: PgDatabases::shared().await
+});
 
 struct PgTarget {
-    cluster: &'static PgCluster,
-    proxies: Mutex<Vec<FaultProxy>>,
+    databases: PgDatabases,
 }
 
-impl PgTarget {
-    async fn new() -> Self {
-        let cluster = CLUSTER
-            .get_or_init(|| async { PgCluster::new().await.expect("a private cluster") })
-            .await;
-        Self {
-            cluster,
-            proxies: Mutex::default(),
-        }
-    }
-
-    fn manager(url: String) -> PgManager {
-        let options = PgOptions {
-            url,
-            session_reset: SessionReset::DiscardAll,
-            ..PgOptions::default()
-        };
-        PgManager::new(options).unwrap()
-    }
+fn manager(url: String) -> PgManager {
+    let options = PgOptions {
+        url,
+        session_reset: SessionReset::DiscardAll,
+        ..PgOptions::default()
+    };
+    PgManager::new(options).unwrap()
 }
 
 impl Target for PgTarget {
     type Manager = PgManager;
 
-    async fn fresh(&self) -> PgManager {
-        let name = format!("conformance_{}", DATABASES.fetch_add(1, SeqCst));
-        self.cluster.create_database(&name).await.unwrap();
-        Self::manager(
-            self.cluster
-                .url_for(PgCluster::SUPERUSER, PgCluster::PASSWORD, &name),
-        )
-    }
-
-    async fn permanently_failing(&self) -> PgManager {
-        Self::manager(
-            self.cluster
-                .url_for(PgCluster::SUPERUSER, "wrong password", "postgres"),
-        )
-    }
-
-    async fn transiently_failing(&self) -> (PgManager, u64) {
-        let proxy = FaultProxy::start(self.cluster.addr()).await.unwrap();
-        proxy.set_refuse(true).await.unwrap(); // connection refused: transient
-        let manager = Self::manager(self.cluster.url_at(proxy.addr()));
-        let mut proxies = self.proxies.lock().unwrap();
-        proxies.push(proxy);
-        (manager, proxies.len() as u64 - 1)
-    }
-
-    async fn heal(&self, token: u64) {
-        let proxy = self.proxies.lock().unwrap().remove(token as usize);
-        proxy.set_refuse(false).await.unwrap();
-        self.proxies.lock().unwrap().insert(token as usize, proxy);
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, manager);
 
     async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
         Ok(conn.batch_execute(sql).await?)
@@ -96,39 +50,17 @@ impl Target for PgTarget {
     }
 
     fn session_probe(&self) -> SessionProbe {
-        SessionProbe {
-            set: "SET conformance.flag = '7'",
-            probe: "SELECT coalesce(nullif(current_setting('conformance.flag', true), ''), '0')::int",
-            clean: 0,
-        }
+        pg::SESSION_PROBE
     }
 
     async fn break_connection(&self, conn: &mut Conn<Self>) {
         let pid = Self::query_i64(conn, "SELECT pg_backend_pid()")
             .await
             .unwrap();
-        self.cluster
-            .execute(&format!("SELECT pg_terminate_backend({pid})"))
-            .await
-            .unwrap();
+        self.databases.terminate(pid).await;
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<PgManager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        Ok(insert(pool, id, ending).await?)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<PgManager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        Ok(conflicting_increment(pool, id).await?)
-    }
+    tidewater_testkit::target_transactions!(insert, conflicting_increment);
 }
 
 // The transaction helper's async closures live in free functions: inside

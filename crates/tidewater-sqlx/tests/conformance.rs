@@ -17,19 +17,24 @@ use std::time::Duration;
 use sqlx::{ConnectOptions, Connection, MySql, Postgres, Sqlite};
 use tidewater::Pool;
 use tidewater_sqlx::{RetryPolicy, SessionReset, SqlxManager, transaction};
+use tidewater_testkit::conformance::mariadb::{self as maria, MariaDatabases};
+use tidewater_testkit::conformance::pg::{self, PgDatabases};
 use tidewater_testkit::conformance::{BoxError, Conn, Ending, SessionProbe, Target};
-use tidewater_testkit::{FaultProxy, PgCluster};
-use tokio::sync::{OnceCell, oneshot};
+use tokio::sync::oneshot;
 
 mod common;
-use common::{AppError, MariaDb};
+use common::AppError;
 
 mod postgres {
-    tidewater_testkit::conformance!(super::PgTarget::new().await);
+    tidewater_testkit::conformance!(super::PgTarget {
+        databases: super::PgDatabases::shared().await
+    });
 }
 
 mod mariadb {
-    tidewater_testkit::conformance!(super::MariaTarget::default());
+    tidewater_testkit::conformance!(super::MariaTarget {
+        databases: super::MariaDatabases::new("sqlx_conformance")
+    });
 }
 
 mod sqlite {
@@ -42,111 +47,54 @@ fn next() -> u64 {
     NEXT.fetch_add(1, SeqCst)
 }
 
-// ---------------------------------------------------------------- PostgreSQL
+/// The `Target` methods the three targets write alike: statements on the
+/// text protocol (`common`), and the transaction helper through the
+/// target's own `$insert` and `$conflicting_increment`.
+macro_rules! sqlx_statements {
+    ($insert:ident, $conflicting_increment:ident) => {
+        async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
+            Ok(common::execute(&mut **conn, sql).await?)
+        }
 
-/// One cluster for all the PostgreSQL checks of this binary.
-static CLUSTER: OnceCell<PgCluster> = OnceCell::const_new();
+        async fn query_i64(conn: &mut Conn<Self>, sql: &str) -> Result<i64, BoxError> {
+            Ok(common::query_i64(&mut **conn, sql).await?)
+        }
 
-struct PgTarget {
-    cluster: &'static PgCluster,
-    proxies: Mutex<Vec<Arc<FaultProxy>>>,
+        tidewater_testkit::target_transactions!($insert, $conflicting_increment);
+    };
 }
 
-impl PgTarget {
-    async fn new() -> Self {
-        let cluster = CLUSTER
-            .get_or_init(|| async { PgCluster::new().await.expect("a private cluster") })
-            .await;
-        Self {
-            cluster,
-            proxies: Mutex::default(),
-        }
-    }
+// ---------------------------------------------------------------- PostgreSQL
 
-    fn manager(url: &str) -> SqlxManager<Postgres> {
-        SqlxManager::from_url(url)
-            .unwrap()
-            .with_session_reset(SessionReset::Full)
-    }
+/// On the binary's private cluster (`tidewater_testkit::conformance::pg`).
+struct PgTarget {
+    databases: PgDatabases,
+}
+
+fn pg_manager(url: String) -> SqlxManager<Postgres> {
+    SqlxManager::from_url(&url)
+        .unwrap()
+        .with_session_reset(SessionReset::Full)
 }
 
 impl Target for PgTarget {
     type Manager = SqlxManager<Postgres>;
 
-    async fn fresh(&self) -> Self::Manager {
-        let name = format!("conformance_{}", next());
-        self.cluster.create_database(&name).await.unwrap();
-        Self::manager(
-            &self
-                .cluster
-                .url_for(PgCluster::SUPERUSER, PgCluster::PASSWORD, &name),
-        )
-    }
-
-    async fn permanently_failing(&self) -> Self::Manager {
-        Self::manager(
-            &self
-                .cluster
-                .url_for(PgCluster::SUPERUSER, "wrong password", "postgres"),
-        )
-    }
-
-    async fn transiently_failing(&self) -> (Self::Manager, u64) {
-        let proxy = FaultProxy::start(self.cluster.addr()).await.unwrap();
-        proxy.set_refuse(true).await.unwrap();
-        let manager = Self::manager(&self.cluster.url_at(proxy.addr()));
-        let mut proxies = self.proxies.lock().unwrap();
-        proxies.push(Arc::new(proxy));
-        (manager, proxies.len() as u64 - 1)
-    }
-
-    async fn heal(&self, token: u64) {
-        let proxy = self.proxies.lock().unwrap()[token as usize].clone();
-        proxy.set_refuse(false).await.unwrap();
-    }
-
-    async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
-        Ok(common::execute(&mut **conn, sql).await?)
-    }
-
-    async fn query_i64(conn: &mut Conn<Self>, sql: &str) -> Result<i64, BoxError> {
-        Ok(common::query_i64(&mut **conn, sql).await?)
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, pg_manager);
 
     fn session_probe(&self) -> SessionProbe {
-        SessionProbe {
-            set: "SET conformance.flag = '7'",
-            probe: "SELECT coalesce(nullif(current_setting('conformance.flag', true), ''), '0')::int",
-            clean: 0,
-        }
+        pg::SESSION_PROBE
     }
 
     async fn break_connection(&self, conn: &mut Conn<Self>) {
         let pid = common::query_i64(&mut **conn, "SELECT pg_backend_pid()")
             .await
             .unwrap();
-        self.cluster
-            .execute(&format!("SELECT pg_terminate_backend({pid})"))
-            .await
-            .unwrap();
+        self.databases.terminate(pid).await;
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<Self::Manager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        Ok(pg_insert(pool, id, ending).await?)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<Self::Manager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        Ok(pg_conflicting_increment(pool, id).await?)
-    }
+    sqlx_statements!(pg_insert, pg_conflicting_increment);
 }
 
 // The transaction helper's async closures live in free functions: inside
@@ -224,102 +172,38 @@ async fn pg_conflicting_increment(
 
 // ------------------------------------------------------------------- MariaDB
 
-#[derive(Default)]
+/// On the shared server (`tidewater_testkit::conformance::mariadb`).
 struct MariaTarget {
-    databases: Mutex<Vec<MariaDb>>,
-    proxies: Mutex<Vec<Arc<FaultProxy>>>,
+    databases: MariaDatabases,
 }
 
-impl MariaTarget {
-    /// sqlx offers no `COM_RESET_CONNECTION`: the probe's user variable is
-    /// cleared by the reset SQL.
-    fn manager(url: &str) -> SqlxManager<MySql> {
-        SqlxManager::from_url(url)
-            .unwrap()
-            .with_session_reset(SessionReset::Full)
-            .with_reset_sql(["SET @flag = NULL"])
-    }
+/// sqlx offers no `COM_RESET_CONNECTION`: the probe's user variable is
+/// cleared by the reset SQL.
+fn maria_manager(url: String) -> SqlxManager<MySql> {
+    SqlxManager::from_url(&url)
+        .unwrap()
+        .with_session_reset(SessionReset::Full)
+        .with_reset_sql(["SET @flag = NULL"])
 }
 
 impl Target for MariaTarget {
     type Manager = SqlxManager<MySql>;
 
-    async fn fresh(&self) -> Self::Manager {
-        let db = MariaDb::create("conformance").await;
-        let manager = Self::manager(&db.url());
-        self.databases.lock().unwrap().push(db);
-        manager
-    }
-
-    async fn permanently_failing(&self) -> Self::Manager {
-        Self::manager(&format!(
-            "mysql://root:wrong-password@{}/test",
-            common::MARIADB
-        ))
-    }
-
-    async fn transiently_failing(&self) -> (Self::Manager, u64) {
-        let proxy = FaultProxy::start(common::MARIADB.parse().unwrap())
-            .await
-            .unwrap();
-        proxy.set_refuse(true).await.unwrap();
-        let manager = Self::manager(&format!("mysql://root@{}/test", proxy.addr()));
-        let mut proxies = self.proxies.lock().unwrap();
-        proxies.push(Arc::new(proxy));
-        (manager, proxies.len() as u64 - 1)
-    }
-
-    async fn heal(&self, token: u64) {
-        let proxy = self.proxies.lock().unwrap()[token as usize].clone();
-        proxy.set_refuse(false).await.unwrap();
-    }
-
-    async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
-        Ok(common::execute(&mut **conn, sql).await?)
-    }
-
-    async fn query_i64(conn: &mut Conn<Self>, sql: &str) -> Result<i64, BoxError> {
-        Ok(common::query_i64(&mut **conn, sql).await?)
-    }
+    // fresh, permanently_failing, transiently_failing, heal: self.databases
+    tidewater_testkit::target_databases!(databases, maria_manager);
 
     fn session_probe(&self) -> SessionProbe {
-        SessionProbe {
-            set: "SET @flag = 7",
-            probe: "SELECT COALESCE(@flag, 0)",
-            clean: 0,
-        }
+        maria::SESSION_PROBE
     }
 
     async fn break_connection(&self, conn: &mut Conn<Self>) {
         let id = common::query_i64(&mut **conn, "SELECT CONNECTION_ID()")
             .await
             .unwrap();
-        let mut admin =
-            sqlx::MySqlConnection::connect(&format!("mysql://root@{}/test", common::MARIADB))
-                .await
-                .unwrap();
-        common::execute(&mut admin, &format!("KILL {id}"))
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
+        maria::kill(id.try_into().unwrap()).await;
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<Self::Manager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        Ok(maria_insert(pool, id, ending).await?)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<Self::Manager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        Ok(maria_conflicting_increment(pool, id).await?)
-    }
+    sqlx_statements!(maria_insert, maria_conflicting_increment);
 }
 
 /// The first attempt's update waits for a row lock another transaction
@@ -447,14 +331,6 @@ impl Target for SqliteTarget {
         holder.close().await.unwrap();
     }
 
-    async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), BoxError> {
-        Ok(common::execute(&mut **conn, sql).await?)
-    }
-
-    async fn query_i64(conn: &mut Conn<Self>, sql: &str) -> Result<i64, BoxError> {
-        Ok(common::query_i64(&mut **conn, sql).await?)
-    }
-
     fn session_probe(&self) -> SessionProbe {
         SessionProbe {
             set: "CREATE TEMP TABLE scratch (x)",
@@ -467,22 +343,7 @@ impl Target for SqliteTarget {
         std::mem::forget(conn.begin().await.unwrap());
     }
 
-    async fn insert_in_transaction(
-        &self,
-        pool: &Pool<Self::Manager>,
-        id: i64,
-        ending: Ending,
-    ) -> Result<(), BoxError> {
-        Ok(sqlite_insert(pool, id, ending).await?)
-    }
-
-    async fn conflicting_increment(
-        &self,
-        pool: &Pool<Self::Manager>,
-        id: i64,
-    ) -> Result<u32, BoxError> {
-        Ok(sqlite_conflicting_increment(pool, id).await?)
-    }
+    sqlx_statements!(sqlite_insert, sqlite_conflicting_increment);
 }
 
 /// The first attempt reads (its WAL snapshot starts), lets another

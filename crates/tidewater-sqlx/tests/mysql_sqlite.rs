@@ -24,7 +24,7 @@ fn config(max_size: u32) -> PoolConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_setup_sql_runs_on_each_new_connection() {
-    let db = MariaDb::create("setup").await;
+    let db = MariaDb::create("sqlx_setup").await;
     let pool = SqlxManager::<MySql>::from_url(&db.url())
         .unwrap()
         .with_setup_sql(["SET @tenant = 41 + 1", "SET SESSION wait_timeout = 4321"])
@@ -59,7 +59,7 @@ async fn mariadb_setup_sql_runs_on_each_new_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_credentials_rotate_for_new_connections() {
-    let db = MariaDb::create("credentials").await;
+    let db = MariaDb::create("sqlx_credentials").await;
     let user = format!("twsqlx_{}", &db.name[db.name.len() - 8..]);
     let mut admin = sqlx::MySqlConnection::connect(&format!("mysql://root@{MARIADB}/test"))
         .await
@@ -117,7 +117,7 @@ async fn mariadb_credentials_rotate_for_new_connections() {
 /// the connection comes back clean, without the transaction it opened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_cancelled_query_leaves_nothing_open() {
-    let db = MariaDb::create("cancelled").await;
+    let db = MariaDb::create("sqlx_cancelled").await;
     let pool = SqlxManager::<MySql>::from_url(&db.url())
         .unwrap()
         .into_pool(config(1))

@@ -17,6 +17,10 @@
 //!
 //! Every check creates `items (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)`
 //! in its own fresh database, so checks run in parallel.
+//!
+//! What targets on the same server share lives here too: [`pg`] (a private
+//! cluster, fresh databases, failing URLs) and [`mariadb`] (the same on the
+//! shared MariaDB); a target keeps only what is its driver's.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -24,6 +28,10 @@ use std::time::Duration;
 
 use tidewater::{Error, ErrorClass, Manager, Pool, PoolConfig, PooledConnection};
 use tokio::time::Instant;
+
+pub mod mariadb;
+pub mod pg;
+mod refusing;
 
 /// A boxed error, for what a target's statements return.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -391,5 +399,81 @@ macro_rules! conformance {
                 $crate::conformance::$check(&target).await;
             }
         )*
+    };
+}
+
+/// Writes a server target's [`Target::fresh`],
+/// [`Target::permanently_failing`], [`Target::transiently_failing`] and
+/// [`Target::heal`] inside its `impl Target`: on the
+/// [`pg::PgDatabases`] or [`mariadb::MariaDatabases`] in its field
+/// `$databases`, each URL made a manager by `$manager` (a function taking
+/// the URL as a `String`).
+///
+/// ```ignore
+/// impl Target for PgTarget {
+///     type Manager = PgManager;
+///     tidewater_testkit::target_databases!(databases, manager);
+///     // execute, query_i64, session_probe, break_connection...
+/// }
+/// ```
+#[macro_export]
+macro_rules! target_databases {
+    ($databases:ident, $manager:expr) => {
+        async fn fresh(&self) -> Self::Manager {
+            $manager(self.$databases.fresh_url().await)
+        }
+
+        async fn permanently_failing(&self) -> Self::Manager {
+            $manager(self.$databases.bad_password_url())
+        }
+
+        async fn transiently_failing(&self) -> (Self::Manager, u64) {
+            let (url, token) = self.$databases.transient().await;
+            ($manager(url), token)
+        }
+
+        async fn heal(&self, token: u64) {
+            self.$databases.heal(token).await;
+        }
+    };
+}
+
+/// Writes a target's [`Target::insert_in_transaction`] and
+/// [`Target::conflicting_increment`] inside its `impl Target`, as calls
+/// to the free functions `$insert(pool, id, ending)` and
+/// `$conflicting_increment(pool, id)` (whose error converts into a
+/// [`BoxError`]). The transaction helper's async closures live in free
+/// functions because inside the trait's methods the compiler cannot prove
+/// their futures `Send`.
+///
+/// ```ignore
+/// impl Target for PgTarget {
+///     // ...
+///     tidewater_testkit::target_transactions!(insert, conflicting_increment);
+/// }
+///
+/// async fn insert(pool: &Pool<PgManager>, id: i64, ending: Ending) -> Result<(), AppError> {
+///     transaction(pool, RetryPolicy::default(), async move |tx| { /* ... */ }).await
+/// }
+/// ```
+#[macro_export]
+macro_rules! target_transactions {
+    ($insert:path, $conflicting_increment:path) => {
+        async fn insert_in_transaction(
+            &self,
+            pool: &$crate::__private::Pool<Self::Manager>,
+            id: i64,
+            ending: $crate::conformance::Ending,
+        ) -> ::std::result::Result<(), $crate::conformance::BoxError> {
+            ::std::result::Result::Ok($insert(pool, id, ending).await?)
+        }
+
+        async fn conflicting_increment(
+            &self,
+            pool: &$crate::__private::Pool<Self::Manager>,
+            id: i64,
+        ) -> ::std::result::Result<u32, $crate::conformance::BoxError> {
+            ::std::result::Result::Ok($conflicting_increment(pool, id).await?)
+        }
     };
 }

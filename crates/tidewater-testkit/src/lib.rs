@@ -15,6 +15,12 @@
 //!   latency, swallows traffic (a half-open server), resets connections or
 //!   refuses new ones.
 //! - [`PgBouncer`] runs PgBouncer in front of a server.
+//! - [`conformance`](mod@conformance) is the suite every backend passes,
+//!   with the database scaffolding its targets share ([`conformance::pg`],
+//!   [`conformance::mariadb`]); [`rotation`] is what credential-rotation
+//!   tests share.
+//! - [`eventually`] polls a condition until it holds, up to
+//!   [`POLL_DEADLINE`].
 //! - `browser::Browser` (feature `browser`) is a headless Chromium that
 //!   opens a served page, reads and waits for it, and records the page's
 //!   JavaScript errors.
@@ -49,6 +55,7 @@ mod fault_proxy;
 mod pg_cluster;
 mod pgbouncer;
 mod procfs;
+pub mod rotation;
 mod scripted;
 mod simulated;
 mod test_ca;
@@ -64,6 +71,14 @@ pub use scripted::{
 };
 pub use simulated::SimulatedDatabase;
 pub use test_ca::TestCertificates;
+pub use wait::{POLL_DEADLINE, eventually};
+
+/// What the exported macros name, so that a test crate needs no import
+/// for them.
+#[doc(hidden)]
+pub mod __private {
+    pub use tidewater::Pool;
+}
 
 /// Locks `mutex`, also when a panicking test poisoned it.
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

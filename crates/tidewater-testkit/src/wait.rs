@@ -54,3 +54,30 @@ pub(crate) async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Sen
         Err(panic) => resume_unwind(panic),
     }
 }
+
+/// How long a test waits for something that takes milliseconds: far
+/// beyond any scheduling delay on a loaded machine, so that only an event
+/// that never comes ends the wait.
+pub const POLL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `condition` every 10 ms (on tokio's clock) until it holds;
+/// `false` if it still does not after [`POLL_DEADLINE`]. Tests wait for
+/// events this way, never for a fixed time.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let mut polls = 0;
+/// assert!(tidewater_testkit::eventually(async || { polls += 1; polls == 3 }).await);
+/// # }
+/// ```
+pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
+    while !condition().await {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}

@@ -2,30 +2,12 @@
 
 #![allow(dead_code)] // each test file uses a part
 
-use std::time::Duration;
-
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use tidewater_diesel::DieselError;
 
-/// How long a test waits for something that takes milliseconds: far
-/// beyond any scheduling delay on a loaded machine, so that only an event
-/// that never comes ends the wait.
-pub const POLL_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `condition` every 10 ms until it holds; `false` if it still does
-/// not after [`POLL_DEADLINE`]. Tests wait for events this way, never for
-/// a fixed time.
-pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    while !condition().await {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
-}
+#[allow(unused_imports)] // each test file uses a part
+pub use tidewater_testkit::{POLL_DEADLINE, eventually};
 
 #[derive(diesel::QueryableByName)]
 struct Value {

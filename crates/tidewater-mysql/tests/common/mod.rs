@@ -3,46 +3,28 @@
 //! tests never stop, reconfigure or fill: each test works in a database of
 //! its own, `tidewater_<test>_<unix time>_<random>`, dropped when its
 //! [`TestDb`] goes (on failure too); databases and users of that form older
-//! than an hour, left by a killed run, are dropped by the next run.
+//! than an hour, left by a killed run, are dropped by the next run. The
+//! database-level part lives in `tidewater_testkit::conformance::mariadb`.
 
 #![allow(dead_code)] // each test file uses a part
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use tidewater::{Error, ErrorClass, Pool, PoolConfig};
 use tidewater_mysql::{MySqlError, MySqlManager, MySqlOptions};
-use tokio::sync::OnceCell;
-
-/// The shared server.
-pub const ADDR: &str = "127.0.0.1:3306";
-
-/// How long a test waits for something that takes milliseconds: far
-/// beyond any scheduling delay on a loaded machine, so that only an event
-/// that never comes ends the wait.
-pub const POLL_DEADLINE: Duration = Duration::from_secs(30);
+use tidewater_testkit::conformance::mariadb::{self, Database};
+#[allow(unused_imports)] // each test file uses a part
+pub use tidewater_testkit::conformance::mariadb::{ADDR, addr, unique};
+#[allow(unused_imports)] // each test file uses a part
+pub use tidewater_testkit::{POLL_DEADLINE, eventually};
 
 /// Added to every bound that follows from the configuration (a query's
 /// bound, a caller's deadline): how late a timer may fire on this shared
 /// 2-core machine. Enough that such a bound never trips on a slow
 /// scheduler, small against what it catches (a wait without a deadline).
 pub const SLACK: Duration = Duration::from_secs(5);
-
-/// Polls `condition` every 10 ms until it holds; `false` if it still does
-/// not after [`POLL_DEADLINE`]. Tests wait for events this way, never for
-/// a fixed time.
-pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    while !condition().await {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
-}
 
 /// Waits until the server's processlist shows session `id` running `sql`.
 pub async fn until_running(id: u32, sql: &str) {
@@ -97,10 +79,6 @@ pub async fn refused(pool: &Pool<MySqlManager>, says: &str) -> Error {
     error
 }
 
-pub fn addr() -> SocketAddr {
-    ADDR.parse().unwrap()
-}
-
 /// An administrator's session on the shared server (no database).
 pub async fn admin() -> Conn {
     let url = format!("mysql://root@{ADDR}?prefer_socket=false");
@@ -118,102 +96,21 @@ pub async fn admin_exec(sql: &str) {
     conn.disconnect().await.unwrap();
 }
 
-/// A name for something a test creates: `tidewater_<what>_<unix time>_<random>`.
-pub fn unique(what: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!(
-        "tidewater_{what}_{}_{:04x}",
-        now.as_secs(),
-        fastrand::u16(..)
-    )
-}
+/// A database of one test's own, dropped with it; its `name`, `url()`
+/// and `url_at(proxy)` are the testkit's.
+pub struct TestDb(Database);
 
-/// Whether a name made by [`unique`] is more than an hour old.
-fn stale(name: &str) -> bool {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let made = name
-        .rsplit('_')
-        .nth(1)
-        .and_then(|secs| secs.parse::<u64>().ok());
-    made.is_some_and(|made| now.as_secs().saturating_sub(made) > 3600)
-}
+impl std::ops::Deref for TestDb {
+    type Target = Database;
 
-/// Drops the databases and users a killed run left behind, once per test
-/// binary.
-async fn sweep() {
-    static SWEPT: OnceCell<()> = OnceCell::const_new();
-    SWEPT
-        .get_or_init(|| async {
-            let mut conn = admin().await;
-            let databases: Vec<String> = conn
-                .query("SHOW DATABASES LIKE 'tidewater\\_%'")
-                .await
-                .unwrap();
-            let users: Vec<(String, String)> = conn
-                .query("SELECT user, host FROM mysql.user WHERE user LIKE 'tidewater\\_%'")
-                .await
-                .unwrap();
-            for name in databases.iter().filter(|name| stale(name)) {
-                let _ = conn
-                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await;
-            }
-            for (user, host) in users.iter().filter(|(user, _)| stale(user)) {
-                let _ = conn
-                    .query_drop(format!("DROP USER IF EXISTS '{user}'@'{host}'"))
-                    .await;
-            }
-            conn.disconnect().await.unwrap();
-        })
-        .await;
-}
-
-/// Runs `sql` as the administrator on a thread and runtime of its own, so
-/// it also works from `Drop` during a failing test.
-fn admin_exec_detached(sql: String) {
-    let worker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let cleanup = async {
-                let mut conn = admin().await;
-                let result = conn.query_drop(&sql).await;
-                let _ = conn.disconnect().await;
-                result
-            };
-            match tokio::time::timeout(Duration::from_secs(10), cleanup).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => eprintln!("cleanup `{sql}` failed: {error}"),
-                Err(_) => eprintln!("cleanup `{sql}` timed out"),
-            }
-        });
-    });
-    let _ = worker.join();
-}
-
-/// A database of one test's own, dropped with it.
-pub struct TestDb {
-    pub name: String,
+    fn deref(&self) -> &Database {
+        &self.0
+    }
 }
 
 impl TestDb {
     pub async fn create(test: &str) -> Self {
-        sweep().await;
-        let name = unique(test);
-        admin_exec(&format!("CREATE DATABASE `{name}`")).await;
-        Self { name }
-    }
-
-    /// A URL to this database as root.
-    pub fn url(&self) -> String {
-        self.url_at(ADDR)
-    }
-
-    /// A URL to this database as root, through `addr` (a proxy).
-    pub fn url_at(&self, addr: impl std::fmt::Display) -> String {
-        format!("mysql://root@{addr}/{}", self.name)
+        Self(Database::create(test).await)
     }
 
     /// A pool on this database with default options but `url`.
@@ -252,12 +149,6 @@ pub fn pool_sized(options: MySqlOptions, max_size: u32) -> Pool<MySqlManager> {
     Pool::new(MySqlManager::new(options).unwrap(), config).unwrap()
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        admin_exec_detached(format!("DROP DATABASE IF EXISTS `{}`", self.name));
-    }
-}
-
 /// A user of one test's own (`'name'@'%'`), dropped with it.
 pub struct TestUser {
     pub name: String,
@@ -284,7 +175,10 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        admin_exec_detached(format!("DROP USER IF EXISTS '{}'@'%'", self.name));
+        let sql = format!("DROP USER IF EXISTS '{}'@'%'", self.name);
+        if let Err(error) = mariadb::execute_blocking(&sql) {
+            eprintln!("cleanup `{sql}` failed: {error}");
+        }
     }
 }
 

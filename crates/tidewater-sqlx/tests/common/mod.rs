@@ -3,29 +3,15 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, Row};
+/// The shared MariaDB, and a database of its own there, dropped with the
+/// value.
+#[allow(unused_imports)] // each test file uses a part
+pub use tidewater_testkit::conformance::mariadb::{ADDR as MARIADB, Database as MariaDb};
 
-/// The shared MariaDB.
-pub const MARIADB: &str = "127.0.0.1:3306";
-
-/// How long a test waits for something that takes milliseconds: only an
-/// event that never comes ends the wait.
-pub const POLL_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `condition` every 10 ms until it holds; `false` if it still does
-/// not after [`POLL_DEADLINE`].
-pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    while !condition().await {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
-}
+#[allow(unused_imports)] // each test file uses a part
+pub use tidewater_testkit::{POLL_DEADLINE, eventually};
 
 /// Raw SQL on a connection, on the text protocol.
 pub trait Sql {
@@ -109,60 +95,5 @@ impl std::error::Error for AppError {
             Self::Pool(error) => Some(error),
             Self::Refused => None,
         }
-    }
-}
-
-/// A database of its own on the shared MariaDB, dropped with this value.
-pub struct MariaDb {
-    pub name: String,
-}
-
-async fn admin() -> sqlx::MySqlConnection {
-    sqlx::MySqlConnection::connect(&format!("mysql://root@{MARIADB}/test"))
-        .await
-        .expect("the shared MariaDB")
-}
-
-impl MariaDb {
-    pub async fn create(test: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("tidewater_sqlx_{test}_{nanos}_{}", fastrand_u32());
-        let mut admin = admin().await;
-        execute(&mut admin, &format!("CREATE DATABASE `{name}`"))
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        Self { name }
-    }
-
-    pub fn url(&self) -> String {
-        format!("mysql://root@{MARIADB}/{}", self.name)
-    }
-}
-
-fn fastrand_u32() -> u32 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::process::id()) as u32
-}
-
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.name);
-        // On a thread of its own: this may run inside a runtime.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let mut admin = admin().await;
-                let _ = execute(&mut admin, &sql).await;
-                let _ = admin.close().await;
-            });
-        })
-        .join();
     }
 }
