@@ -14,7 +14,8 @@
 //!
 //! - [`Full`](ErrorClass::Full): the server is up but has no room for
 //!   another connection, "too many clients": PostgreSQL `53300`, MySQL
-//!   `1040`. The connections the pool already has still work, so callers
+//!   `1040`, and MySQL `1203` (the account at its `max_user_connections`).
+//!   The connections the pool already has still work, so callers
 //!   wait for one of them rather than fail fast.
 //! - [`Permanent`](ErrorClass::Permanent): the server refused what was
 //!   asked and will again: authentication and authorization (bad password,
@@ -26,8 +27,8 @@
 //!   server shutting down, crashed, starting up or in recovery (PostgreSQL
 //!   `57P01`, `57P02`, `57P03`; MySQL `1053`), connection exceptions
 //!   (PostgreSQL class `08`; MySQL client errors `2003`, `2006`, `2013`,
-//!   MariaDB `1927` connection killed), an account at its own connection
-//!   or resource limit (MySQL `1203`, `1226`), and conflicts (serialization
+//!   MariaDB `1927` connection killed), an account at its hourly resource
+//!   limit (MySQL `1226`), and conflicts (serialization
 //!   failure, deadlock, lock wait timeout). A code these tables do not know
 //!   errs towards retrying, which the pool bounds with its backoff and
 //!   `acquire_timeout`.
@@ -104,14 +105,16 @@ pub fn postgres_sqlstate_meaning(code: &str) -> Option<&'static str> {
 /// The class of a MySQL or MariaDB error number (the server's, or the
 /// client's `2xxx`).
 ///
-/// Full: `1040` too many connections (`max_connections`). Permanent: the
+/// Full: `1040` too many connections (`max_connections`), `1203` the
+/// account's own `max_user_connections` (the pool's open connections
+/// still work, so callers wait for them). Permanent: the
 /// account, its password, its host or its database are not accepted:
 /// `1044` no access to the database, `1045` bad password or user, `1049`
 /// unknown database, `1129` host blocked, `1130` host not allowed, `1251`
 /// auth method not supported, `1698` access denied to the account,
 /// `1820`/`1862` password expired, `3118`/`4151` account locked.
-/// Transient: everything else, notably `1203`/`1226` the account's own
-/// connection or resource limit, `1205` lock wait timeout, `1213`
+/// Transient: everything else, notably `1226` the account's hourly
+/// resource limit, `1205` lock wait timeout, `1213`
 /// deadlock, `1053` shutdown, `1927` connection killed, and the client's
 /// `2003` cannot connect, `2006` gone away, `2013` lost connection.
 ///
@@ -132,7 +135,7 @@ pub fn mysql_error(code: u16) -> ErrorClass {
         1044 | 1045 | 1049 | 1129 | 1130 | 1251 | 1698 | 1820 | 1862 | 3118 | 4151 => {
             ErrorClass::Permanent
         }
-        1040 => ErrorClass::Full,
+        1040 | 1203 => ErrorClass::Full,
         _ => ErrorClass::Transient,
     }
 }
@@ -299,7 +302,7 @@ mod tests {
             (3118, Permanent),
             (4151, Permanent),
             (1053, Transient),
-            (1203, Transient),
+            (1203, Full),
             (1205, Transient),
             (1213, Transient),
             (1226, Transient),
@@ -323,7 +326,7 @@ mod tests {
             (1045, Permanent),
             (1040, Full),
             (1053, Transient),
-            (1203, Transient),
+            (1203, Full),
             (1205, Transient),
             (1213, Transient),
             (1226, Transient),
