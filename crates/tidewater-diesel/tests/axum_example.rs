@@ -1,8 +1,8 @@
-//! The axum example (examples/axum.rs) served on loopback and driven with
+//! The axum example (examples/diesel_service.rs) served on loopback and driven with
 //! a real HTTP client, on the shared PostgreSQL (a read-only query).
 
 #[allow(dead_code)] // its `main` is the example's
-#[path = "../examples/axum.rs"]
+#[path = "../examples/diesel_service.rs"]
 mod example;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

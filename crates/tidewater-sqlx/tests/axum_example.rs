@@ -1,6 +1,6 @@
 //! The axum example, served over loopback and driven by a real HTTP client.
 
-#[path = "../examples/axum.rs"]
+#[path = "../examples/sqlx_service.rs"]
 #[allow(dead_code)] // its `main`
 mod example;
 

@@ -2,8 +2,8 @@
 //! health, Prometheus metrics and the live dashboard.
 //!
 //! ```text
-//! cargo run -p tidewater-sqlx --example axum                       # ./notes.db
-//! cargo run -p tidewater-sqlx --example axum -- sqlite:///tmp/n.db # any SQLite URL or file
+//! cargo run -p tidewater-sqlx --example sqlx_service                       # ./notes.db
+//! cargo run -p tidewater-sqlx --example sqlx_service -- sqlite:///tmp/n.db # any SQLite URL or file
 //! curl -X POST localhost:3000/notes -H 'content-type: application/json' -d '{"text":"hi"}'
 //! curl localhost:3000/notes
 //! open http://localhost:3000/dashboard

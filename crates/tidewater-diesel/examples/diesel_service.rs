@@ -3,7 +3,7 @@
 //! tidewater-axum.
 //!
 //! ```text
-//! cargo run -p tidewater-diesel --example axum -- postgres://postgres@127.0.0.1:5432/test
+//! cargo run -p tidewater-diesel --example diesel_service -- postgres://postgres@127.0.0.1:5432/test
 //! curl 'http://127.0.0.1:3000/sum?upto=10'    # {"upto":10,"total":55}
 //! curl http://127.0.0.1:3000/health/ready
 //! curl http://127.0.0.1:3000/metrics
