@@ -46,6 +46,18 @@ pub enum ApiError {
         /// The amount asked for.
         amount: i64,
     },
+    /// The credit would take the destination's balance past the largest
+    /// accepted, [`MAX_AMOUNT`](crate::store::MAX_AMOUNT) (422).
+    BalanceLimit {
+        /// The account credited.
+        account: i64,
+        /// Its balance.
+        balance: i64,
+        /// The amount asked for.
+        amount: i64,
+        /// The largest balance accepted.
+        limit: i64,
+    },
     /// The request is well-formed but its values are not acceptable (422).
     Invalid(String),
     /// The request cannot be read: bad JSON, a wrong content type, a
@@ -89,6 +101,15 @@ impl fmt::Display for ApiError {
             } => write!(
                 f,
                 "account {account} holds {balance}, less than the {amount} to transfer"
+            ),
+            Self::BalanceLimit {
+                account,
+                balance,
+                amount,
+                limit,
+            } => write!(
+                f,
+                "account {account} holds {balance}: crediting {amount} would take it past {limit}, the largest balance accepted"
             ),
             Self::Invalid(message) | Self::BadRequest(message) => f.write_str(message),
             Self::KeyReused { key, transfer } => write!(
@@ -203,6 +224,20 @@ impl IntoResponse for ApiError {
                 "insufficient funds",
                 format!("account {account} holds {balance}, less than the {amount} to transfer"),
                 json!({ "account": account, "balance": balance, "amount": amount }),
+            ),
+            Self::BalanceLimit {
+                account,
+                balance,
+                amount,
+                limit,
+            } => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "balance-limit-exceeded",
+                "The transfer would take a balance past the limit",
+                format!(
+                    "account {account} holds {balance} cents: crediting {amount} would take it past {limit} cents (2^53 - 1), the largest balance accepted"
+                ),
+                json!({ "account": account, "balance": balance, "amount": amount, "limit": limit }),
             ),
             Self::Invalid(detail) => problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
