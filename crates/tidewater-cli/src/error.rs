@@ -2,7 +2,9 @@
 //!
 //! Pool errors (no connection) are answered by [`tidewater_axum::PoolError`];
 //! the rest by [`problem`], the one helper for this service's own problem
-//! types, which share `tidewater_axum`'s base URI.
+//! types, which share `tidewater_axum`'s base, [`tidewater_axum::PROBLEM_BASE`]
+//! (`/problems/`, relative: a path on the service itself; the types are
+//! listed in docs/service.md).
 
 use std::fmt;
 
@@ -289,6 +291,8 @@ impl IntoResponse for ApiError {
 /// assert_eq!(response.status(), 422);
 /// assert_eq!(response.headers()["content-type"], "application/problem+json");
 /// ```
+///
+/// Its `type` is `/problems/insufficient-funds` here.
 pub fn problem(
     status: StatusCode,
     slug: &str,

@@ -399,7 +399,8 @@ impl Answer {
         }
     }
 
-    /// Asserts an RFC 9457 problem of `status` whose type ends in `slug`.
+    /// Asserts an RFC 9457 problem of `status` whose type is
+    /// `/problems/{slug}` (relative: a path on the service itself).
     pub fn assert_problem(&self, status: u16, slug: &str) {
         assert_eq!(self.status.as_u16(), status, "{self:?}");
         assert_eq!(
@@ -407,7 +408,7 @@ impl Answer {
             "{self:?}"
         );
         let kind = self.body["type"].as_str().unwrap_or_default();
-        assert!(kind.ends_with(&format!("/{slug}")), "{self:?}");
+        assert_eq!(kind, format!("/problems/{slug}"), "{self:?}");
         assert_eq!(self.body["status"], status, "{self:?}");
         assert!(self.body["title"].is_string() && self.body["detail"].is_string());
     }
