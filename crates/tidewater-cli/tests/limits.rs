@@ -217,10 +217,9 @@ async fn upgrade_refuses_a_balance_past_the_limit(kind: Kind) {
     .await
     .unwrap();
 
-    let error = tidewater_cli::serve::start(common::config(&db.url))
-        .await
-        .err()
-        .expect("the migration refuses a balance past the limit");
+    let Err(error) = tidewater_cli::serve::start(common::config(&db.url)).await else {
+        panic!("the migration refuses a balance past the limit");
+    };
     let message = error.to_string();
     assert!(message.contains("accounts_balance_max"), "{message}");
     // Nothing recorded: a start after the row is fixed migrates.
