@@ -7,9 +7,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// Where the problem types of this crate live: each type is this base
-/// followed by a slug such as `pool-timeout`.
-pub const PROBLEM_BASE: &str = "https://tidewater.dev/problems/";
+/// The base of this crate's problem types: each `type` is this base
+/// followed by a slug such as `pool-timeout`, so `/problems/pool-timeout`.
+///
+/// A relative reference, as RFC 9457 allows: a client resolves it against
+/// the URI of the request it answers, so each type names a path on the
+/// service that sent it (`https://bank.example/problems/pool-timeout`), a
+/// place its operator controls, rather than a domain this project does not
+/// own. The slugs, and what each means, are listed on [`PoolError`]; a
+/// service may serve a page at each of those paths, and clients should
+/// compare the slug (the last path segment) rather than the whole URI.
+pub const PROBLEM_BASE: &str = "/problems/";
 
 /// The media type of an RFC 9457 problem body.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -19,7 +27,7 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 /// [`tidewater::Error`].
 ///
 /// The response is an RFC 9457 problem (`application/problem+json`) whose
-/// `type` names the cause, whose `detail` is the error's message (the cause,
+/// `type` names the cause ([`PROBLEM_BASE`] followed by the slug below), whose `detail` is the error's message (the cause,
 /// the pool's numbers, the last connection error; never a credential), with
 /// the extension members `pool`, `retryable` and, when a retry can help,
 /// `retry_after_seconds`:
@@ -52,7 +60,7 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 /// assert_eq!(response.headers()["content-type"], "application/problem+json");
 /// let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
 /// let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
-/// assert_eq!(problem["type"], "https://tidewater.dev/problems/pool-queue-full");
+/// assert_eq!(problem["type"], "/problems/pool-queue-full");
 /// assert_eq!(problem["pool"], "default");
 /// assert!(problem["detail"].as_str().unwrap().starts_with("too many callers waiting"));
 /// # }

@@ -2,7 +2,9 @@
 //!
 //! Pool errors (no connection) are answered by [`tidewater_axum::PoolError`];
 //! the rest by [`problem`], the one helper for this service's own problem
-//! types, which share `tidewater_axum`'s base URI.
+//! types, which share `tidewater_axum`'s base, [`tidewater_axum::PROBLEM_BASE`]
+//! (`/problems/`, relative: a path on the service itself; the types are
+//! listed in docs/service.md).
 
 use std::fmt;
 
@@ -45,6 +47,18 @@ pub enum ApiError {
         balance: i64,
         /// The amount asked for.
         amount: i64,
+    },
+    /// The credit would take the destination's balance past the largest
+    /// accepted, [`MAX_AMOUNT`](crate::store::MAX_AMOUNT) (422).
+    BalanceLimit {
+        /// The account credited.
+        account: i64,
+        /// Its balance.
+        balance: i64,
+        /// The amount asked for.
+        amount: i64,
+        /// The largest balance accepted.
+        limit: i64,
     },
     /// The request is well-formed but its values are not acceptable (422).
     Invalid(String),
@@ -89,6 +103,15 @@ impl fmt::Display for ApiError {
             } => write!(
                 f,
                 "account {account} holds {balance}, less than the {amount} to transfer"
+            ),
+            Self::BalanceLimit {
+                account,
+                balance,
+                amount,
+                limit,
+            } => write!(
+                f,
+                "account {account} holds {balance}: crediting {amount} would take it past {limit}, the largest balance accepted"
             ),
             Self::Invalid(message) | Self::BadRequest(message) => f.write_str(message),
             Self::KeyReused { key, transfer } => write!(
@@ -204,6 +227,20 @@ impl IntoResponse for ApiError {
                 format!("account {account} holds {balance}, less than the {amount} to transfer"),
                 json!({ "account": account, "balance": balance, "amount": amount }),
             ),
+            Self::BalanceLimit {
+                account,
+                balance,
+                amount,
+                limit,
+            } => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "balance-limit-exceeded",
+                "The transfer would take a balance past the limit",
+                format!(
+                    "account {account} holds {balance} cents: crediting {amount} would take it past {limit} cents (2^53 - 1), the largest balance accepted"
+                ),
+                json!({ "account": account, "balance": balance, "amount": amount, "limit": limit }),
+            ),
             Self::Invalid(detail) => problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-request",
@@ -254,6 +291,8 @@ impl IntoResponse for ApiError {
 /// assert_eq!(response.status(), 422);
 /// assert_eq!(response.headers()["content-type"], "application/problem+json");
 /// ```
+///
+/// Its `type` is `/problems/insufficient-funds` here.
 pub fn problem(
     status: StatusCode,
     slug: &str,

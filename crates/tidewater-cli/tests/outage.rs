@@ -60,7 +60,7 @@ fn assert_unavailable(what: &str, answer: &Answer, took: Duration) {
     let kind = answer.body["type"].as_str().unwrap_or_default();
     let slug = kind.rsplit('/').next().unwrap_or_default();
     assert!(
-        kind.starts_with("https://tidewater.dev/problems/") && UNAVAILABLE.contains(&slug),
+        kind.starts_with(tidewater_axum::PROBLEM_BASE) && UNAVAILABLE.contains(&slug),
         "{what}: type {kind:?} is not one of {UNAVAILABLE:?}: {answer:?}"
     );
     assert_eq!(answer.body["status"], 503, "{what}: {answer:?}");

@@ -19,13 +19,22 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounts_transfers_ledger",
-    sqlite: include_str!("../../migrations/sqlite/0001_accounts_transfers_ledger.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_accounts_transfers_ledger.sql"),
-    mysql: include_str!("../../migrations/mysql/0001_accounts_transfers_ledger.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts_transfers_ledger",
+        sqlite: include_str!("../../migrations/sqlite/0001_accounts_transfers_ledger.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_accounts_transfers_ledger.sql"),
+        mysql: include_str!("../../migrations/mysql/0001_accounts_transfers_ledger.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "amount_and_balance_limit",
+        sqlite: include_str!("../../migrations/sqlite/0002_amount_and_balance_limit.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_amount_and_balance_limit.sql"),
+        mysql: include_str!("../../migrations/mysql/0002_amount_and_balance_limit.sql"),
+    },
+];
 
 /// The migrations not in `applied`, in order.
 ///
@@ -76,7 +85,8 @@ mod tests {
             assert_eq!(m.version, i as i64 + 1);
         }
         assert_eq!(pending(&[]).unwrap().len(), MIGRATIONS.len());
-        assert!(pending(&[1]).unwrap().is_empty());
+        assert!(pending(&[1, 2]).unwrap().is_empty());
+        assert_eq!(pending(&[1]).unwrap()[0].version, 2);
         assert!(pending(&[1, 99]).unwrap_err().contains("version 99"));
     }
 
@@ -89,5 +99,30 @@ mod tests {
                 .iter()
                 .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS"))
         );
+        let mysql = statements(MIGRATIONS[1].mysql);
+        assert_eq!(mysql.len(), 2);
+        assert!(
+            mysql.iter().all(|s| s.starts_with("ALTER TABLE")
+                && s.contains(&super::super::MAX_AMOUNT.to_string()))
+        );
+    }
+
+    #[test]
+    fn every_dialect_states_the_documented_limit() {
+        let limit = super::super::MAX_AMOUNT.to_string();
+        for script in [
+            MIGRATIONS[1].sqlite,
+            MIGRATIONS[1].postgres,
+            MIGRATIONS[1].mysql,
+        ] {
+            let numbers: Vec<&str> = script
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|n| n.len() > 4)
+                .collect();
+            assert!(
+                !numbers.is_empty() && numbers.iter().all(|n| *n == limit),
+                "{numbers:?}"
+            );
+        }
     }
 }

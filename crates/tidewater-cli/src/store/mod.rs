@@ -12,7 +12,8 @@
 //! balance is checked, the transfer row is inserted (its unique key
 //! claims the idempotency key), both balances change and two ledger
 //! entries are written. So money is never created nor lost, no balance
-//! goes negative (also a `CHECK` in the schema), and a key is used once.
+//! goes negative nor past [`MAX_AMOUNT`] (also constraints in the schema),
+//! and a key is used once.
 
 mod migrations;
 mod mysql;
@@ -112,7 +113,10 @@ pub(crate) enum Step {
 }
 
 /// The largest amount or balance accepted: 2^53 - 1 cents, the largest
-/// integer every JSON reader keeps exact.
+/// integer every JSON reader keeps exact. An opening balance or an amount
+/// past it is refused (`422 invalid-request`), and so is a transfer that
+/// would credit an account past it (`422 balance-limit-exceeded`); the
+/// schema's constraints (migration 2) refuse such a row as well.
 pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
 
 /// The bank on one of the three databases.
@@ -319,7 +323,8 @@ impl Store {
     ///
     /// # Errors
     /// An amount out of range or both accounts the same (422), an unknown
-    /// account (404), insufficient funds (422), a key used for another
+    /// account (404), insufficient funds (422), a credit that would take
+    /// the destination past [`MAX_AMOUNT`] (422), a key used for another
     /// request (422), or the pool's or the database's.
     pub async fn make_transfer(&self, new: NewTransfer) -> Result<TransferOutcome, ApiError> {
         if !(1..=MAX_AMOUNT).contains(&new.amount) {
@@ -405,8 +410,11 @@ pub(crate) struct Posting {
 }
 
 /// The checks of a transfer inside its transaction, the same on every
-/// backend: both accounts exist (`from_balance`, `to_balance`), and the
-/// source holds enough. Returns the debit and the credit to write.
+/// backend: both accounts exist (`from_balance`, `to_balance`), the
+/// source holds enough, and the credit leaves the destination within
+/// [`MAX_AMOUNT`] (the schema refuses a balance past it too). Returns the
+/// debit and the credit to write. A refusal here writes nothing: the
+/// idempotency key is not claimed, and a retry may succeed later.
 pub(crate) fn check_transfer(
     new: &NewTransfer,
     from_balance: Option<i64>,
@@ -427,6 +435,15 @@ pub(crate) fn check_transfer(
             amount: new.amount,
         });
     }
+    let credited = to
+        .checked_add(new.amount)
+        .filter(|after| *after <= MAX_AMOUNT)
+        .ok_or(ApiError::BalanceLimit {
+            account: new.to,
+            balance: to,
+            amount: new.amount,
+            limit: MAX_AMOUNT,
+        })?;
     Ok([
         Posting {
             account: new.from,
@@ -436,7 +453,7 @@ pub(crate) fn check_transfer(
         Posting {
             account: new.to,
             change: new.amount,
-            balance_after: to + new.amount,
+            balance_after: credited,
         },
     ])
 }

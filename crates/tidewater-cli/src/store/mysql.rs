@@ -16,6 +16,12 @@ use crate::error::ApiError;
 /// `ER_DUP_ENTRY`: a unique key already holds the value.
 const DUPLICATE_ENTRY: u16 = 1062;
 
+/// A constraint of that name is already there: MariaDB's
+/// `ER_DUP_CONSTRAINT_NAME` and MySQL's `ER_CHECK_CONSTRAINT_DUP_NAME`.
+/// A migration statement adding one was applied by a start interrupted
+/// before the migration was recorded (DDL commits by itself here).
+const DUPLICATE_CONSTRAINT: [u16; 2] = [1826, 3822];
+
 /// The named lock held while migrating.
 const MIGRATION_LOCK: &str = "tidewater_migrations";
 
@@ -73,7 +79,13 @@ async fn apply(conn: &mut MySqlConnection) -> Result<Vec<i64>, ApiError> {
     let mut done = Vec::new();
     for migration in pending {
         for statement in migrations::statements(migration.mysql) {
-            conn.query_drop(statement).await?;
+            match conn.query_drop(statement).await {
+                Err(error)
+                    if error
+                        .code()
+                        .is_some_and(|code| DUPLICATE_CONSTRAINT.contains(&code)) => {}
+                other => other?,
+            }
         }
         conn.exec_drop(
             format!("INSERT INTO {TABLE} (version, name, applied_at) VALUES (?, ?, ?)"),

@@ -88,6 +88,70 @@ impl TestDb {
         }
     }
 
+    /// Runs the statements of `sql` on the test's database from a
+    /// connection of the test's own (not the service's pool); the error is
+    /// the database's message.
+    pub async fn execute(&self, sql: &str) -> Result<(), String> {
+        match self.kind {
+            Kind::Sqlite => {
+                let conn = tidewater_sqlite::rusqlite::Connection::open(&self.name).unwrap();
+                conn.execute_batch(sql).map_err(|error| error.to_string())
+            }
+            Kind::Postgres => {
+                let (client, connection) =
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                let task = tokio::spawn(connection);
+                let done = client.batch_execute(sql).await.map_err(|error| {
+                    error
+                        .as_db_error()
+                        .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+                });
+                drop(client);
+                let _ = task.await;
+                done
+            }
+            Kind::MySql => {
+                let mut conn = mysql_async::Conn::from_url(&self.url).await.unwrap();
+                let done = conn
+                    .query_drop(sql)
+                    .await
+                    .map_err(|error| error.to_string());
+                conn.disconnect().await.unwrap();
+                done
+            }
+        }
+    }
+
+    /// The integer `sql` selects (a `COUNT(*)`, say), read from a
+    /// connection of the test's own.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self.kind {
+            Kind::Sqlite => {
+                let conn = tidewater_sqlite::rusqlite::Connection::open(&self.name).unwrap();
+                conn.query_row(sql, [], |row| row.get(0)).unwrap()
+            }
+            Kind::Postgres => {
+                let (client, connection) =
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                let task = tokio::spawn(connection);
+                let count: i64 = client.query_one(sql, &[]).await.unwrap().get(0);
+                drop(client);
+                let _ = task.await;
+                count
+            }
+            Kind::MySql => {
+                let mut conn = mysql_async::Conn::from_url(&self.url).await.unwrap();
+                let count: Option<i64> = conn.query_first(sql).await.unwrap();
+                conn.disconnect().await.unwrap();
+                count.unwrap()
+            }
+        }
+    }
+
     /// Locks account `id`'s row (SQLite: the whole database, for writing)
     /// from a connection of the test's own, until the guard is released.
     pub async fn lock_account(&self, id: i64) -> RowLock {
@@ -335,7 +399,8 @@ impl Answer {
         }
     }
 
-    /// Asserts an RFC 9457 problem of `status` whose type ends in `slug`.
+    /// Asserts an RFC 9457 problem of `status` whose type is
+    /// `/problems/{slug}` (relative: a path on the service itself).
     pub fn assert_problem(&self, status: u16, slug: &str) {
         assert_eq!(self.status.as_u16(), status, "{self:?}");
         assert_eq!(
@@ -343,7 +408,7 @@ impl Answer {
             "{self:?}"
         );
         let kind = self.body["type"].as_str().unwrap_or_default();
-        assert!(kind.ends_with(&format!("/{slug}")), "{self:?}");
+        assert_eq!(kind, format!("/problems/{slug}"), "{self:?}");
         assert_eq!(self.body["status"], status, "{self:?}");
         assert!(self.body["title"].is_string() && self.body["detail"].is_string());
     }

@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn problem_slugs() {
-        let body = json!({ "type": "https://tidewater.dev/problems/pool-timeout" });
+        let body = json!({ "type": "/problems/pool-timeout" });
         assert_eq!(slug(&body).as_deref(), Some("pool-timeout"));
         assert_eq!(slug(&json!({})), None);
     }
