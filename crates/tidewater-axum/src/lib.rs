@@ -1,6 +1,6 @@
 //! # tidewater-axum
 //!
-//! [axum](https://docs.rs/axum) glue for [tidewater](tidewater) pools:
+//! [axum](https://docs.rs/axum) glue for [tidewater] pools:
 //!
 //! - [`Db`]: an extractor that takes a connection from the pool in the
 //!   application's state for the length of a request, and gives it back on

@@ -31,7 +31,7 @@ pub struct RampSteps(pub Vec<u32>);
 #[command(group(ArgGroup::new("target").required(true).args(["url", "spawn"])))]
 pub struct LoadArgs {
     /// Load the service running at this http:// URL; it must be on this
-    /// machine (127.0.0.0/8, [::1] or localhost).
+    /// machine (127.0.0.0/8, `[::1]` or localhost).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Start the service for the run (`tidewater serve` on a free loopback

@@ -1,6 +1,6 @@
 //! # tidewater-diesel
 //!
-//! [diesel-async](diesel_async) connections in a [tidewater](tidewater)
+//! [diesel-async](diesel_async) connections in a [tidewater]
 //! pool: PostgreSQL ([`PgManager`]), MySQL ([`MysqlManager`]), MariaDB
 //! ([`MariadbManager`]) and SQLite ([`SqliteManager`], through
 //! diesel-async's `SyncConnectionWrapper`, SQLite compiled in).

@@ -1,6 +1,6 @@
 //! # tidewater-postgres
 //!
-//! PostgreSQL for the [tidewater](tidewater) pool, over `tokio-postgres`.
+//! PostgreSQL for the [tidewater] pool, over `tokio-postgres`.
 //!
 //! - **Exact session reset.** Each connection's socket is watched for the
 //!   transaction status the server reports with every answer, so a

@@ -1,6 +1,6 @@
 //! # tidewater-sqlx
 //!
-//! sqlx connections pooled by [tidewater](tidewater): services written
+//! sqlx connections pooled by [tidewater]: services written
 //! against sqlx keep their queries (`sqlx::query(..).fetch_one(&mut *conn)`,
 //! `query_as`, `conn.begin()`) and get tidewater's pool: deadlines on every
 //! wait, recovery after database restarts, fast failure on a bad password,
