@@ -172,7 +172,8 @@ impl Monitoring {
     /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
     /// let monitoring = tidewater_axum::Monitoring::new();
     /// monitoring.register(pool.clone());
-    /// assert!(monitoring.render_metrics().contains("db_client_connection_max{pool_name=\"default\"} 50"));
+    /// let max = tidewater::metric_names::CONNECTION_MAX;
+    /// assert!(monitoring.render_metrics().contains(&format!("{max}{{pool_name=\"default\"}} 50")));
     /// # }
     /// ```
     pub fn register(&self, pool: impl PoolView) {

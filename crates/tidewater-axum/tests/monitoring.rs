@@ -10,6 +10,7 @@ use axum::Router;
 use prometheus_parse::{Scrape, Value as Metric};
 use serde_json::Value;
 use tidewater::alerts::ServerCapacity;
+use tidewater::metric_names::{CONNECTION_COUNT, CONNECTION_MAX};
 use tidewater::prometheus::PoolMetrics;
 use tidewater::{ErrorClass, PoolConfig};
 use tidewater_axum::Monitoring;
@@ -136,13 +137,13 @@ async fn metrics_parse_and_show_every_pool() {
         PoolMetrics::CONTENT_TYPE
     );
     let scrape = parse(&response.text().await.unwrap());
-    assert_eq!(gauge(&scrape, "db_client_connection_max", "orders"), 4.0);
-    assert_eq!(gauge(&scrape, "db_client_connection_max", "billing"), 7.0);
+    assert_eq!(gauge(&scrape, CONNECTION_MAX, "orders"), 4.0);
+    assert_eq!(gauge(&scrape, CONNECTION_MAX, "billing"), 7.0);
     let used = scrape
         .samples
         .iter()
         .find(|sample| {
-            sample.metric == "db_client_connection_count"
+            sample.metric == CONNECTION_COUNT
                 && sample.labels.get("pool_name") == Some("orders")
                 && sample.labels.get("state") == Some("used")
         })

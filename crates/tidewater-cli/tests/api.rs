@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Answer, Kind, Service, TestDb};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tidewater::metric_names::{ACQUIRED, CONNECTION_COUNT, CONNECTION_MAX, CONNECTION_TIMEOUTS};
 
 on_every_backend!(
     api,
@@ -49,7 +50,7 @@ async fn scrape(service: &Service) -> prometheus_parse::Scrape {
 /// The sum of the series of `metric` (with or without a `_total` suffix)
 /// for the pool `tidewater`; `None` when there is no such series.
 fn metric(scrape: &prometheus_parse::Scrape, metric: &str) -> Option<f64> {
-    let total = format!("{metric}_total");
+    let total = format!("{metric}{}", tidewater::metric_names::COUNTER_SUFFIX);
     let values: Vec<f64> = scrape
         .samples
         .iter()
@@ -635,7 +636,7 @@ async fn pool_timeout(kind: Kind) {
     assert!(!blocked.is_finished(), "the transfer no longer waits");
     assert_eq!(in_use(&service), 1);
     let scraped = scrape(&service).await;
-    assert!(metric(&scraped, "db_client_connection_timeouts").unwrap() >= 1.0);
+    assert!(metric(&scraped, CONNECTION_TIMEOUTS).unwrap() >= 1.0);
 
     // Once the lock goes, the transfer completes and the pool serves again.
     lock.release().await;
@@ -716,19 +717,16 @@ async fn monitoring(kind: Kind) {
     }
 
     let scraped = scrape(&service).await;
-    assert_eq!(
-        metric(&scraped, "db_client_connection_max"),
-        Some(f64::from(MAX_SIZE))
-    );
-    let acquired = metric(&scraped, "tidewater_acquired").expect("a checkout counter");
+    assert_eq!(metric(&scraped, CONNECTION_MAX), Some(f64::from(MAX_SIZE)));
+    let acquired = metric(&scraped, ACQUIRED).expect("a checkout counter");
     assert!(acquired >= f64::from(requests), "{acquired} < {requests}");
-    let open = metric(&scraped, "db_client_connection_count").expect("a connection gauge");
+    let open = metric(&scraped, CONNECTION_COUNT).expect("a connection gauge");
     assert!((1.0..=f64::from(MAX_SIZE)).contains(&open), "{open}");
     // The counter is live: more requests, more checkouts.
     for _ in 0..5 {
         service.balance(account).await;
     }
-    let later = metric(&scrape(&service).await, "tidewater_acquired").unwrap();
+    let later = metric(&scrape(&service).await, ACQUIRED).unwrap();
     assert!(later >= acquired + 5.0, "{later} < {acquired} + 5");
 
     let pools = service.get("/api/pools").await;

@@ -1,8 +1,13 @@
-//! Reading a service's `/metrics`: a small parser of the Prometheus text
-//! format (and OpenMetrics, which it extends), and the arithmetic on
-//! histograms that the reports need: the difference between two scrapes,
-//! quantiles and maximum from bucket counts, and the mean from sum and
-//! count.
+//! Reading a service's `/metrics` (the Prometheus text format, and
+//! OpenMetrics, which extends it) with the `prometheus-parse` crate, and
+//! the arithmetic on histograms that the reports need: the difference
+//! between two scrapes, quantiles and maximum from bucket counts, and the
+//! mean from sum and count. Metric names are
+//! [`tidewater::metric_names`]'s.
+//!
+//! `prometheus-parse` splits labels on `,` and `=` and does not unescape
+//! them, so a line whose label values hold a `"`, `\`, `,` or `=` is
+//! refused (naming the line) rather than misread.
 //!
 //! A histogram only knows how many observations fell at or below each
 //! bucket bound, so a quantile read from it is a bound, not a value: the
@@ -23,12 +28,14 @@
 
 use std::fmt;
 
+use prometheus_parse::{LineInfo, Scrape, Value};
+
 /// One sample line: `name{label="value",...} value`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     /// The metric's name, with any `_bucket`, `_sum`, `_count` or `_total` suffix.
     pub name: String,
-    /// Its labels, in the order written.
+    /// Its labels, sorted by name.
     pub labels: Vec<(String, String)>,
     /// Its value.
     pub value: f64,
@@ -64,28 +71,67 @@ impl std::error::Error for ParseError {}
 /// Every sample of one scrape.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metrics {
-    /// The samples, in the order written.
+    /// The samples: counters, gauges and undeclared series in the order
+    /// written, then the buckets of declared histograms and the quantiles
+    /// of declared summaries.
     pub samples: Vec<Sample>,
 }
 
 impl Metrics {
     /// Parses the text format. Comments (`# HELP`, `# TYPE`, `# EOF`) and
-    /// blank lines are skipped; a timestamp after the value is ignored.
+    /// blank lines are skipped; a timestamp after the value is ignored. A
+    /// histogram declared by `# TYPE` is read as its `_bucket` samples
+    /// (labelled `le`), like an undeclared one.
     ///
     /// # Errors
-    /// A sample line that is not `name{labels} value`.
+    /// A sample line that is not `name{labels} value`, or whose labels
+    /// `prometheus-parse` cannot read faithfully (see the module docs).
     pub fn parse(text: &str) -> Result<Self, ParseError> {
-        let mut samples = Vec::new();
         for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let sample = parse_line(line).map_err(|message| ParseError {
+            check_line(line).map_err(|message| ParseError {
                 line: index + 1,
                 message,
             })?;
-            samples.push(sample);
+        }
+        let scrape = Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+            .expect("reading lines from a str never fails");
+        let mut samples = Vec::new();
+        for sample in scrape.samples {
+            let mut labels: Labels = sample
+                .labels
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            labels.sort();
+            let with = |key: &str, bound: f64| {
+                let mut labels = labels.clone();
+                labels.push((key.to_owned(), format_bound(bound)));
+                labels
+            };
+            match sample.value {
+                Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => {
+                    samples.push(Sample {
+                        name: sample.metric,
+                        labels,
+                        value,
+                    });
+                }
+                Value::Histogram(buckets) => {
+                    let name = format!("{}_bucket", sample.metric);
+                    samples.extend(buckets.iter().map(|bucket| Sample {
+                        name: name.clone(),
+                        labels: with("le", bucket.less_than),
+                        value: bucket.count,
+                    }));
+                }
+                Value::Summary(quantiles) => {
+                    samples.extend(quantiles.iter().map(|quantile| Sample {
+                        name: sample.metric.clone(),
+                        labels: with("quantile", quantile.quantile),
+                        value: quantile.count,
+                    }));
+                }
+            }
         }
         Ok(Self { samples })
     }
@@ -113,6 +159,15 @@ impl Metrics {
             .map(|sample| sample.value)
             .sum();
         found.then_some(total)
+    }
+
+    /// The counter `name` (a family of [`tidewater::metric_names::COUNTERS`],
+    /// read from its `_total` series), summed like [`sum`](Self::sum).
+    pub fn counter(&self, name: &str, pool: Option<&str>) -> Option<f64> {
+        self.sum(
+            &format!("{name}{}", tidewater::metric_names::COUNTER_SUFFIX),
+            pool,
+        )
     }
 
     /// The histogram `name` (its `_bucket`, `_sum` and `_count` series),
@@ -248,74 +303,63 @@ fn parse_value(text: &str) -> Option<f64> {
     }
 }
 
-fn parse_line(line: &str) -> Result<Sample, String> {
-    let name_end = line
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .ok_or_else(|| "a sample without a value".to_owned())?;
-    let name = &line[..name_end];
-    if name.is_empty() {
-        return Err("a sample without a metric name".into());
+/// A bound as the text format writes it (`+Inf`, `0.025`).
+fn format_bound(bound: f64) -> String {
+    match bound {
+        f64::INFINITY => "+Inf".to_owned(),
+        f64::NEG_INFINITY => "-Inf".to_owned(),
+        _ => bound.to_string(),
     }
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(inside) = rest.strip_prefix('{') {
-        let (parsed, after) = parse_labels(inside)?;
-        labels = parsed;
-        rest = after;
-    }
-    let value = rest
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| format!("{name}: no value"))?;
-    let value = parse_value(value).ok_or_else(|| format!("{name}: not a number: {value:?}"))?;
-    Ok(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
 }
 
-/// A sample's labels, in the order written.
+/// A sample's labels, sorted by name.
 type Labels = Vec<(String, String)>;
 
-/// Reads `k="v",k2="v2"}` and returns the labels and what follows `}`.
-fn parse_labels(mut text: &str) -> Result<(Labels, &str), String> {
-    let mut labels = Vec::new();
-    loop {
-        text = text.trim_start_matches([' ', ',']);
-        if let Some(after) = text.strip_prefix('}') {
-            return Ok((labels, after));
-        }
-        let eq = text
-            .find('=')
-            .ok_or_else(|| "a label without '='".to_owned())?;
-        let key = text[..eq].trim().to_owned();
-        let quoted = text[eq + 1..]
-            .trim_start()
-            .strip_prefix('"')
-            .ok_or_else(|| format!("label {key}: the value is not quoted"))?;
-        let mut value = String::new();
-        let mut chars = quoted.char_indices();
-        let end = loop {
-            match chars.next() {
-                None => return Err(format!("label {key}: the value is not closed")),
-                Some((at, '"')) => break at,
-                Some((_, '\\')) => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, other)) => value.push(other),
-                    None => return Err(format!("label {key}: the value is not closed")),
-                },
-                Some((_, c)) => value.push(c),
-            }
-        };
-        labels.push((key, value));
-        text = &quoted[end + 1..];
+/// Refuses a line `prometheus-parse` would skip or misread.
+fn check_line(line: &str) -> Result<(), String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(());
     }
+    let LineInfo::Sample {
+        metric_name,
+        labels,
+        value,
+        ..
+    } = LineInfo::parse(line)
+    else {
+        return Err("not a sample: `name{labels} value`".to_owned());
+    };
+    if parse_value(value).is_none() {
+        return Err(format!("{metric_name}: not a number: {value:?}"));
+    }
+    for label in labels.unwrap_or_default().split(',') {
+        if label.is_empty() {
+            continue;
+        }
+        let plain = label.split_once('=').is_some_and(|(key, value)| {
+            !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && value.len() >= 2
+                && value.starts_with('"')
+                && value.ends_with('"')
+                && !value[1..value.len() - 1].contains(['"', '\\', '='])
+        });
+        if !plain {
+            return Err(format!(
+                "{metric_name}: label {label:?} is not `name=\"value\"` without quotes, \
+                 backslashes, commas or '=' in the value"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const WAIT: &str = tidewater::metric_names::CONNECTION_WAIT_TIME;
 
     const SCRAPE: &str = r#"# HELP db_client_connection_wait_time_seconds Time to get a connection.
 # TYPE db_client_connection_wait_time_seconds histogram
@@ -329,23 +373,34 @@ db_client_connection_wait_time_seconds_bucket{le="0.00001",pool_name="other"} 10
 db_client_connection_wait_time_seconds_bucket{le="+Inf",pool_name="other"} 100
 tidewater_acquired_total{pool_name="tidewater",path="direct"} 2
 tidewater_acquired_total{pool_name="tidewater",path="waited"} 1 1795903264656
-odd{pool_name="a \"quoted\", odd\\name",x="}"} NaN
+odd{pool_name="a space; and: punctuation!",x="+Inf"} NaN
 # EOF
 "#;
 
     #[test]
-    fn parses_labels_values_and_escapes() {
+    fn parses_labels_and_values() {
         let metrics = Metrics::parse(SCRAPE).unwrap();
         assert_eq!(metrics.samples.len(), 11);
-        let odd = metrics.samples.last().unwrap();
-        assert_eq!(odd.label("pool_name"), Some("a \"quoted\", odd\\name"));
-        assert_eq!(odd.label("x"), Some("}"));
+        let odd = metrics
+            .samples
+            .iter()
+            .find(|sample| sample.name == "odd")
+            .unwrap();
+        assert_eq!(odd.label("pool_name"), Some("a space; and: punctuation!"));
+        assert_eq!(odd.label("x"), Some("+Inf"));
         assert!(odd.value.is_nan());
+        let acquired = tidewater::metric_names::ACQUIRED;
+        assert_eq!(metrics.counter(acquired, Some("tidewater")), Some(3.0));
         assert_eq!(
             metrics.sum("tidewater_acquired_total", Some("tidewater")),
             Some(3.0)
         );
-        assert_eq!(metrics.sum("tidewater_acquired_total", Some("nope")), None);
+        assert_eq!(metrics.counter(acquired, Some("nope")), None);
+        let sorted = &metrics.samples[0].labels;
+        assert!(
+            sorted.windows(2).all(|pair| pair[0].0 <= pair[1].0),
+            "{sorted:?}"
+        );
     }
 
     #[test]
@@ -354,14 +409,49 @@ odd{pool_name="a \"quoted\", odd\\name",x="}"} NaN
         assert_eq!(error.line, 2);
         let error = Metrics::parse("x notanumber\n").unwrap_err();
         assert!(error.message.contains("not a number"), "{error}");
+        let error = Metrics::parse("x{le=1} 2\n").unwrap_err();
+        assert!(error.message.contains("le=1"), "{error}");
+    }
+
+    /// What `prometheus-parse` would misread (it neither unescapes nor
+    /// splits quoted commas) is refused, not silently mangled.
+    #[test]
+    fn refuses_labels_the_parser_would_misread() {
+        for line in [
+            r#"odd{pool_name="a \"quoted\" name"} 1"#,
+            r#"odd{pool_name="a, b"} 1"#,
+            r#"odd{pool_name="a=b"} 1"#,
+            r#"odd{pool_name="back\\slash"} 1"#,
+            r#"odd{x="}"} 1"#,
+        ] {
+            let text = format!("ok 1\n{line}\n");
+            let error = Metrics::parse(&text).unwrap_err();
+            assert_eq!(error.line, 2, "{line}: {error}");
+        }
+    }
+
+    #[test]
+    fn declared_and_undeclared_histograms_read_alike() {
+        let declared = Metrics::parse(SCRAPE).unwrap();
+        let undeclared: String = SCRAPE
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let undeclared = Metrics::parse(&undeclared).unwrap();
+        for pool in [Some("tidewater"), Some("other"), None] {
+            assert_eq!(
+                declared.histogram(WAIT, pool),
+                undeclared.histogram(WAIT, pool),
+                "{pool:?}"
+            );
+        }
     }
 
     #[test]
     fn histogram_of_one_pool() {
         let metrics = Metrics::parse(SCRAPE).unwrap();
-        let wait = metrics
-            .histogram("db_client_connection_wait_time_seconds", Some("tidewater"))
-            .unwrap();
+        let wait = metrics.histogram(WAIT, Some("tidewater")).unwrap();
         assert_eq!(
             wait.buckets,
             [
@@ -376,9 +466,7 @@ odd{pool_name="a \"quoted\", odd\\name",x="}"} NaN
         assert_eq!(wait.quantile(0.99), Some(0.025));
         assert_eq!(wait.max(), Some(0.025));
         assert_eq!(wait.mean(), Some(0.005));
-        let all = metrics
-            .histogram("db_client_connection_wait_time_seconds", None)
-            .unwrap();
+        let all = metrics.histogram(WAIT, None).unwrap();
         assert_eq!(all.buckets[0], (0.00001, 102.0));
     }
 

@@ -41,16 +41,14 @@ use tokio::sync::watch;
 
 use crate::load::check::CheckReport;
 use crate::load::record::{LatencySummary, Tapped};
-use crate::load::report::{ACQUIRED_METRIC, LoadReport};
+use crate::load::report::LoadReport;
 use crate::load::slo::{self, Slos, Verdict, percent, seconds};
 use crate::load::users::Scenario;
 use crate::load::{self, Hooks, LoadConfig, LoadError};
 use crate::scrape::Metrics;
 use crate::service::{LogSummary, Service, SpawnOptions, StopReport, Target, memory_of};
+use tidewater::metric_names::{ACQUIRED, LEAKS_DETECTED};
 
-/// Leaks the pool detected (a connection held past
-/// `leak_detection_threshold`).
-pub const LEAKS_METRIC: &str = "tidewater_leaks_detected_total";
 /// The default bound on memory growth: 32 MiB per million checkouts
 /// (about 34 bytes a checkout).
 pub const DEFAULT_LEAK_BOUND: f64 = 32.0 * 1024.0 * 1024.0;
@@ -712,7 +710,7 @@ impl Probe {
         let counter = |name: &str| {
             metrics
                 .as_ref()
-                .and_then(|metrics| metrics.sum(name, None))
+                .and_then(|metrics| metrics.counter(name, None))
                 .map(|value| value as u64)
         };
         let pool = pool(&self.client, &self.base).await;
@@ -720,10 +718,10 @@ impl Probe {
             t: self.started.elapsed().as_secs_f64(),
             load,
             rss_bytes,
-            checkouts: counter(ACQUIRED_METRIC),
+            checkouts: counter(ACQUIRED),
             in_use: pool.map(|pool| pool.0),
             leak_suspects: pool.map(|pool| pool.1),
-            leaks_detected: counter(LEAKS_METRIC),
+            leaks_detected: counter(LEAKS_DETECTED),
         }
     }
 }

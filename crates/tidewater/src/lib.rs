@@ -83,6 +83,7 @@ mod idle;
 mod leaks;
 mod maintenance;
 mod manager;
+pub mod metric_names;
 mod metrics;
 #[cfg(feature = "metrics")]
 mod metrics_facade;

@@ -1,6 +1,7 @@
-//! The metrics every pool exports, defined once: names (OpenTelemetry's
-//! database connection pool conventions in Prometheus form, plus
-//! `tidewater_` extras), help, types, labels and values. The Prometheus
+//! The metrics every pool exports, defined once: names (from
+//! [`crate::metric_names`]: OpenTelemetry's database connection pool
+//! conventions in Prometheus form, plus `tidewater_` extras), help, types,
+//! labels and values. The Prometheus
 //! exporter (feature `prometheus`) and the `metrics` facade publisher
 //! (feature `metrics`) both render this catalog. Every series carries
 //! `pool_name`.
@@ -10,6 +11,7 @@
 
 use crate::alerts::AlertName;
 use crate::histogram::HistogramSnapshot;
+use crate::metric_names as names;
 use crate::stats::CloseReason;
 use crate::view::PoolView;
 
@@ -147,7 +149,7 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
     let c = &mut catalog;
 
     c.add(
-        "db_client_connection_count",
+        names::CONNECTION_COUNT,
         "Connections open, by state.",
         Gauge,
         |pool| {
@@ -159,49 +161,49 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
         },
     );
     c.one(
-        "db_client_connection_max",
+        names::CONNECTION_MAX,
         "Most connections allowed (max_size).",
         Gauge,
         |p| p.status.max_size.into(),
     );
     c.one(
-        "db_client_connection_idle_max",
+        names::CONNECTION_IDLE_MAX,
         "Most idle connections kept (max_size).",
         Gauge,
         |p| p.status.max_size.into(),
     );
     c.one(
-        "db_client_connection_idle_min",
+        names::CONNECTION_IDLE_MIN,
         "Idle connections kept ready (min_idle).",
         Gauge,
         |p| p.min_idle.into(),
     );
     c.one(
-        "db_client_connection_pending_requests",
+        names::CONNECTION_PENDING_REQUESTS,
         "Callers waiting for a connection.",
         Gauge,
         |p| p.status.waiters.into(),
     );
     c.one(
-        "tidewater_connections_opening",
+        names::CONNECTIONS_OPENING,
         "Connection attempts in flight or backing off.",
         Gauge,
         |p| p.status.opening.into(),
     );
     c.one(
-        "tidewater_leak_suspects",
+        names::LEAK_SUSPECTS,
         "Connections held past leak_detection_threshold now.",
         Gauge,
         |p| p.leak_suspects as f64,
     );
     c.one(
-        "tidewater_connection_limit",
+        names::CONNECTION_LIMIT,
         "Connections callers may use at once: max_size, or the adaptive limit below it.",
         Gauge,
         |p| p.status.limit.into(),
     );
     c.add(
-        "tidewater_limit_use_time_seconds",
+        names::LIMIT_USE_TIME,
         "The adaptive limit's use-time readings: the lowest interval mean seen (little queueing in the database) and the last interval's mean.",
         Gauge,
         |pool| {
@@ -215,13 +217,13 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
         },
     );
     c.one(
-        "tidewater_breaker_open",
+        names::BREAKER_OPEN,
         "1 while the circuit breaker is open (database unreachable).",
         Gauge,
         |p| f64::from(u8::from(p.status.breaker_open)),
     );
     c.add(
-        "tidewater_alerts_firing",
+        names::ALERTS_FIRING,
         "1 while the alert fires.",
         Gauge,
         |pool| {
@@ -237,7 +239,7 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
         },
     );
     c.add(
-        "tidewater_server_max_connections",
+        names::SERVER_MAX_CONNECTIONS,
         "The server's connection limit, as last reported.",
         Gauge,
         |pool| {
@@ -248,7 +250,7 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
         },
     );
     c.add(
-        "tidewater_server_connections_available",
+        names::SERVER_CONNECTIONS_AVAILABLE,
         "Connections the server can still give, as last reported.",
         Gauge,
         |pool| {
@@ -260,19 +262,19 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
     );
 
     c.one(
-        "db_client_connection_timeouts",
+        names::CONNECTION_TIMEOUTS,
         "get() calls that timed out.",
         Counter,
         |p| p.stats.timeouts as f64,
     );
     c.one(
-        "tidewater_connections_opened",
+        names::CONNECTIONS_OPENED,
         "Connections opened.",
         Counter,
         |p| p.stats.opened as f64,
     );
     c.add(
-        "tidewater_connections_closed",
+        names::CONNECTIONS_CLOSED,
         "Connections closed, by reason.",
         Counter,
         |pool| {
@@ -289,7 +291,7 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
         },
     );
     c.add(
-        "tidewater_connect_errors",
+        names::CONNECT_ERRORS,
         "Failed connection attempts, by class.",
         Counter,
         |pool| {
@@ -307,37 +309,37 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
         },
     );
     c.one(
-        "tidewater_connect_timeouts",
+        names::CONNECT_TIMEOUTS,
         "Connection attempts past connect_timeout.",
         Counter,
         |p| p.stats.connect_timeouts as f64,
     );
     c.one(
-        "tidewater_validation_failures",
+        names::VALIDATION_FAILURES,
         "Validations that failed.",
         Counter,
         |p| p.stats.validation_failures as f64,
     );
     c.one(
-        "tidewater_reset_failures",
+        names::RESET_FAILURES,
         "Session resets that failed.",
         Counter,
         |p| p.stats.reset_failures as f64,
     );
     c.one(
-        "tidewater_leaks_detected",
+        names::LEAKS_DETECTED,
         "Connections reported as leak suspects.",
         Counter,
         |p| p.stats.leaks_detected as f64,
     );
     c.one(
-        "tidewater_breaker_opened",
+        names::BREAKER_OPENED,
         "Times the circuit breaker opened.",
         Counter,
         |p| p.stats.breaker_opened as f64,
     );
     c.add(
-        "tidewater_acquire_rejected",
+        names::ACQUIRE_REJECTED,
         "get() calls refused at once, by reason.",
         Counter,
         |pool| {
@@ -355,7 +357,7 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
         },
     );
     c.add(
-        "tidewater_acquired",
+        names::ACQUIRED,
         "Successful checkouts, straight from an idle connection or after waiting.",
         Counter,
         |pool| {
@@ -374,19 +376,19 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
     );
 
     c.add(
-        "db_client_connection_create_time_seconds",
+        names::CONNECTION_CREATE_TIME,
         "Time to open a connection.",
         Histogram,
         |pool| vec![(Vec::new(), Value::Histogram(pool.stats.create_time.clone()))],
     );
     c.add(
-        "db_client_connection_wait_time_seconds",
+        names::CONNECTION_WAIT_TIME,
         "Time get() took to hand out a connection.",
         Histogram,
         |pool| vec![(Vec::new(), Value::Histogram(pool.stats.wait_time.clone()))],
     );
     c.add(
-        "db_client_connection_use_time_seconds",
+        names::CONNECTION_USE_TIME,
         "Time a caller held a connection.",
         Histogram,
         |pool| vec![(Vec::new(), Value::Histogram(pool.stats.use_time.clone()))],
@@ -409,4 +411,28 @@ pub(crate) fn buckets(histogram: &HistogramSnapshot) -> (f64, u64, Vec<(f64, u64
     let count = histogram.count();
     buckets.push((f64::INFINITY, count - below));
     (histogram.sum().as_secs_f64(), count, buckets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric_names::{COUNTERS, GAUGES, HISTOGRAMS};
+
+    /// The catalog and the public name lists agree, kind by kind.
+    #[test]
+    fn every_family_is_a_public_name_of_its_kind() {
+        let catalog = families(&[]);
+        for (kind, names) in [
+            (Kind::Gauge, GAUGES),
+            (Kind::Counter, COUNTERS),
+            (Kind::Histogram, HISTOGRAMS),
+        ] {
+            let exported: Vec<&str> = catalog
+                .iter()
+                .filter(|family| family.kind == kind)
+                .map(|family| family.name)
+                .collect();
+            assert_eq!(exported, names, "{kind:?}");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 use metrics::Label;
 
+use crate::metric_names::COUNTER_SUFFIX;
 use crate::metrics::{Kind, Value, families};
 use crate::view::PoolView;
 
@@ -21,7 +22,7 @@ pub(crate) fn publish(pool: &dyn PoolView) {
                 .collect();
             match (family.kind, sample.value) {
                 (Kind::Counter, Value::Number(value)) => {
-                    metrics::counter!(format!("{}_total", family.name), labels)
+                    metrics::counter!(format!("{}{COUNTER_SUFFIX}", family.name), labels)
                         .absolute(value as u64);
                 }
                 (_, Value::Number(value)) => metrics::gauge!(family.name, labels).set(value),

@@ -23,7 +23,8 @@ use crate::view::PoolView;
 /// let metrics = tidewater::prometheus::PoolMetrics::new();
 /// metrics.register(pool.clone());
 /// let text = metrics.render();
-/// assert!(text.contains("db_client_connection_max{pool_name=\"default\"} 50"));
+/// let max = tidewater::metric_names::CONNECTION_MAX;
+/// assert!(text.contains(&format!("{max}{{pool_name=\"default\"}} 50")));
 /// # }
 /// ```
 #[derive(Default)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use prometheus_parse::{Sample, Scrape, Value};
 use tidewater::alerts::ServerCapacity;
+use tidewater::metric_names;
 use tidewater::prometheus::PoolMetrics;
 use tidewater::{CloseReason, PoolConfig, SizingConfig, SizingMode};
 use tidewater_testkit::scripted_pool;
@@ -237,6 +238,14 @@ fn base_name(name: &str) -> String {
 
 /// Every metric name a deploy/ file mentions.
 fn mentioned(file: &str) -> BTreeSet<String> {
+    mentioned_series(file)
+        .iter()
+        .map(|name| base_name(name))
+        .collect()
+}
+
+/// Every series name a deploy/ file mentions, as written.
+fn mentioned_series(file: &str) -> BTreeSet<String> {
     let path = format!("{}/../../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
     let mut names = BTreeSet::new();
@@ -251,7 +260,7 @@ fn mentioned(file: &str) -> BTreeSet<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        names.insert(base_name(&name));
+        names.insert(name);
     }
     names
 }
@@ -259,6 +268,42 @@ fn mentioned(file: &str) -> BTreeSet<String> {
 #[tokio::test(start_paused = true)]
 async fn the_dashboard_and_the_alert_rules_name_only_exported_metrics() {
     let exported = exported_names().await;
+    let families: BTreeSet<&str> = exported
+        .iter()
+        .map(|name| {
+            metric_names::family(name)
+                .unwrap_or_else(|| panic!("{name} is exported but not in tidewater::metric_names"))
+        })
+        .collect();
+    let constants: BTreeSet<&str> = [
+        metric_names::GAUGES,
+        metric_names::COUNTERS,
+        metric_names::HISTOGRAMS,
+    ]
+    .concat()
+    .into_iter()
+    .collect();
+    assert_eq!(
+        families, constants,
+        "every name in tidewater::metric_names is exported"
+    );
+    // The deploy files cannot import the constants: each series they name
+    // must be one of them (a counter with `_total`, a histogram with one of
+    // its suffixes).
+    for file in [
+        "metric-names.txt",
+        "grafana/tidewater.json",
+        "prometheus/tidewater-alerts.yml",
+    ] {
+        let unknown: Vec<_> = mentioned_series(file)
+            .into_iter()
+            .filter(|name| metric_names::family(name).is_none())
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "deploy/{file} names series that are not in tidewater::metric_names: {unknown:?}"
+        );
+    }
     let listed: BTreeSet<String> = mentioned("metric-names.txt");
     assert_eq!(
         listed, exported,

@@ -13,17 +13,9 @@ use crate::load::record::LatencySummary;
 use crate::load::slo::{Verdict, percent, seconds, write_verdicts};
 use crate::scrape::Metrics;
 use crate::service::{LogSummary, StopReport};
-
-/// The acquisition wait histogram.
-pub const WAIT_METRIC: &str = "db_client_connection_wait_time_seconds";
-/// The connection use time histogram.
-pub const USE_METRIC: &str = "db_client_connection_use_time_seconds";
-/// Successful checkouts.
-pub const ACQUIRED_METRIC: &str = "tidewater_acquired_total";
-/// `get()` calls that timed out.
-pub const TIMEOUTS_METRIC: &str = "db_client_connection_timeouts_total";
-/// The pool's largest size.
-pub const MAX_METRIC: &str = "db_client_connection_max";
+use tidewater::metric_names::{
+    ACQUIRED, CONNECTION_MAX, CONNECTION_TIMEOUTS, CONNECTION_USE_TIME, CONNECTION_WAIT_TIME,
+};
 
 /// The whole report, as `--json` prints it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -277,19 +269,19 @@ pub struct PoolSample {
 /// The pool's numbers between two scrapes of `/metrics`, `seconds` apart.
 pub fn pool_numbers(start: &Metrics, end: &Metrics, pool: &str, seconds: f64) -> PoolSection {
     let delta = |name: &str| {
-        let before = start.sum(name, Some(pool)).unwrap_or(0.0);
-        end.sum(name, Some(pool))
+        let before = start.counter(name, Some(pool)).unwrap_or(0.0);
+        end.counter(name, Some(pool))
             .map(|after| (after - before).max(0.0))
     };
-    let checkouts = delta(ACQUIRED_METRIC).unwrap_or(0.0) as u64;
-    let wait = end.histogram(WAIT_METRIC, Some(pool)).map(|end| {
-        match start.histogram(WAIT_METRIC, Some(pool)) {
+    let checkouts = delta(ACQUIRED).unwrap_or(0.0) as u64;
+    let wait = end.histogram(CONNECTION_WAIT_TIME, Some(pool)).map(|end| {
+        match start.histogram(CONNECTION_WAIT_TIME, Some(pool)) {
             Some(start) => end.since(&start),
             None => end,
         }
     });
-    let used = end.histogram(USE_METRIC, Some(pool)).map(|end| {
-        match start.histogram(USE_METRIC, Some(pool)) {
+    let used = end.histogram(CONNECTION_USE_TIME, Some(pool)).map(|end| {
+        match start.histogram(CONNECTION_USE_TIME, Some(pool)) {
             Some(start) => end.since(&start),
             None => end,
         }
@@ -324,7 +316,7 @@ pub fn pool_numbers(start: &Metrics, end: &Metrics, pool: &str, seconds: f64) ->
     });
     PoolSection {
         name: pool.to_owned(),
-        max_size: end.sum(MAX_METRIC, Some(pool)).unwrap_or(0.0) as u32,
+        max_size: end.sum(CONNECTION_MAX, Some(pool)).unwrap_or(0.0) as u32,
         checkouts,
         checkouts_per_second: if seconds > 0.0 {
             checkouts as f64 / seconds
@@ -333,7 +325,7 @@ pub fn pool_numbers(start: &Metrics, end: &Metrics, pool: &str, seconds: f64) ->
         },
         use_time_seconds: use_time,
         acquire_wait_seconds: acquire,
-        timeouts: delta(TIMEOUTS_METRIC).unwrap_or(0.0) as u64,
+        timeouts: delta(CONNECTION_TIMEOUTS).unwrap_or(0.0) as u64,
         peak_in_use: 0,
         peak_waiters: 0,
         adaptive_limit: None,
@@ -344,8 +336,8 @@ pub fn pool_numbers(start: &Metrics, end: &Metrics, pool: &str, seconds: f64) ->
 /// The acquisition wait p99 to judge (infinite when above the last
 /// bucket); `None` when no checkout was measured.
 pub fn acquire_p99_for_verdict(start: &Metrics, end: &Metrics, pool: &str) -> Option<f64> {
-    let end = end.histogram(WAIT_METRIC, Some(pool))?;
-    let run = match start.histogram(WAIT_METRIC, Some(pool)) {
+    let end = end.histogram(CONNECTION_WAIT_TIME, Some(pool))?;
+    let run = match start.histogram(CONNECTION_WAIT_TIME, Some(pool)) {
         Some(start) => end.since(&start),
         None => end,
     };
@@ -568,26 +560,28 @@ pub(crate) mod tests {
         let mut text = String::new();
         for path in ["direct", "waited"] {
             text += &format!(
-                "tidewater_acquired_total{{pool_name=\"p\",path=\"{path}\"}} {}\n",
+                "{ACQUIRED}_total{{pool_name=\"p\",path=\"{path}\"}} {}\n",
                 acquired / 2
             );
         }
         for (bound, n) in bounds.iter().zip(wait) {
-            text += &format!("{WAIT_METRIC}_bucket{{le=\"{bound}\",pool_name=\"p\"}} {n}\n");
+            text +=
+                &format!("{CONNECTION_WAIT_TIME}_bucket{{le=\"{bound}\",pool_name=\"p\"}} {n}\n");
         }
         text += &format!(
-            "{WAIT_METRIC}_sum{{pool_name=\"p\"}} {wait_sum}\n{WAIT_METRIC}_count{{pool_name=\"p\"}} {}\n",
+            "{CONNECTION_WAIT_TIME}_sum{{pool_name=\"p\"}} {wait_sum}\n{CONNECTION_WAIT_TIME}_count{{pool_name=\"p\"}} {}\n",
             wait[3]
         );
         for (bound, n) in bounds.iter().zip(used) {
-            text += &format!("{USE_METRIC}_bucket{{le=\"{bound}\",pool_name=\"p\"}} {n}\n");
+            text +=
+                &format!("{CONNECTION_USE_TIME}_bucket{{le=\"{bound}\",pool_name=\"p\"}} {n}\n");
         }
         text += &format!(
-            "{USE_METRIC}_sum{{pool_name=\"p\"}} {use_sum}\n{USE_METRIC}_count{{pool_name=\"p\"}} {}\n",
+            "{CONNECTION_USE_TIME}_sum{{pool_name=\"p\"}} {use_sum}\n{CONNECTION_USE_TIME}_count{{pool_name=\"p\"}} {}\n",
             used[3]
         );
-        text += "db_client_connection_max{pool_name=\"p\"} 50\n";
-        text += "db_client_connection_timeouts_total{pool_name=\"p\"} 0\n";
+        text += &format!("{CONNECTION_MAX}{{pool_name=\"p\"}} 50\n");
+        text += &format!("{CONNECTION_TIMEOUTS}_total{{pool_name=\"p\"}} 0\n");
         Metrics::parse(&text).unwrap()
     }
 
