@@ -220,20 +220,7 @@ impl Config {
     }
 }
 
-/// `url` with any password replaced by `***` (URLs and libpq key/value
-/// strings).
-///
-/// ```
-/// assert_eq!(tidewater_cli::config::redact("mysql://root:pw@db:3306/x"), "mysql://root:***@db:3306/x");
-/// assert_eq!(tidewater_cli::config::redact("tidewater.db"), "tidewater.db");
-/// ```
-pub fn redact(url: &str) -> String {
-    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        tidewater_mysql::redact(url)
-    } else {
-        tidewater_postgres::redact(url)
-    }
-}
+pub use tidewater::credentials::redact;
 
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -129,26 +129,7 @@ impl std::fmt::Debug for MySqlOptions {
     }
 }
 
-/// `url` with any password replaced by `***`, for logs and errors.
-///
-/// ```
-/// use tidewater_mysql::redact;
-/// assert_eq!(redact("mysql://app:s3cret@db/orders"), "mysql://app:***@db/orders");
-/// assert_eq!(redact("mysql://app@db/orders"), "mysql://app@db/orders");
-/// ```
-pub fn redact(url: &str) -> String {
-    let start = url.find("://").map_or(0, |scheme| scheme + 3);
-    let authority = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(&url[start..], |end| &url[start..start + end]);
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    match authority[..at].find(':') {
-        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[start + at..]),
-        None => url.to_owned(),
-    }
-}
+pub use tidewater::credentials::redact;
 
 /// URL parameters of mysql_async's own pool, which tidewater replaces.
 const POOL_PARAMS: [&str; 8] = [

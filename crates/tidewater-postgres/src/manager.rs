@@ -118,51 +118,7 @@ impl std::fmt::Debug for PgOptions {
     }
 }
 
-/// `url` with any password replaced by `***`, for logs and errors: URL
-/// form (the password after the user, or a `password` query parameter)
-/// and libpq's key/value form. Works for any `scheme://` URL.
-///
-/// ```
-/// use tidewater_postgres::redact;
-/// assert_eq!(redact("postgres://app:s3cret@db/orders"), "postgres://app:***@db/orders");
-/// assert_eq!(redact("host=db password=s3cret user=app"), "host=db password=*** user=app");
-/// assert_eq!(redact("postgres://db/x?user=app&password=s3cret"), "postgres://db/x?user=app&password=***");
-/// assert_eq!(redact("mysql://root@db/shop"), "mysql://root@db/shop");
-/// ```
-pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (rest, query) = match rest.split_once('?') {
-            Some((rest, query)) => (rest, Some(query)),
-            None => (rest, None),
-        };
-        let mut redacted = match rest.rsplit_once('@') {
-            Some((credentials, host)) => match credentials.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                None => format!("{scheme}://{rest}"),
-            },
-            None => format!("{scheme}://{rest}"),
-        };
-        if let Some(query) = query {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            redacted.push('?');
-            redacted.push_str(&pairs.join("&"));
-        }
-        return redacted;
-    }
-    url.split_whitespace()
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use tidewater::credentials::redact;
 
 /// Opens and looks after PostgreSQL sessions for a [`tidewater::Pool`].
 ///

@@ -365,36 +365,4 @@ impl<DB: Backend> fmt::Debug for SqlxManager<DB> {
     }
 }
 
-/// `url` with its password (in the user part or a `password=` parameter)
-/// replaced by `***`; text that is not a URL has `password=` values masked.
-///
-/// ```
-/// use tidewater_sqlx::redact;
-/// assert_eq!(redact("postgres://app:s3cret@db/orders"), "postgres://app:***@db/orders");
-/// assert_eq!(redact("mysql://db/orders?password=s3cret&ssl-mode=required"), "mysql://db/orders?password=***&ssl-mode=required");
-/// assert_eq!(redact("sqlite://app.db"), "sqlite://app.db");
-/// ```
-pub fn redact(url: &str) -> String {
-    let mut text = match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((credentials, host)) if !credentials.contains('/') => {
-                match credentials.split_once(':') {
-                    Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                    None => url.to_owned(),
-                }
-            }
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
-    };
-    let mut from = 0;
-    while let Some(found) = text[from..].to_ascii_lowercase().find("password=") {
-        let start = from + found + "password=".len();
-        let end = text[start..]
-            .find(['&', ' ', ';'])
-            .map_or(text.len(), |end| start + end);
-        text.replace_range(start..end, "***");
-        from = start + 3;
-    }
-    text
-}
+pub use tidewater::credentials::redact;

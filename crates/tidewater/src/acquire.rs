@@ -209,6 +209,10 @@ impl<M: Manager> Drop for Queue<'_, M> {
     }
 }
 
+/// The target of the wait span: a filter can turn it off
+/// (`tidewater::wait=off`) without silencing the pool's logs.
+const WAIT_TARGET: &str = "tidewater::wait";
+
 /// The span of a `get()` that waits, opens or checks a connection, named
 /// after OpenTelemetry's `db.client.connection.wait_time` (the time it took
 /// to obtain an open connection from the pool) and carrying its pool
@@ -216,15 +220,10 @@ impl<M: Manager> Drop for Queue<'_, M> {
 /// sees pool waits in its traces. Its duration is the wait; its parent is
 /// the caller's current span.
 ///
-/// Its target is `tidewater::wait`, so a filter can turn it off
-/// (`tidewater::wait=off`) without silencing the pool's logs.
-///
 /// It is opened at the first point the fast path fails and never entered
 /// (the pool's own polls would pay an enter and exit each), and its fields
 /// are written once, at the end; when no subscriber wants it, nothing is
 /// written at all.
-const WAIT_TARGET: &str = "tidewater::wait";
-
 #[derive(Default)]
 struct WaitTrace {
     span: Option<Span>,
