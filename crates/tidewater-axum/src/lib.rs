@@ -61,4 +61,4 @@ pub use deadline::{DEADLINE_HEADER, Deadline, DeadlineLayer, RequestDeadline, de
 pub use extract::Db;
 pub use monitoring::{HISTORY_POINTS, Monitoring, SAMPLE_INTERVAL};
 pub use problem::{PROBLEM_BASE, PROBLEM_CONTENT_TYPE, PoolError};
-pub use report::{HistoryPoint, PoolReport, PoolsReport, Thresholds, Totals};
+pub use report::{HistoryPoint, LeakReport, PoolReport, PoolsReport, Thresholds, Totals};

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tidewater::alerts::{Alert, ServerCapacity};
 use tidewater::{LeakSuspect, PoolStatus, PoolView, SizingReport, StatsSnapshot};
 
@@ -19,7 +19,7 @@ use tidewater::{LeakSuspect, PoolStatus, PoolView, SizingReport, StatsSnapshot};
 ///   "pools": [ { "name": "orders", "...": "see PoolReport" } ]
 /// }
 /// ```
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PoolsReport {
     /// When the report was made, in milliseconds since the Unix epoch.
@@ -53,7 +53,7 @@ pub struct PoolsReport {
 ///   "history": [ { "sample": 41, "unix_ms": 1795899999000, "in_use": 1, "...": "see HistoryPoint" } ]
 /// }
 /// ```
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PoolReport {
     /// The pool's name.
@@ -67,7 +67,7 @@ pub struct PoolReport {
     pub alerts: Vec<Alert>,
     /// Connections held past the leak threshold, longest first, with the
     /// call site that took each.
-    pub leak_suspects: Vec<LeakSuspect>,
+    pub leak_suspects: Vec<LeakReport>,
     /// Counters since the pool started.
     pub totals: Totals,
     /// The database server's connections, as the backend last reported
@@ -80,8 +80,37 @@ pub struct PoolReport {
     pub history: Vec<HistoryPoint>,
 }
 
+/// A connection held past the leak threshold, as the report carries it
+/// (a [`LeakSuspect`] with its call site as text).
+///
+/// ```
+/// let json = r#"{ "connection_id": 1, "caller": "src/orders.rs:6:21", "held_for_seconds": 7.0 }"#;
+/// let leak: tidewater_axum::LeakReport = serde_json::from_str(json).unwrap();
+/// assert_eq!(leak.caller, "src/orders.rs:6:21");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LeakReport {
+    /// The id of the connection, as in the pool's logs.
+    pub connection_id: u64,
+    /// Where `get()` was called: `file:line:column`.
+    pub caller: String,
+    /// How long it has been held.
+    pub held_for_seconds: f64,
+}
+
+impl From<&LeakSuspect> for LeakReport {
+    fn from(suspect: &LeakSuspect) -> Self {
+        Self {
+            connection_id: suspect.connection_id,
+            caller: suspect.caller.to_string(),
+            held_for_seconds: suspect.held_for.as_secs_f64(),
+        }
+    }
+}
+
 /// A pool's counters since it started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Totals {
     /// Successful checkouts.
@@ -115,7 +144,7 @@ impl Totals {
 }
 
 /// The configured bounds of a pool that its numbers are judged against.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Thresholds {
     /// Longest a `get()` waits.
@@ -151,7 +180,7 @@ impl Thresholds {
 ///   "wait_p99_seconds": 0.00025, "acquired_total": 812, "timeouts_total": 0,
 ///   "connect_errors_total": 0, "breaker_open": false }
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct HistoryPoint {
     /// The sample's number, counting from 1 for each [`Monitoring`](crate::Monitoring).
@@ -249,7 +278,7 @@ pub(crate) fn pool_report(view: &dyn PoolView, history: Vec<HistoryPoint>) -> Po
         status: view.status(),
         sizing: view.sizing(),
         alerts: view.alerts(),
-        leak_suspects: view.leak_suspects(),
+        leak_suspects: view.leak_suspects().iter().map(LeakReport::from).collect(),
         totals: Totals::of(&stats),
         capacity: view.capacity(),
         thresholds: Thresholds::of(view),

@@ -193,6 +193,13 @@ async fn the_pools_api_has_the_documented_shape() {
     })
     .await;
 
+    // The types read what the route writes, and write it back unchanged:
+    // clients (the lab, the service's tests) use them, not raw JSON.
+    let typed: tidewater_axum::PoolsReport =
+        serde_json::from_value(report.clone()).expect("the report reads as PoolsReport");
+    assert_eq!(serde_json::to_value(&typed).unwrap(), report);
+    assert_eq!(typed.pools[0].leak_suspects.len(), 1);
+
     assert!(report["generated_at_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(report["sample_interval_seconds"], 0.05);
     assert_eq!(report["history_capacity"], 20);

@@ -1,4 +1,4 @@
-//! `tidewater-bench drill`: the drill of `tidewater drill` with the pool
+//! `tidewater-bench drill`: the drill of `tidewater-lab drill` with the pool
 //! swapped for each of its peers, side by side.
 //!
 //! For each pool (tidewater-postgres, deadpool-postgres, bb8-postgres,
@@ -88,7 +88,7 @@ const WARM_UP_DEADLINE: Duration = Duration::from_secs(30);
 /// How long closing a pool or stopping the service may take.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(15);
 
-/// Runs the fault drill of `tidewater drill` on tidewater-postgres and on
+/// Runs the fault drill of `tidewater-lab drill` on tidewater-postgres and on
 /// deadpool-postgres, bb8-postgres and sqlx behind the same HTTP service,
 /// and prints what each saw, fault by fault.
 #[derive(clap::Args, Debug)]

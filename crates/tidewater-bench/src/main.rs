@@ -25,7 +25,7 @@
 //! `tidewater-bench postgres` runs tidewater-postgres and its peers
 //! (deadpool-postgres, bb8-postgres, sqlx) against a real PostgreSQL server
 //! instead: see the [`postgres`] module. `tidewater-bench drill` runs the
-//! fault drill of `tidewater drill` on each PostgreSQL pool behind the same
+//! fault drill of `tidewater-lab drill` on each PostgreSQL pool behind the same
 //! small HTTP service: see the [`drill`] module.
 //!
 //! `tidewater-bench sizing` runs fixed pool sizes and the adaptive limit
@@ -99,7 +99,7 @@ enum Command {
     /// 50 dedicated connections on a PostgreSQL server: 1000 tasks, a pool
     /// of 50, get + `SELECT 1` + drop.
     Postgres(postgres::PgArgs),
-    /// The fault drill of `tidewater drill` on tidewater-postgres,
+    /// The fault drill of `tidewater-lab drill` on tidewater-postgres,
     /// deadpool-postgres, bb8-postgres and sqlx, each behind the same HTTP
     /// service on a private PostgreSQL: restart, crash, hang, terminated
     /// sessions, a full server; failures, longest wait and recovery side by

@@ -1,7 +1,7 @@
 //! The command line: `tidewater [serve] [OPTIONS]`. Without a subcommand,
 //! `serve` runs with the options given.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -31,24 +31,6 @@ pub enum Command {
     /// Run the reference service: accounts, transfers and a ledger over
     /// HTTP, with health, metrics and a live dashboard (the default).
     Serve(ServeArgs),
-    /// Load the reference service with virtual users (default 1000) and
-    /// report throughput, latency, the pool's acquisition wait, errors,
-    /// availability and memory, check that no money was lost, and judge
-    /// against SLOs (exit code 1 on failure); `--ramp` finds the knee.
-    Load(crate::load::LoadArgs),
-    /// Recommend max_size and min_idle per replica from the load (rate and
-    /// use time) and the server (cores, max_connections), showing why.
-    Advise(crate::advise::AdviseArgs),
-    /// Drill the reference service: run the load while a private
-    /// PostgreSQL is restarted, crashed, hung, emptied of sessions and
-    /// filled, and report each phase (failures by kind, longest wait,
-    /// recovery) and the correctness check (exit code 1 on failure).
-    Drill(crate::drill::DrillArgs),
-    /// Soak the reference service: a long load run sampling its memory
-    /// and the pool's counters, fitting the memory trend against
-    /// checkouts, and checking every slot is back and no money was lost
-    /// (exit code 1 on a leak).
-    Soak(crate::soak::SoakArgs),
 }
 
 /// Options of `serve`. Each flag wins over the environment and the file;
@@ -83,6 +65,10 @@ pub struct ServeArgs {
     /// Print the effective configuration as TOML (passwords redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Once serving, write where (URL, backend, dashboard, process id) to
+    /// this file as JSON; removed at shutdown. See `serve::Ready`.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -137,11 +123,7 @@ impl ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
-        Command::Serve(args) => serve_command(&args),
-        Command::Load(args) => crate::load::run(&args),
-        Command::Advise(args) => crate::advise::run(&args),
-        Command::Drill(args) => crate::drill::run(&args),
-        Command::Soak(args) => crate::soak::run(&args),
+        Command::Serve(args) => serve(&args),
     }
 }
 
@@ -151,8 +133,10 @@ fn environment() -> impl Iterator<Item = (String, String)> {
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
 }
 
-/// `tidewater serve`.
-fn serve_command(args: &ServeArgs) -> ExitCode {
+/// `tidewater serve`: loads the configuration (flags, environment, file),
+/// runs the service until SIGTERM or Ctrl-C, and returns the exit code
+/// (2 for a configuration it cannot use). The lab's `serve` is this too.
+pub fn serve(args: &ServeArgs) -> ExitCode {
     let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let loaded = args
         .overrides()
@@ -196,10 +180,10 @@ fn serve_command(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, args.ready_file.as_deref()))
 }
 
-async fn run(config: config::Config) -> ExitCode {
+async fn run(config: config::Config, ready_file: Option<&Path>) -> ExitCode {
     let server = match serve::start(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -211,18 +195,23 @@ async fn run(config: config::Config) -> ExitCode {
             };
         }
     };
-    // Listening before saying it serves: a signal sent as soon as the line
-    // is read must find the handlers installed, not kill the process.
+    // Listening before saying it serves: a signal sent as soon as the ready
+    // file or the line is read must find the handlers installed, not kill
+    // the process. The file first: whoever reads the line finds it.
     let mut signals = ShutdownSignals::install();
+    let ready = ready_file.map(|path| (path, serve::Ready::of(&server).write(path)));
     println!(
         "tidewater is serving on {} ({}); dashboard: {}",
         server.url(),
         server.store().backend(),
         server.dashboard_url()
     );
-    match &mut signals {
-        Ok(signals) => signals.recv().await,
-        Err(error) => tracing::error!(%error, "cannot listen for signals; shutting down"),
+    match (&mut signals, &ready) {
+        (_, Some((path, Err(error)))) => {
+            tracing::error!(%error, file = %path.display(), "cannot write the ready file; shutting down");
+        }
+        (Ok(signals), _) => signals.recv().await,
+        (Err(error), _) => tracing::error!(%error, "cannot listen for signals; shutting down"),
     }
     tracing::info!("shutting down: no new connections; finishing the requests in flight");
     let second_signal = async {
@@ -231,10 +220,14 @@ async fn run(config: config::Config) -> ExitCode {
             Err(_) => std::future::pending().await,
         }
     };
+    if let Some((path, Ok(()))) = &ready {
+        let _ = std::fs::remove_file(path);
+    }
+    let ready_failed = matches!(ready, Some((_, Err(_))));
     tokio::select! {
         report = server.shutdown() => {
             tracing::info!(requests_drained = report.requests_drained, "stopped");
-            ExitCode::SUCCESS
+            if ready_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         () = second_signal => {
             tracing::warn!("second signal: exiting without waiting");

@@ -26,14 +26,10 @@
 //! The API, the configuration keys and how to run it against PostgreSQL
 //! or MySQL are in `docs/service.md`.
 
-pub mod advise;
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod drill;
 pub mod error;
-pub mod load;
 pub mod logging;
 pub mod serve;
-pub mod soak;
 pub mod store;

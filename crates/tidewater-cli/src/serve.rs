@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tidewater::CloseReport;
 use tidewater_axum::Monitoring;
 use tokio::net::TcpListener;
@@ -154,6 +156,77 @@ fn describe(error: &ApiError) -> String {
         source = cause.source();
     }
     text
+}
+
+/// What a serving `tidewater serve --ready-file FILE` writes to `FILE`, as
+/// JSON, once it listens and handles signals: how a supervisor, a script
+/// or the lab learns where it serves without reading its log.
+///
+/// ```
+/// use tidewater_cli::serve::Ready;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("ready.json");
+/// assert!(Ready::read(&path)?.is_none());
+/// let ready = Ready {
+///     url: "http://127.0.0.1:8080".into(),
+///     backend: "sqlite".into(),
+///     dashboard: "http://127.0.0.1:8080/dashboard".into(),
+///     pid: std::process::id(),
+/// };
+/// ready.write(&path)?;
+/// assert_eq!(Ready::read(&path)?, Some(ready));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    /// The base URL (`http://127.0.0.1:8080`).
+    pub url: String,
+    /// The database kind: `sqlite`, `postgres` or `mysql`.
+    pub backend: String,
+    /// The dashboard's URL.
+    pub dashboard: String,
+    /// The serving process's id.
+    pub pid: u32,
+}
+
+impl Ready {
+    /// What `server` serves, in this process.
+    pub fn of(server: &Server) -> Self {
+        Self {
+            url: server.url(),
+            backend: server.store().backend().to_owned(),
+            dashboard: server.dashboard_url(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Writes it to `path` whole: first to a sibling file, then renamed,
+    /// so a reader never sees half of it.
+    ///
+    /// # Errors
+    /// The folder cannot be written.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(&partial, json)?;
+        std::fs::rename(&partial, path)
+    }
+
+    /// Reads `path`: `None` while it does not exist (not serving yet).
+    ///
+    /// # Errors
+    /// It cannot be read, or is not a ready file.
+    pub fn read(path: &Path) -> std::io::Result<Option<Self>> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// What [`Server::shutdown`] did.

@@ -13,6 +13,7 @@ use common::{Answer, Kind, Service, TestDb};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tidewater::metric_names::{ACQUIRED, CONNECTION_COUNT, CONNECTION_MAX, CONNECTION_TIMEOUTS};
+use tidewater_axum::PoolsReport;
 
 on_every_backend!(
     api,
@@ -731,11 +732,12 @@ async fn monitoring(kind: Kind) {
 
     let pools = service.get("/api/pools").await;
     assert_eq!(pools.status, StatusCode::OK, "{pools:?}");
-    let listed = pools.body["pools"].as_array().expect("a list of pools");
-    assert_eq!(listed.len(), 1, "{pools:?}");
-    assert_eq!(listed[0]["name"], "tidewater");
-    assert_eq!(listed[0]["status"]["max_size"], MAX_SIZE);
-    assert!(listed[0]["totals"]["acquired"].as_f64().unwrap() >= later);
+    let listed: PoolsReport = serde_json::from_value(pools.body.clone())
+        .unwrap_or_else(|e| panic!("not a tidewater_axum::PoolsReport ({e}): {pools:?}"));
+    assert_eq!(listed.pools.len(), 1, "{pools:?}");
+    assert_eq!(listed.pools[0].name, "tidewater");
+    assert_eq!(listed.pools[0].status.max_size, MAX_SIZE);
+    assert!(listed.pools[0].totals.acquired as f64 >= later);
 
     service.stop().await;
 }

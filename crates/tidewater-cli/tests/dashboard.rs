@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use tidewater_axum::PoolsReport;
 use tidewater_testkit::browser::{Browser, Tab};
 use tokio::time::Instant;
 
@@ -149,10 +150,9 @@ async fn the_dashboard_shows_live_numbers_and_a_firing_alert_without_errors() {
     );
     // Every transfer checked a connection out: the page catches up.
     let acquired = metric_above(&tab, "acquired", acquired_before + made as f64 - 1.0).await;
-    let report = service.get("/api/pools").await;
-    let served = report.body["pools"][0]["totals"]["acquired"]
-        .as_f64()
-        .unwrap();
+    let report: PoolsReport = serde_json::from_value(service.get("/api/pools").await.body)
+        .expect("/api/pools reads as tidewater_axum::PoolsReport");
+    let served = report.pools[0].totals.acquired as f64;
     assert!(
         acquired <= served,
         "the page shows {acquired}, the service {served}"

@@ -14,6 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tidewater_cli::serve::Ready;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -30,6 +31,8 @@ struct Binary {
     /// Its standard error, one line a JSON event, once it has exited.
     stderr: JoinHandle<Vec<String>>,
     _stdout: JoinHandle<()>,
+    /// Where it says it serves (`--ready-file`).
+    ready_file: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -40,8 +43,11 @@ impl Binary {
     /// once it says it is serving.
     async fn start(db: &TestDb, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let ready_file = dir.path().join("ready.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
             .args(["--bind", "127.0.0.1:0", "--database-url", &db.url])
+            .arg("--ready-file")
+            .arg(&ready_file)
             .args(["--log-format", "json", "--log-level", "info"])
             .args(extra)
             .env_clear()
@@ -84,6 +90,14 @@ impl Binary {
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         assert_ne!(addr.port(), 0, "{line}");
+        // The same, machine-readable, written before the line.
+        let ready = Ready::read(&ready_file)
+            .unwrap()
+            .expect("the ready file is written before the line");
+        assert_eq!(
+            (ready.url.as_str(), ready.backend.as_str(), Some(ready.pid)),
+            (base.as_str(), "postgres", child.id()),
+        );
         // Whatever else it prints is read, so it never blocks on a full pipe.
         let stdout =
             tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
@@ -100,6 +114,7 @@ impl Binary {
             },
             stderr,
             _stdout: stdout,
+            ready_file,
             _dir: dir,
         }
     }
@@ -116,6 +131,12 @@ impl Binary {
             .await
             .expect("tidewater exits in time")
             .unwrap();
+        if status.success() {
+            assert!(
+                !self.ready_file.exists(),
+                "a clean exit removes the ready file"
+            );
+        }
         let lines = self.stderr.await.unwrap();
         let events = lines
             .iter()

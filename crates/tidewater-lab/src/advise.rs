@@ -1,7 +1,7 @@
-//! `tidewater advise`: a pool size from the load and the server.
+//! `tidewater-lab advise`: a pool size from the load and the server.
 //!
 //! From the arrival rate of checkouts and how long each holds its
-//! connection (given, or read from a `tidewater load --json` report), the
+//! connection (given, or read from a `tidewater-lab load --json` report), the
 //! database server's cores and `max_connections`, and the number of
 //! service replicas, it recommends `max_size` and `min_idle` per replica
 //! and warns when the replicas together would exhaust the server. Every
@@ -264,7 +264,7 @@ where
     })
 }
 
-/// Why `tidewater advise` could not advise.
+/// Why `tidewater-lab advise` could not advise.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AdviseError {
@@ -360,7 +360,7 @@ pub struct Request {
     pub use_time: Option<String>,
     /// `--use-time-p99`: the p99 of the use time.
     pub use_time_p99: Option<String>,
-    /// `--from`: a `tidewater load --json` report.
+    /// `--from`: a `tidewater-lab load --json` report.
     pub from: Option<PathBuf>,
     /// `--server-cores`.
     pub server_cores: Option<String>,
@@ -460,7 +460,7 @@ impl Request {
             })
             .ok_or_else(|| AdviseError::Missing {
                 what: "the checkout rate: give --checkouts-per-second, or --from a \
-                       `tidewater load --json` report with pool.checkouts_per_second"
+                       `tidewater-lab load --json` report with pool.checkouts_per_second"
                     .into(),
             })?;
         let use_time = use_time
@@ -472,7 +472,7 @@ impl Request {
             })
             .ok_or_else(|| AdviseError::Missing {
                 what: "the connection use time: give --use-time (such as 4ms), or --from a \
-                       `tidewater load --json` report with pool.use_time_seconds.mean"
+                       `tidewater-lab load --json` report with pool.use_time_seconds.mean"
                     .into(),
             })?;
         let use_time_p99 = use_time_p99.or_else(|| {

@@ -1,4 +1,4 @@
-//! `tidewater drill`: the load's virtual users against the reference
+//! `tidewater-lab drill`: the load's virtual users against the reference
 //! service while a private PostgreSQL is broken on a schedule, and a
 //! report of what the users saw, phase by phase, with verdicts.
 //!
@@ -141,7 +141,7 @@ impl Default for DrillConfig {
             settings: Vec::new(),
             exe: SpawnOptions::default().exe,
             quiet: false,
-            command: "tidewater drill".into(),
+            command: "tidewater-lab drill".into(),
         }
     }
 }
@@ -600,7 +600,7 @@ pub fn judge(
 /// A note on standard error, unless quiet.
 fn note(config: &DrillConfig, line: &str) {
     if !config.quiet {
-        eprintln!("tidewater drill: {line}");
+        eprintln!("tidewater-lab drill: {line}");
     }
 }
 
@@ -620,7 +620,7 @@ pub async fn run(config: &DrillConfig) -> Result<DrillReport, DrillError> {
         let log = cluster.log();
         let tail: Vec<&str> = log.lines().rev().take(10).collect();
         eprintln!(
-            "tidewater drill: the private server's last log lines:\n{}",
+            "tidewater-lab drill: the private server's last log lines:\n{}",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
@@ -845,14 +845,14 @@ async fn watch_phases(recorder: PhaseRecorder, quiet: bool) {
     loop {
         let phases = recorder.phases();
         for phase in phases.iter().skip(begun) {
-            eprintln!("tidewater drill: phase {}", phase.name);
+            eprintln!("tidewater-lab drill: phase {}", phase.name);
         }
         begun = phases.len();
         let back = phases.iter().filter(|phase| phase.window.is_some()).count();
         for phase in phases.iter().filter(|p| p.window.is_some()).skip(restored) {
             if let Some(window) = &phase.window {
                 eprintln!(
-                    "tidewater drill:   {}: database back after {} ({})",
+                    "tidewater-lab drill:   {}: database back after {} ({})",
                     phase.name,
                     seconds(window.outage().as_secs_f64()),
                     window.detail
@@ -930,7 +930,7 @@ impl DrillReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "tidewater drill: {} users (think {} mean) against the service on a private PostgreSQL {} (max_connections {}, pool max_size {})",
+            "tidewater-lab drill: {} users (think {} mean) against the service on a private PostgreSQL {} (max_connections {}, pool max_size {})",
             s.users,
             seconds(s.think_mean_seconds),
             self.server_version,

@@ -1,4 +1,4 @@
-//! The fault schedule shared by `tidewater drill` and the peer comparison
+//! The fault schedule shared by `tidewater-lab drill` and the peer comparison
 //! (`tidewater-bench drill`): what breaks a private PostgreSQL, and what the
 //! requests made meanwhile saw, phase by phase.
 //!
@@ -21,7 +21,7 @@
 //!
 //! What drives the load, and how a failure is named, is the caller's: the
 //! phase computation only sees instants and outcome strings, so
-//! `tidewater drill` (virtual users against the reference service) and the
+//! `tidewater-lab drill` (virtual users against the reference service) and the
 //! benchmark (one small HTTP service per peer pool) share it.
 //!
 //! Faults are only ever injected into a [`PgCluster`], a private server

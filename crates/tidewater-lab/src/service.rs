@@ -10,13 +10,14 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tidewater::credentials::redact;
+use tidewater_cli::serve::Ready;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -32,7 +33,9 @@ pub enum Target {
 /// How to start the service.
 #[derive(Clone, Debug)]
 pub struct SpawnOptions {
-    /// The `tidewater` binary; by default this process's own executable.
+    /// The service binary, run as `EXE serve …`: by default this process's
+    /// own executable (`tidewater-lab`, whose `serve` is the service), or
+    /// a `tidewater` binary.
     pub exe: PathBuf,
     /// The database; `None`: SQLite in a temporary folder, removed after.
     pub database_url: Option<String>,
@@ -275,11 +278,13 @@ async fn spawn(options: &SpawnOptions) -> Result<Service, ServiceError> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bank.db").display()));
+    let ready_file = dir.path().join("ready.json");
     let mut command = Command::new(&options.exe);
     command
         .args(["serve", "--bind", "127.0.0.1:0", "--database-url"])
         .arg(&database_url)
-        .args(["--log-format", "json"]);
+        .args(["--log-format", "json", "--ready-file"])
+        .arg(&ready_file);
     for setting in &options.settings {
         command.arg("--set").arg(setting);
     }
@@ -287,7 +292,7 @@ async fn spawn(options: &SpawnOptions) -> Result<Service, ServiceError> {
     command
         .current_dir(dir.path())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command
@@ -304,23 +309,7 @@ async fn spawn(options: &SpawnOptions) -> Result<Service, ServiceError> {
             }
         })
     });
-    let Some(stdout) = child.stdout.take() else {
-        return Err(ServiceError::Start("no standard output".into()));
-    };
-    let mut lines = BufReader::new(stdout).lines();
-    let serving = tokio::time::timeout(options.start_timeout, async {
-        loop {
-            match lines.next_line().await {
-                Ok(Some(line)) => {
-                    if let Some(found) = parse_serving_line(&line) {
-                        return Some(found);
-                    }
-                }
-                Ok(None) | Err(_) => return None,
-            }
-        }
-    })
-    .await;
+    let ready = wait_until_ready(&mut child, &ready_file, options.start_timeout).await;
     let failure = |why: String, log: &Arc<Mutex<LogTail>>| {
         let tail = log.lock().unwrap_or_else(|e| e.into_inner());
         let last: Vec<&str> = tail.last.iter().map(String::as_str).collect();
@@ -331,45 +320,46 @@ async fn spawn(options: &SpawnOptions) -> Result<Service, ServiceError> {
             last.join("\n")
         )
     };
-    let (base, backend) = match serving {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    let ready = match ready {
+        Ok(ready) => ready,
+        Err(NotReady::Exited(status)) => {
             // The log reader takes the last lines, up to the pipe's end.
             if let Some(reader) = reader {
                 let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
             }
-            return Err(match status {
+            let why = match status.code() {
                 // `serve` exits 2 for a configuration it cannot use.
-                Ok(Ok(status)) if status.code() == Some(2) => ServiceError::Config(failure(
-                    "it refused its configuration (exit code 2)".into(),
-                    &log,
-                )),
-                Ok(Ok(status)) => ServiceError::Start(failure(
-                    format!("it exited ({status}) before serving"),
-                    &log,
-                )),
-                _ => {
-                    ServiceError::Start(failure("it closed its output before serving".into(), &log))
+                Some(2) => {
+                    return Err(ServiceError::Config(failure(
+                        "it refused its configuration (exit code 2)".into(),
+                        &log,
+                    )));
                 }
-            });
+                _ => format!("it exited ({status}) before serving"),
+            };
+            return Err(ServiceError::Start(failure(why, &log)));
         }
-        Err(_) => {
+        Err(NotReady::Unreadable(error)) => {
+            let _ = child.start_kill();
+            return Err(ServiceError::Start(failure(
+                format!("its ready file could not be read: {error}"),
+                &log,
+            )));
+        }
+        Err(NotReady::TimedOut) => {
             let _ = child.start_kill();
             return Err(ServiceError::Start(failure(
                 format!(
-                    "it did not say it serves within {}",
+                    "it was not serving within {}",
                     humantime::format_duration(options.start_timeout)
                 ),
                 &log,
             )));
         }
     };
-    // Nothing more is expected on standard output; keep the pipe drained.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(Service {
-        base,
-        backend: Some(backend),
+        base: ready.url,
+        backend: Some(ready.backend),
         spawned: Some(Spawned {
             child,
             pid,
@@ -380,27 +370,47 @@ async fn spawn(options: &SpawnOptions) -> Result<Service, ServiceError> {
     })
 }
 
+/// Why a spawned service never said it serves.
+enum NotReady {
+    /// It exited first.
+    Exited(std::process::ExitStatus),
+    /// Its ready file is not one (or the wait for the process failed).
+    Unreadable(std::io::Error),
+    /// Neither within the start timeout.
+    TimedOut,
+}
+
+/// Waits until the service started with `--ready-file ready_file` has
+/// written it (polled every 20 ms), it exits, or `timeout` passes.
+async fn wait_until_ready(
+    child: &mut Child,
+    ready_file: &Path,
+    timeout: Duration,
+) -> Result<Ready, NotReady> {
+    let waiting = async {
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    return Err(status.map_or_else(NotReady::Unreadable, NotReady::Exited));
+                }
+                () = tokio::time::sleep(Duration::from_millis(20)) => {
+                    if let Some(ready) = Ready::read(ready_file).map_err(NotReady::Unreadable)? {
+                        return Ok(ready);
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(timeout, waiting)
+        .await
+        .unwrap_or(Err(NotReady::TimedOut))
+}
+
 /// The memory of process `pid`, from `/proc/PID/status`; `None` when it
 /// cannot be read.
 pub fn memory_of(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_proc_status(&status)
-}
-
-/// Reads `tidewater is serving on http://ADDR (BACKEND); dashboard: …`:
-/// the base URL and the backend.
-///
-/// ```
-/// use tidewater_lab::service::parse_serving_line;
-/// let line = "tidewater is serving on http://127.0.0.1:36523 (sqlite); dashboard: http://127.0.0.1:36523/dashboard";
-/// assert_eq!(parse_serving_line(line), Some(("http://127.0.0.1:36523".into(), "sqlite".into())));
-/// assert_eq!(parse_serving_line("something else"), None);
-/// ```
-pub fn parse_serving_line(line: &str) -> Option<(String, String)> {
-    let rest = line.trim().strip_prefix("tidewater is serving on ")?;
-    let (url, rest) = rest.split_once(" (")?;
-    let (backend, _) = rest.split_once(')')?;
-    Some((url.trim_end_matches('/').to_owned(), backend.to_owned()))
 }
 
 /// Reads `VmRSS` and `VmHWM` (in kB) from the text of `/proc/PID/status`.

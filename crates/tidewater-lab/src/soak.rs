@@ -1,4 +1,4 @@
-//! `tidewater soak`: a long load run against a spawned service, watching
+//! `tidewater-lab soak`: a long load run against a spawned service, watching
 //! for leaks.
 //!
 //! A soak starts `tidewater serve` (SQLite in a temporary folder unless a
@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use tidewater_axum::PoolsReport;
 use tokio::sync::watch;
 
 use crate::load::check::CheckReport;
@@ -109,7 +109,7 @@ impl Default for SoakConfig {
             spawn: SpawnOptions::default(),
             progress: true,
             quiet: false,
-            command: "tidewater soak".into(),
+            command: "tidewater-lab soak".into(),
         }
     }
 }
@@ -516,7 +516,7 @@ pub async fn run(config: &SoakConfig) -> Result<SoakReport, LoadError> {
 /// A note on standard error, unless quiet.
 fn note(config: &SoakConfig, line: &str) {
     if !config.quiet {
-        eprintln!("tidewater soak: {line}");
+        eprintln!("tidewater-lab soak: {line}");
     }
 }
 
@@ -787,11 +787,10 @@ async fn pool(client: &reqwest::Client, base: &str) -> Option<(u32, u32)> {
     if !response.status().is_success() {
         return None;
     }
-    let body: Value = response.json().await.ok()?;
-    let first = &body["pools"][0];
-    let in_use = u32::try_from(first["status"]["in_use"].as_u64()?).ok()?;
-    let suspects = u32::try_from(first["leak_suspects"].as_array()?.len()).ok()?;
-    Some((in_use, suspects))
+    let report: PoolsReport = response.json().await.ok()?;
+    let first = report.pools.first()?;
+    let suspects = u32::try_from(first.leak_suspects.len()).ok()?;
+    Some((first.status.in_use, suspects))
 }
 
 /// Polls `/api/pools` until no connection is in use and no leak is
@@ -840,7 +839,7 @@ impl SoakReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "tidewater soak: {} users, think {} mean, for {} against {} ({})",
+            "tidewater-lab soak: {} users, think {} mean, for {} against {} ({})",
             self.users,
             seconds(self.think_mean_seconds),
             humantime::format_duration(Duration::from_secs_f64(self.duration_seconds.round())),

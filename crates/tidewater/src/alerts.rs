@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::AlertConfig;
 use crate::histogram::HistogramSnapshot;
@@ -113,8 +113,18 @@ impl Serialize for AlertName {
     }
 }
 
+impl<'de> Deserialize<'de> for AlertName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|alert| alert.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("no alert is named {name:?}")))
+    }
+}
+
 /// How urgent an alert is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Act soon: the pool is heading for trouble.
@@ -133,8 +143,27 @@ impl Severity {
     }
 }
 
-/// A firing (or just resolved) alert.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A firing (or just resolved) alert. In JSON, `name` is the Prometheus
+/// name and `since` an RFC 3339 time; it reads back as it was written.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use tidewater::alerts::{Alert, AlertName, Severity};
+///
+/// let alert = Alert {
+///     name: AlertName::AcquireTimeouts,
+///     severity: Severity::Critical,
+///     pool: "orders".into(),
+///     summary: "orders: callers time out waiting for a connection".into(),
+///     description: "3 timeouts in the last 1m".into(),
+///     since: UNIX_EPOCH + Duration::from_millis(1_795_900_000_123),
+/// };
+/// let json = serde_json::to_value(&alert).unwrap();
+/// assert_eq!(json["name"], "TidewaterAcquireTimeouts");
+/// assert_eq!(json["since"], "2026-11-28T21:06:40.123Z");
+/// assert_eq!(serde_json::from_value::<Alert>(json).unwrap(), alert);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     /// Which alert.
     pub name: AlertName,
@@ -147,7 +176,7 @@ pub struct Alert {
     /// What is going on, with the numbers (and, for a leak, the call sites).
     pub description: String,
     /// When it started firing.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "parse_rfc3339")]
     pub since: SystemTime,
 }
 
@@ -196,7 +225,7 @@ impl<F: Fn(&AlertEvent) + Send + Sync + 'static> AlertSink for F {
 /// let capacity = tidewater::alerts::ServerCapacity { max_connections: 100, available: 8 };
 /// assert!(capacity.headroom() < 0.1);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerCapacity {
     /// The server's connection limit.
     pub max_connections: u32,
@@ -213,6 +242,13 @@ impl ServerCapacity {
 
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_millis(*time))
+}
+
+fn parse_rfc3339<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
 }
 
 fn optional_rfc3339<S: serde::Serializer>(

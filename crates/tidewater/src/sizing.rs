@@ -64,7 +64,7 @@
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Tick;
 use crate::config::{SizingConfig, SizingMode};
@@ -93,7 +93,7 @@ const CLAMP: (f64, f64) = (-1.0, 1.5);
 /// ```
 /// assert_eq!(tidewater::LimitReason::PastKnee.as_str(), "past_knee");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitReason {
     /// Fixed sizing, or no interval with enough returns yet.
@@ -136,7 +136,7 @@ impl LimitReason {
 /// assert_eq!((sizing.mode, sizing.limit, sizing.ceiling), (tidewater::SizingMode::Fixed, 50, 50));
 /// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SizingReport {
     /// Fixed or adaptive.
@@ -149,10 +149,10 @@ pub struct SizingReport {
     pub ceiling: u32,
     /// The lowest mean use time seen: the database's latency when little
     /// queues inside it (for reference; the rule compares intervals).
-    #[serde(rename = "baseline_use_seconds", serialize_with = "seconds")]
+    #[serde(rename = "baseline_use_seconds", with = "seconds")]
     pub baseline_use: Option<Duration>,
     /// The mean use time in the last interval the limit was decided on.
-    #[serde(rename = "recent_use_seconds", serialize_with = "seconds")]
+    #[serde(rename = "recent_use_seconds", with = "seconds")]
     pub recent_use: Option<Duration>,
     /// The mean number of connections in use over that interval.
     pub recent_in_use: f64,
@@ -170,11 +170,26 @@ pub struct SizingReport {
 }
 
 /// A duration as seconds in JSON (`null` when there is none yet).
-fn seconds<S: serde::Serializer>(
-    value: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    value.map(|value| value.as_secs_f64()).serialize(serializer)
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.map(|value| value.as_secs_f64()).serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let seconds = Option::<f64>::deserialize(deserializer)?;
+        seconds
+            .map(|seconds| Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// One interval's measurements.

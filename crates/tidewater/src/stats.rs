@@ -29,7 +29,7 @@ use crate::idle::HotStats;
 /// assert_eq!((status.size, status.in_use, status.idle), (1, 1, 0));
 /// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PoolStatus {
     /// The pool's name.
     pub pool: Arc<str>,

@@ -7,8 +7,6 @@
 
 #![allow(dead_code)] // each test file uses a part
 
-pub mod binary;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mysql_async::prelude::Queryable;

@@ -1,4 +1,4 @@
-//! The queueing arithmetic behind `tidewater advise`: Little's law, the
+//! The queueing arithmetic behind `tidewater-lab advise`: Little's law, the
 //! Erlang B and C formulas of the M/M/c queue, the tail of the acquisition
 //! wait, and the Allen–Cunneen correction for use times more variable than
 //! the exponential.

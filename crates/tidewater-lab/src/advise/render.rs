@@ -414,7 +414,7 @@ impl fmt::Display for Advice {
         let replicas = inputs.replicas.value;
         writeln!(
             f,
-            "tidewater advise: max_size = {}, min_idle = {} for each of {replicas} replica(s) \
+            "tidewater-lab advise: max_size = {}, min_idle = {} for each of {replicas} replica(s) \
              ({} connections in all, of the {} the server leaves for these pools)",
             self.max_size,
             self.min_idle,

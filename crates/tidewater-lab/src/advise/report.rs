@@ -1,5 +1,5 @@
-//! Reading the measurements `tidewater advise --from` takes out of a
-//! `tidewater load --json` report. Only the fields listed on [`Measured`]
+//! Reading the measurements `tidewater-lab advise --from` takes out of a
+//! `tidewater-lab load --json` report. Only the fields listed on [`Measured`]
 //! are read; anything else in the report is ignored, so the report may
 //! grow without breaking this.
 
@@ -87,7 +87,7 @@ impl Measured {
             .map_err(|e| error(format!("cannot read it: {e}")))?;
         if text.len() as u64 > MAX_REPORT_BYTES {
             return Err(error(format!(
-                "larger than {} MiB: not a `tidewater load --json` report",
+                "larger than {} MiB: not a `tidewater-lab load --json` report",
                 MAX_REPORT_BYTES / 1024 / 1024
             )));
         }
@@ -105,12 +105,12 @@ impl Measured {
         };
         let report: Value = serde_json::from_str(text).map_err(|e| {
             error(format!(
-                "not JSON ({e}): expected a `tidewater load --json` report"
+                "not JSON ({e}): expected a `tidewater-lab load --json` report"
             ))
         })?;
         let Some(pool) = report.get("pool").filter(|pool| pool.is_object()) else {
             return Err(error(
-                "not a `tidewater load --json` report: it has no `pool` object \
+                "not a `tidewater-lab load --json` report: it has no `pool` object \
                  (with `checkouts_per_second` and `use_time_seconds`)"
                     .into(),
             ));

@@ -1,4 +1,4 @@
-//! What `tidewater advise` learns from the database server itself: whether
+//! What `tidewater-lab advise` learns from the database server itself: whether
 //! it runs on this machine (then its cores are this machine's), and its
 //! connection budget, read with one connection through
 //! [`tidewater_postgres::check_capacity`].

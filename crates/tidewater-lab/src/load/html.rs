@@ -224,7 +224,7 @@ pub fn render(report: &LoadReport) -> String {
     let _ = write!(
         page,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>tidewater load: {verdict}</title>\
+         <title>tidewater-lab load: {verdict}</title>\
          <style>\
          body{{font-family:sans-serif;margin:2em;max-width:1000px;color:#222}}\
          table{{border-collapse:collapse;margin:1em 0}}\
@@ -236,7 +236,7 @@ pub fn render(report: &LoadReport) -> String {
     let class = if report.passed { "pass" } else { "fail" };
     let _ = writeln!(
         page,
-        "<h1>tidewater load: <span class=\"{class}\">{verdict}</span></h1>"
+        "<h1>tidewater-lab load: <span class=\"{class}\">{verdict}</span></h1>"
     );
     let _ = writeln!(
         page,
@@ -430,7 +430,7 @@ pub fn render(report: &LoadReport) -> String {
     let _ = writeln!(page, "</table>");
     let _ = writeln!(
         page,
-        "<p>Made by <code>tidewater load</code>; the fields are described in docs/lab.md.</p></body></html>"
+        "<p>Made by <code>tidewater-lab load</code>; the fields are described in docs/lab.md.</p></body></html>"
     );
     page
 }

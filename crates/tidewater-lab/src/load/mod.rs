@@ -1,4 +1,4 @@
-//! `tidewater load`: virtual users against the reference service over
+//! `tidewater-lab load`: virtual users against the reference service over
 //! HTTP, then a report with numbers, a correctness check and verdicts.
 //!
 //! A run: start the service (or check the URL is on this machine), open
@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
+use tidewater_axum::PoolsReport;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -122,7 +123,7 @@ impl Default for LoadConfig {
             slos: Slos::default(),
             progress: true,
             quiet: false,
-            command: "tidewater load".into(),
+            command: "tidewater-lab load".into(),
             handle_signals: false,
         }
     }
@@ -240,8 +241,8 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// What a caller embedding a load run may add to it (`tidewater drill`,
-/// `tidewater soak`): nothing by default.
+/// What a caller embedding a load run may add to it (`tidewater-lab drill`,
+/// `tidewater-lab soak`): nothing by default.
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// Sees every request of the users as it ends.
@@ -393,28 +394,26 @@ pub(crate) async fn pool_status(
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status();
-    let body: Value = response.json().await.map_err(|e| e.to_string())?;
-    let first = &body["pools"][0];
-    let number = |name: &str| {
-        first["status"][name]
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-    };
-    match (first["name"].as_str(), number("max_size")) {
-        (Some(name), Some(max_size)) if status.is_success() => Ok((
-            name.to_owned(),
-            PoolSample {
-                in_use: number("in_use").unwrap_or(0),
-                idle: number("idle").unwrap_or(0),
-                size: number("size").unwrap_or(0),
-                max_size,
-                limit: number("limit").unwrap_or(max_size),
-                adaptive: first["sizing"]["mode"] == "adaptive",
-                waiters: number("waiters").unwrap_or(0),
-            },
-        )),
-        _ => Err(format!("status {status}, no pool in the answer")),
+    if !status.is_success() {
+        return Err(format!("status {status}"));
     }
+    let report: PoolsReport = response.json().await.map_err(|e| e.to_string())?;
+    let Some(first) = report.pools.first() else {
+        return Err("no pool in the answer".into());
+    };
+    let pool = &first.status;
+    Ok((
+        first.name.clone(),
+        PoolSample {
+            in_use: pool.in_use,
+            idle: pool.idle,
+            size: pool.size,
+            max_size: pool.max_size,
+            limit: pool.limit,
+            adaptive: first.sizing.mode == tidewater::SizingMode::Adaptive,
+            waiters: pool.waiters,
+        },
+    ))
 }
 
 /// `GET /metrics`, parsed; `None` when it cannot be read.
@@ -808,7 +807,7 @@ async fn drive(
     let progress = Arc::new(Progress::new(config.progress && !config.quiet));
     progress.note(
         &format!(
-            "tidewater load: {base}{}, pool {pool_name:?} of {}; opening {} accounts",
+            "tidewater-lab load: {base}{}, pool {pool_name:?} of {}; opening {} accounts",
             service
                 .backend()
                 .map_or(String::new(), |backend| format!(" ({backend})")),

@@ -294,8 +294,8 @@ pub struct Tapped<'a> {
 }
 
 /// Called with every request a [`Recorder`] records, as it is recorded:
-/// how `tidewater drill` sees each request's start, end and outcome, and
-/// `tidewater soak` the first request.
+/// how `tidewater-lab drill` sees each request's start, end and outcome, and
+/// `tidewater-lab soak` the first request.
 pub type Tap = Arc<dyn Fn(Tapped<'_>) + Send + Sync>;
 
 /// Where the users record: the current phase's statistics and the

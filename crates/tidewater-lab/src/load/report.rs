@@ -372,7 +372,7 @@ impl LoadReport {
         };
         let _ = writeln!(
             out,
-            "tidewater load: {} users, think {} mean, for {:.1} s against {target}",
+            "tidewater-lab load: {} users, think {} mean, for {:.1} s against {target}",
             self.users,
             seconds(self.scenario.think_mean_seconds),
             self.duration_seconds,

@@ -1,4 +1,4 @@
-//! `tidewater load` end to end: the real binary spawns the service on
+//! `tidewater-lab load` end to end: the real binary spawns the service on
 //! SQLite, loads it, checks correctness, stops it, and reports. Each run
 //! is short and bounded; the whole file takes seconds.
 //!
@@ -12,7 +12,7 @@
 //! objectives that no run can miss, or none can meet.
 
 mod common;
-use common::binary::{assert_passed, exit_code_of, json, tidewater, verdict, verdict_names};
+use common::{assert_passed, exit_code_of, json, lab, verdict, verdict_names};
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -55,7 +55,7 @@ fn a_short_run_reports_and_exits_as_its_verdicts_say() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");
-    let run = tidewater(
+    let run = lab(
         &[
             "load",
             "--spawn",
@@ -223,7 +223,7 @@ fn assert_steps(ramp: &Value, users: &[u64], verdicts: &[&str]) {
 fn a_ramp_whose_every_step_meets_the_objectives_has_its_knee_at_the_top() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let run = tidewater(
+    let run = lab(
         &[&RAMP[..], &ALWAYS_MET[..], &["--think", "100ms"][..]].concat(),
         dir.path(),
         Duration::from_secs(45),
@@ -261,7 +261,7 @@ fn a_ramp_whose_every_step_meets_the_objectives_has_its_knee_at_the_top() {
 fn a_ramp_stops_at_the_first_step_that_breaks_an_objective() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let run = tidewater(
+    let run = lab(
         &[&RAMP[..], &NEVER_MET[..], &["--think", "100ms"][..]].concat(),
         dir.path(),
         Duration::from_secs(45),
@@ -288,7 +288,7 @@ fn a_ramp_stops_at_the_first_step_that_breaks_an_objective() {
 fn an_objective_not_met_fails_the_run() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let run = tidewater(
+    let run = lab(
         &[
             &["load", "--spawn", "--users", "10", "--duration", "2s"][..],
             &ALWAYS_MET[..],
@@ -383,7 +383,7 @@ fn bad_options_name_the_flag_and_what_is_allowed() {
             "not on this machine",
         ),
     ] {
-        let run = tidewater(args, dir.path(), limit);
+        let run = lab(args, dir.path(), limit);
         assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
         assert!(
             run.stderr.contains(says),

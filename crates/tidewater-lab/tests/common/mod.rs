@@ -1,4 +1,6 @@
-//! Running the `tidewater` binary itself, as the lab's tests do: its exit
+#![allow(dead_code)] // each test file uses a part
+
+//! Running the `tidewater-lab` binary itself: its exit
 //! code and output, bounded in time; and reading the JSON report it
 //! prints: its verdicts and the exit code they give.
 
@@ -26,10 +28,10 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// Runs `tidewater ARGS` in `dir`; kills it and panics if it has not
+/// Runs `tidewater-lab ARGS` in `dir`; kills it and panics if it has not
 /// exited within `limit`.
-pub fn tidewater(args: &[&str], dir: &Path, limit: Duration) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidewater"));
+pub fn lab(args: &[&str], dir: &Path, limit: Duration) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidewater-lab"));
     command.args(args).current_dir(dir);
     run(command, limit)
 }

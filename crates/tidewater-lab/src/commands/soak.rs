@@ -1,4 +1,4 @@
-//! `tidewater soak`: its flags, and the run (in `tidewater-lab`) with the
+//! `tidewater-lab soak`: its flags, and the run (in `tidewater-lab`) with the
 //! report printed as text or JSON. See `docs/lab.md`.
 //!
 //! Exit codes: 0 every verdict passed; 1 a verdict failed (the memory
@@ -14,9 +14,9 @@ use clap::Args;
 use tidewater_lab::service::SpawnOptions;
 use tidewater_lab::soak::{DEFAULT_WARM_UP, SoakConfig};
 
-use crate::drill::{block_on_lab, command_line, duration_in, finish, probability, secs};
+use super::{block_on_lab, command_line, duration_in, finish, probability, secs};
 
-/// Options of `tidewater soak`. The run is bounded by `--duration` and
+/// Options of `tidewater-lab soak`. The run is bounded by `--duration` and
 /// sends traffic only to this machine.
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
@@ -62,8 +62,9 @@ pub struct SoakArgs {
     /// KEY=VALUE` (repeatable).
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// The `tidewater` binary to start (default: this one).
-    #[arg(long, value_name = "PATH", hide = true)]
+    /// The service binary to start, such as a release `tidewater` (default:
+    /// this one, whose `serve` is the service).
+    #[arg(long, value_name = "PATH")]
     pub service_exe: Option<PathBuf>,
     /// Print the report as JSON (no progress bar).
     #[arg(long)]
@@ -109,11 +110,11 @@ impl SoakArgs {
     }
 }
 
-/// `tidewater soak`.
+/// `tidewater-lab soak`.
 pub fn run(args: &SoakArgs) -> ExitCode {
     let config = args.config();
     if let Err(error) = config.check() {
-        eprintln!("tidewater soak: {error}");
+        eprintln!("tidewater-lab soak: {error}");
         return ExitCode::from(2);
     }
     let report = match block_on_lab("soak", tidewater_lab::soak::run(&config), |error| {

@@ -1,4 +1,4 @@
-//! `tidewater drill` end to end: the real binary creates a private
+//! `tidewater-lab drill` end to end: the real binary creates a private
 //! PostgreSQL (never the shared one), spawns the service on it, runs the
 //! load's users while it hangs and crashes the server, and reports each
 //! phase with its verdicts and the correctness check. The drill is short
@@ -16,7 +16,7 @@
 //! exit code the report's own verdicts give.
 
 mod common;
-use common::binary::{assert_passed, exit_code_of, json, tidewater, verdict_names};
+use common::{assert_passed, exit_code_of, json, lab, verdict_names};
 
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ const HOLD_S: f64 = 3.0;
 #[test]
 fn a_hang_and_a_crash_get_503s_naming_the_cause_and_lose_no_money() {
     let dir = tempfile::tempdir().unwrap();
-    let run = tidewater(
+    let run = lab(
         &[
             "drill",
             "--faults",
@@ -174,7 +174,7 @@ fn a_hang_and_a_crash_get_503s_naming_the_cause_and_lose_no_money() {
 #[test]
 fn bad_options_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let run = tidewater(
+    let run = lab(
         &["drill", "--faults", "reboot"],
         dir.path(),
         Duration::from_secs(20),
@@ -182,7 +182,7 @@ fn bad_options_are_refused_before_anything_runs() {
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("unknown fault \"reboot\""), "{run:?}");
 
-    let run = tidewater(
+    let run = lab(
         &["drill", "--max-size", "30", "--max-connections", "20"],
         dir.path(),
         Duration::from_secs(20),

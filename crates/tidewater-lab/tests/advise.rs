@@ -1,11 +1,11 @@
-//! `tidewater advise` through the real binary: from flags, from a load
+//! `tidewater-lab advise` through the real binary: from flags, from a load
 //! report written to a temporary folder, against the machine's shared
 //! PostgreSQL (read only: `max_connections` is read, nothing is changed),
 //! and refusing bad input with exit code 2 and a message naming the flag
 //! or field.
 
 mod common;
-use common::binary::{Run, run};
+use common::{Run, run};
 
 use std::path::Path;
 use std::process::Command;
@@ -19,10 +19,10 @@ const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// Longest a run may take: advise reads a server within 10 s.
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Runs `tidewater advise ARGS` in `dir` with an empty environment (but
+/// Runs `tidewater-lab advise ARGS` in `dir` with an empty environment (but
 /// `PATH`), so that no `PG*` or `TIDEWATER_*` variable changes the advice.
 fn advise(dir: &Path, args: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidewater"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidewater-lab"));
     command
         .arg("advise")
         .args(args)
@@ -65,7 +65,7 @@ fn advises_from_flags_with_the_steps_and_warnings() {
     assert_eq!(run.code, Some(0), "{run:#?}");
     let text = folded(&run.stdout);
     for expected in [
-        "tidewater advise: max_size = 5, min_idle = 4 for each of 2 replica(s)",
+        "tidewater-lab advise: max_size = 5, min_idle = 4 for each of 2 replica(s)",
         "L = λ·W = 2000/s x 4ms = 8 connections in use on average",
         "Erlang C",
         "8 x 2 + 1 = 17 queries at once",
@@ -330,7 +330,7 @@ fn bad_input_exits_2_naming_the_flag_or_field() {
         ),
         (
             &["--from", "notes.json"],
-            "--from notes.json: not a `tidewater load --json` report: it has no `pool` object",
+            "--from notes.json: not a `tidewater-lab load --json` report: it has no `pool` object",
         ),
         (&["--from", "notes.txt"], "--from notes.txt: not JSON"),
         (
@@ -349,7 +349,7 @@ fn bad_input_exits_2_naming_the_flag_or_field() {
         assert_eq!(run.code, Some(2), "{args:?}: {run:#?}");
         assert!(
             run.stderr
-                .starts_with(&format!("tidewater advise: {expected}")),
+                .starts_with(&format!("tidewater-lab advise: {expected}")),
             "{args:?}: {run:#?}"
         );
         assert!(run.stdout.is_empty(), "{run:#?}");

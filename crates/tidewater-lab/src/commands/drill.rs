@@ -1,4 +1,4 @@
-//! `tidewater drill`: its flags, and the run (in `tidewater-lab`) with
+//! `tidewater-lab drill`: its flags, and the run (in `tidewater-lab`) with
 //! the report printed as text or JSON. See `docs/lab.md`.
 //!
 //! Exit codes: 0 every verdict passed; 1 a verdict failed (an answer
@@ -8,7 +8,7 @@
 //! made (no PostgreSQL programs, the service did not start, a fault could
 //! not be injected).
 //!
-//! Also the flag parsers `tidewater soak` shares.
+//! Also the flag parsers `tidewater-lab soak` shares.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,112 +18,9 @@ use clap::Args;
 use tidewater_lab::drill::DrillConfig;
 use tidewater_lab::faults::Fault;
 
-/// `seconds` as a duration.
-pub(crate) fn secs(seconds: u64) -> Duration {
-    Duration::from_secs(seconds)
-}
+use super::{block_on_lab, command_line, duration_in, finish, secs};
 
-/// A parser of durations (`250ms`, `10s`, `5m`) from `min` to `max`.
-pub(crate) fn duration_in(
-    min: Duration,
-    max: Duration,
-) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
-    move |text: &str| {
-        let range = format!(
-            "allowed {} to {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        );
-        let value = humantime::parse_duration(text.trim())
-            .map_err(|e| format!("not a duration ({e}); write e.g. 250ms, 10s, 5m; {range}"))?;
-        if value < min || value > max {
-            return Err(range);
-        }
-        Ok(value)
-    }
-}
-
-/// A number from 0 to 1.
-pub(crate) fn probability(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
-        _ => Err("allowed 0 to 1 (e.g. 0.25)".into()),
-    }
-}
-
-/// The command line, for a lab report: `tidewater drill …`, each argument
-/// quoted when it has a space.
-pub(crate) fn command_line() -> String {
-    let mut words = vec!["tidewater".to_owned()];
-    for arg in std::env::args().skip(1) {
-        if arg.contains(char::is_whitespace) || arg.is_empty() {
-            words.push(format!("'{arg}'"));
-        } else {
-            words.push(arg);
-        }
-    }
-    words.join(" ")
-}
-
-/// Prints a lab report (with `json`, as JSON; else its text) and returns
-/// the exit code its verdict gives: 0 when it passed, 1 when not.
-pub(crate) fn finish(
-    report: &impl serde::Serialize,
-    command: &str,
-    json: bool,
-    text: impl FnOnce() -> String,
-    passed: bool,
-) -> ExitCode {
-    if json {
-        if let Err(code) = print_json(report, command) {
-            return code;
-        }
-    } else {
-        print!("{}", text());
-    }
-    if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-/// Runs a lab command's `future` on a new multi-threaded runtime. A
-/// failure is printed as `tidewater COMMAND: error` and becomes the exit
-/// code `exit_code` gives it (3 when no runtime can be started).
-pub(crate) fn block_on_lab<T, E: std::fmt::Display>(
-    command: &str,
-    future: impl std::future::Future<Output = Result<T, E>>,
-    exit_code: impl Fn(&E) -> u8,
-) -> Result<T, ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| {
-            eprintln!("tidewater {command}: cannot start the async runtime: {error}");
-            ExitCode::from(3)
-        })?;
-    runtime.block_on(future).map_err(|error| {
-        eprintln!("tidewater {command}: {error}");
-        ExitCode::from(exit_code(&error))
-    })
-}
-
-/// Prints `report` as pretty JSON on standard output.
-pub(crate) fn print_json(report: &impl serde::Serialize, command: &str) -> Result<(), ExitCode> {
-    match serde_json::to_string_pretty(report) {
-        Ok(json) => {
-            println!("{json}");
-            Ok(())
-        }
-        Err(error) => {
-            eprintln!("tidewater {command}: cannot write the report as JSON: {error}");
-            Err(ExitCode::from(3))
-        }
-    }
-}
-
-/// Options of `tidewater drill`. It breaks only a private PostgreSQL it
+/// Options of `tidewater-lab drill`. It breaks only a private PostgreSQL it
 /// creates for the run (never a shared server) and stops by itself.
 #[derive(Debug, Clone, Args)]
 pub struct DrillArgs {
@@ -181,8 +78,9 @@ pub struct DrillArgs {
     /// --set KEY=VALUE` (repeatable), e.g. `--set pool.acquire_timeout=2s`.
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// The `tidewater` binary to start (default: this one).
-    #[arg(long, value_name = "PATH", hide = true)]
+    /// The service binary to start, such as a release `tidewater` (default:
+    /// this one, whose `serve` is the service).
+    #[arg(long, value_name = "PATH")]
     pub service_exe: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -221,11 +119,11 @@ impl DrillArgs {
     }
 }
 
-/// `tidewater drill`.
+/// `tidewater-lab drill`.
 pub fn run(args: &DrillArgs) -> ExitCode {
     let config = args.config();
     if let Err(error) = config.check() {
-        eprintln!("tidewater drill: {error}");
+        eprintln!("tidewater-lab drill: {error}");
         return ExitCode::from(2);
     }
     let report = match block_on_lab("drill", tidewater_lab::drill::run(&config), |error| {
@@ -242,12 +140,12 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::commands::{Cli, Command};
 
     fn faults(args: &[&str]) -> Vec<Fault> {
-        let cli = Cli::try_parse_from(["tidewater", "drill"].iter().chain(args)).unwrap();
+        let cli = Cli::try_parse_from(["tidewater-lab", "drill"].iter().chain(args)).unwrap();
         match cli.command {
-            Some(Command::Drill(args)) => args.config().faults,
+            Command::Drill(args) => args.config().faults,
             other => panic!("not a drill: {other:?}"),
         }
     }

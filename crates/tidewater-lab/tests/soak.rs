@@ -1,4 +1,4 @@
-//! `tidewater soak` end to end: the real binary spawns the service on
+//! `tidewater-lab soak` end to end: the real binary spawns the service on
 //! SQLite, runs the load's users against it for 20 s while sampling its
 //! memory and the pool's counters, fits the memory trend, checks that
 //! every slot is back and no money was lost, and reports. Bounded; the
@@ -12,7 +12,7 @@
 //! run's noise (see [`CI_LEAK_BOUND_MIB`]).
 
 mod common;
-use common::binary::{assert_passed, exit_code_of, json, tidewater, verdict, verdict_names};
+use common::{assert_passed, exit_code_of, json, lab, verdict, verdict_names};
 
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ const LEAK_THRESHOLD: &str = "pool.leak_detection_threshold=15s";
 fn a_short_soak_finds_no_leak_gets_every_slot_back_and_loses_no_money() {
     let dir = tempfile::tempdir().unwrap();
     let bound = CI_LEAK_BOUND_MIB.to_string();
-    let run = tidewater(
+    let run = lab(
         &[
             "soak",
             "--duration",
@@ -155,18 +155,18 @@ fn a_short_soak_finds_no_leak_gets_every_slot_back_and_loses_no_money() {
 #[test]
 fn a_soak_too_short_for_the_trend_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let run = tidewater(
+    let run = lab(
         &["soak", "--duration", "10s", "--sample-every", "5s"],
         dir.path(),
         Duration::from_secs(20),
     );
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("the trend needs at least 5"), "{run:?}");
-    let run = tidewater(
+    let run = lab(
         &["soak", "--duration", "3s"],
         dir.path(),
         Duration::from_secs(20),
     );
     assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(run.stderr.contains("allowed 10s to 7days"), "{run:?}");
+    assert!(run.stderr.contains("allowed 10s to 168h"), "{run:?}");
 }

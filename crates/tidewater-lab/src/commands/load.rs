@@ -1,4 +1,4 @@
-//! `tidewater load`: its flags, and the run (in `tidewater-lab`) with the
+//! `tidewater-lab load`: its flags, and the run (in `tidewater-lab`) with the
 //! report printed as text or JSON and optionally written as HTML. See
 //! `docs/lab.md`.
 //!
@@ -19,13 +19,13 @@ use tidewater_lab::load::users::Scenario;
 use tidewater_lab::load::{LoadConfig, MAX_MONEY};
 use tidewater_lab::service::{SpawnOptions, Target};
 
-use crate::drill::{block_on_lab, command_line, finish};
+use super::{block_on_lab, command_line, duration_in, finish, probability, secs};
 
 /// The steps of `--ramp`, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RampSteps(pub Vec<u32>);
 
-/// Options of `tidewater load`. Every run is bounded (`--duration`,
+/// Options of `tidewater-lab load`. Every run is bounded (`--duration`,
 /// `--requests`, or `--ramp`) and sends traffic only to this machine.
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["url", "spawn"])))]
@@ -51,8 +51,9 @@ pub struct LoadArgs {
         requires = "spawn"
     )]
     pub set: Vec<String>,
-    /// With --spawn: the `tidewater` binary to start (default: this one).
-    #[arg(long, value_name = "PATH", requires = "spawn", hide = true)]
+    /// With --spawn: the service binary to start, such as a release
+    /// `tidewater` (default: this one, whose `serve` is the service).
+    #[arg(long, value_name = "PATH", requires = "spawn")]
     pub service_exe: Option<PathBuf>,
     /// Virtual users, each running the scenario (1 to 100000).
     #[arg(long, value_name = "N", default_value_t = 1000,
@@ -129,51 +130,6 @@ pub struct LoadArgs {
     pub html: Option<PathBuf>,
 }
 
-fn secs(seconds: u64) -> Duration {
-    Duration::from_secs(seconds)
-}
-
-/// A parser of durations (`250ms`, `10s`, `5m`) from `min` to `max`.
-fn duration_in(
-    min: Duration,
-    max: Duration,
-) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
-    move |text: &str| {
-        let range = format!("allowed {} to {}", human(min), human(max));
-        let value = humantime::parse_duration(text.trim())
-            .map_err(|e| format!("not a duration ({e}); write e.g. 250ms, 10s, 5m; {range}"))?;
-        if value < min || value > max {
-            return Err(range);
-        }
-        Ok(value)
-    }
-}
-
-/// A bound written as the flags take it: `10us`, `100ms`, `1s`, `24h`.
-fn human(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if duration.subsec_nanos() != 0 {
-        if duration.subsec_nanos().is_multiple_of(1_000_000) && secs == 0 {
-            return format!("{}ms", duration.as_millis());
-        }
-        return format!("{}us", duration.as_micros());
-    }
-    match secs {
-        0 => "0s".into(),
-        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        s if s.is_multiple_of(60) && s >= 300 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
-/// A number from 0 to 1.
-fn probability(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
-        _ => Err("allowed 0 to 1 (e.g. 0.1)".into()),
-    }
-}
-
 fn ramp_steps(text: &str) -> Result<RampSteps, String> {
     ramp::parse_steps(text).map(RampSteps)
 }
@@ -226,11 +182,11 @@ impl LoadArgs {
     }
 }
 
-/// `tidewater load`.
+/// `tidewater-lab load`.
 pub fn run(args: &LoadArgs) -> ExitCode {
     let config = args.config();
     if let Err(error) = config.check() {
-        eprintln!("tidewater load: {error}");
+        eprintln!("tidewater-lab load: {error}");
         return ExitCode::from(2);
     }
     let report = match block_on_lab("load", tidewater_lab::load::run(&config), |error| {
@@ -244,12 +200,15 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         let page = tidewater_lab::load::html::render(&report);
         if let Err(error) = std::fs::write(path, page) {
             eprintln!(
-                "tidewater load: cannot write the HTML report to {}: {error}",
+                "tidewater-lab load: cannot write the HTML report to {}: {error}",
                 path.display()
             );
             html_written = false;
         } else if !config.quiet {
-            eprintln!("tidewater load: HTML report written to {}", path.display());
+            eprintln!(
+                "tidewater-lab load: HTML report written to {}",
+                path.display()
+            );
         }
     }
     let code = finish(&report, "load", args.json, || report.text(), report.passed);
@@ -257,32 +216,5 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         code
     } else {
         ExitCode::from(3)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_name_their_range() {
-        let parse = duration_in(secs(1), secs(60));
-        assert_eq!(parse("250ms").unwrap_err(), "allowed 1s to 60s");
-        assert_eq!(parse("2m").unwrap_err(), "allowed 1s to 60s");
-        assert!(parse("soon").unwrap_err().contains("not a duration"));
-        assert_eq!(parse("30s"), Ok(secs(30)));
-        assert_eq!(human(secs(24 * 3600)), "24h");
-        assert_eq!(human(Duration::from_micros(10)), "10us");
-        assert_eq!(human(Duration::from_millis(100)), "100ms");
-        assert_eq!(human(Duration::ZERO), "0s");
-        assert_eq!(human(secs(600)), "10m");
-    }
-
-    #[test]
-    fn probabilities_are_from_zero_to_one() {
-        assert_eq!(probability("0.25"), Ok(0.25));
-        assert!(probability("1.5").is_err());
-        assert!(probability("-0.1").is_err());
-        assert!(probability("NaN").is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! `tidewater advise`: the flags, and the run that prints the advice of
+//! `tidewater-lab advise`: the flags, and the run that prints the advice of
 //! [`tidewater_lab::advise`] as text or JSON.
 
 use std::path::PathBuf;
@@ -11,19 +11,8 @@ use tidewater_lab::advise::{Request, advise};
 const EXIT_INPUT: u8 = 2;
 
 /// Options of `advise`. The load comes from flags or from `--from` a
-/// `tidewater load --json` report (flags win); the server's limits from
+/// `tidewater-lab load --json` report (flags win); the server's limits from
 /// flags or from `--database-url`. See docs/lab.md.
-///
-/// ```
-/// use clap::Parser;
-/// use tidewater_cli::cli::{Cli, Command};
-///
-/// let cli = Cli::parse_from(["tidewater", "advise", "--checkouts-per-second", "2000",
-///     "--use-time", "4ms", "--server-cores", "8", "--max-connections", "100", "--json"]);
-/// let Some(Command::Advise(args)) = cli.command else { panic!("not advise") };
-/// assert!(args.json);
-/// assert_eq!(args.request().use_time.as_deref(), Some("4ms"));
-/// ```
 #[derive(Debug, Default, Clone, Args)]
 pub struct AdviseArgs {
     /// Checkouts per second over the whole service, all replicas together
@@ -38,7 +27,7 @@ pub struct AdviseArgs {
     /// (default: the report's pool.use_time_seconds.p99).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub use_time_p99: Option<String>,
-    /// A report written by `tidewater load --json` to take the load from.
+    /// A report written by `tidewater-lab load --json` to take the load from.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// The database server's CPU cores (1 to 4096; default: this
@@ -100,7 +89,7 @@ impl AdviseArgs {
     }
 }
 
-/// `tidewater advise`: prints the advice; exits 2 on bad input, 1 when
+/// `tidewater-lab advise`: prints the advice; exits 2 on bad input, 1 when
 /// the server cannot be read, 0 otherwise (warnings included).
 pub fn run(args: &AdviseArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -109,7 +98,7 @@ pub fn run(args: &AdviseArgs) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("tidewater advise: cannot start the async runtime: {error}");
+            eprintln!("tidewater-lab advise: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -119,7 +108,7 @@ pub fn run(args: &AdviseArgs) -> ExitCode {
     let advice = match advice {
         Ok(advice) => advice,
         Err(error) => {
-            eprintln!("tidewater advise: {error}");
+            eprintln!("tidewater-lab advise: {error}");
             return if error.is_input() {
                 ExitCode::from(EXIT_INPUT)
             } else {
@@ -131,7 +120,7 @@ pub fn run(args: &AdviseArgs) -> ExitCode {
         match serde_json::to_string_pretty(&advice) {
             Ok(json) => println!("{json}"),
             Err(error) => {
-                eprintln!("tidewater advise: cannot write JSON: {error}");
+                eprintln!("tidewater-lab advise: cannot write JSON: {error}");
                 return ExitCode::FAILURE;
             }
         }
@@ -139,4 +128,33 @@ pub fn run(args: &AdviseArgs) -> ExitCode {
         print!("{advice}");
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::commands::{Cli, Command};
+
+    #[test]
+    fn flags_make_the_request() {
+        let cli = Cli::parse_from([
+            "tidewater-lab",
+            "advise",
+            "--checkouts-per-second",
+            "2000",
+            "--use-time",
+            "4ms",
+            "--server-cores",
+            "8",
+            "--max-connections",
+            "100",
+            "--json",
+        ]);
+        let Command::Advise(args) = cli.command else {
+            panic!("not advise")
+        };
+        assert!(args.json);
+        assert_eq!(args.request().use_time.as_deref(), Some("4ms"));
+    }
 }
