@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use serde_json::Value;
-use tidewater::{ErrorClass, Pool, PoolConfig};
+use tidewater::{Backoff, BreakerConfig, ErrorClass, Pool, PoolConfig};
 use tidewater_axum::{Db, PoolError};
 use tidewater_testkit::{ScriptedManager, scripted_pool, spawn_get};
 
@@ -126,9 +126,14 @@ async fn a_full_queue_answers_503_at_once() {
 async fn an_open_breaker_answers_503_with_the_breakers_retry_after() {
     let (pool, script) = scripted_pool(PoolConfig {
         name: "orders".into(),
-        breaker_failure_threshold: 2,
-        connect_backoff_initial: Duration::from_millis(10),
-        connect_backoff_max: Duration::from_millis(2500),
+        breaker: BreakerConfig {
+            failure_threshold: 2,
+            ..Default::default()
+        },
+        connect_backoff: Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(2500),
+        },
         acquire_timeout: Duration::from_secs(5),
         ..PoolConfig::default()
     });
@@ -140,7 +145,7 @@ async fn an_open_breaker_answers_503_with_the_breakers_retry_after() {
     let unavailable = problem(server.url("/extracted")).await;
     assert_eq!(unavailable.status, 503);
     assert_eq!(unavailable.body["type"], "/problems/database-unavailable");
-    // The breaker's next probe is at most connect_backoff_max away: 2.5 s
+    // The breaker's next probe is at most connect_backoff.max away: 2.5 s
     // rounds up to at most 3.
     let seconds = unavailable.retry_after.expect("a Retry-After header");
     assert!((1..=3).contains(&seconds), "{seconds}");

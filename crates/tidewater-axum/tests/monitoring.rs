@@ -12,7 +12,7 @@ use serde_json::Value;
 use tidewater::alerts::ServerCapacity;
 use tidewater::metric_names::{CONNECTION_COUNT, CONNECTION_MAX};
 use tidewater::prometheus::PoolMetrics;
-use tidewater::{ErrorClass, PoolConfig};
+use tidewater::{Backoff, BreakerConfig, ErrorClass, PoolConfig};
 use tidewater_axum::Monitoring;
 use tidewater_testkit::{scripted_pool, spawn_get};
 
@@ -28,9 +28,14 @@ async fn json(url: String) -> (u16, Value) {
 async fn readiness_follows_the_database_and_liveness_never_does() {
     let (pool, script) = scripted_pool(PoolConfig {
         name: "orders".into(),
-        breaker_failure_threshold: 2,
-        connect_backoff_initial: Duration::from_millis(10),
-        connect_backoff_max: Duration::from_millis(100),
+        breaker: BreakerConfig {
+            failure_threshold: 2,
+            ..Default::default()
+        },
+        connect_backoff: Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+        },
         acquire_timeout: Duration::from_secs(2),
         ..PoolConfig::default()
     });

@@ -21,6 +21,14 @@
 //! `database_url` unless `TIDEWATER_DATABASE_URL` does. Variables whose
 //! first part names no key (`TIDEWATER_PG_BIN`, say, which the test kit
 //! reads) are left alone, with a warning in the log.
+//!
+//! The pool keys renamed in 0.2 ([`tidewater::config::RENAMED`]:
+//! `pool.connect_backoff_initial` is now `pool.connect_backoff.initial`,
+//! `pool.breaker_enabled` `pool.breaker.enabled`...) are still read under
+//! their old names, in the file, the environment and flags, with a warning
+//! that names the new key. A file, the environment or the flags giving
+//! one key under both names is refused; across layers the later one
+//! wins, whatever the name.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +38,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tidewater::PoolConfig;
+use tidewater::config::RENAMED;
 use tidewater_mysql::MySqlOptions;
 use tidewater_postgres::PgOptions;
 use tidewater_sqlite::SqliteOptions;
@@ -340,18 +349,38 @@ pub fn load(
             origin: Some(origin.clone()),
             message: format!("cannot read it: {error}"),
         })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|error| InvalidConfig {
+        let mut table: toml::Table = toml::from_str(&text).map_err(|error| InvalidConfig {
             key: String::new(),
             origin: Some(origin.clone()),
             message: error.to_string().trim_end().to_owned(),
         })?;
+        for (old, new) in RENAMED {
+            let pool = table.get_mut("pool").and_then(toml::Value::as_table_mut);
+            let Some(value) = pool.and_then(|pool| pool.remove(*old)) else {
+                continue;
+            };
+            let (old, new) = (format!("pool.{old}"), format!("pool.{new}"));
+            renamed(
+                &old,
+                &new,
+                &origin,
+                lookup(&table, &new).is_some(),
+                &mut warnings,
+            )?;
+            insert(&mut table, &new, value).map_err(|message| InvalidConfig {
+                key: new,
+                origin: Some(origin.clone()),
+                message,
+            })?;
+        }
         merge(&mut merged, table, "", &origin, &mut origins);
     }
 
     let mut env: Vec<(String, String)> = env.into_iter().collect();
     env.sort();
     let tidewater_url = env.iter().any(|(name, _)| name == "TIDEWATER_DATABASE_URL");
-    for (name, value) in &env {
+    let mut from_env = Vec::new();
+    for (name, value) in env {
         let key = if name == "DATABASE_URL" {
             if tidewater_url {
                 continue;
@@ -369,24 +398,28 @@ pub fn load(
             ));
             continue;
         }
-        set(
-            &mut merged,
-            &defaults,
-            &key,
-            value,
-            Origin::Env(name.clone()),
-            &mut origins,
-        )?;
+        from_env.push((key, value, Origin::Env(name)));
     }
-    for flag in flags {
-        set(
-            &mut merged,
-            &defaults,
-            &flag.key,
-            &flag.value,
-            Origin::Flag(flag.flag.clone()),
-            &mut origins,
-        )?;
+    let from_flags = flags
+        .iter()
+        .map(|flag| {
+            let origin = Origin::Flag(flag.flag.clone());
+            (flag.key.clone(), flag.value.clone(), origin)
+        })
+        .collect();
+    for layer in [from_env, from_flags] {
+        let keys: Vec<String> = layer.iter().map(|(key, ..)| key.clone()).collect();
+        for (key, value, origin) in layer {
+            let key = match moved(&key) {
+                Some(new) => {
+                    let both = keys.contains(&new);
+                    renamed(&key, &new, &origin, both, &mut warnings)?;
+                    new
+                }
+                None => key,
+            };
+            set(&mut merged, &defaults, &key, &value, origin, &mut origins)?;
+        }
     }
 
     let config: Config =
@@ -476,8 +509,7 @@ fn set(
         origin: Some(origin.clone()),
         message,
     };
-    let parts: Vec<&str> = key.split('.').collect();
-    if key.is_empty() || parts.iter().any(|part| part.is_empty()) {
+    if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(invalid("not a configuration key".into()));
     }
     let value = match lookup(defaults, key) {
@@ -504,18 +536,65 @@ fn set(
         }
         Some(_) | None => parse_value(raw).unwrap_or_else(|| toml::Value::String(raw.to_owned())),
     };
-    let mut table = merged;
-    for part in &parts[..parts.len() - 1] {
+    insert(merged, key, value).map_err(invalid)?;
+    origins.insert(key.to_owned(), origin);
+    Ok(())
+}
+
+/// Puts `value` at the dotted `key`, making the tables on the way.
+fn insert(mut table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let (path, last) = key.rsplit_once('.').unwrap_or(("", key));
+    for part in path.split('.').filter(|part| !part.is_empty()) {
         let entry = table
-            .entry((*part).to_owned())
+            .entry(part.to_owned())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = match entry {
             toml::Value::Table(table) => table,
-            _ => return Err(invalid(format!("{part} is not a table"))),
+            _ => return Err(format!("{part} is not a table")),
         };
     }
-    table.insert(parts[parts.len() - 1].to_owned(), value);
-    origins.insert(key.to_owned(), origin);
+    table.insert(last.to_owned(), value);
+    Ok(())
+}
+
+/// The current name of a pool key that moved in 0.2
+/// ([`tidewater::config::RENAMED`]): `pool.connect_backoff.initial` for
+/// `pool.connect_backoff_initial`.
+fn moved(key: &str) -> Option<String> {
+    let old = key.strip_prefix("pool.")?;
+    RENAMED
+        .iter()
+        .find(|(name, _)| *name == old)
+        .map(|(_, new)| format!("pool.{new}"))
+}
+
+/// Accepts the moved key `old` (given by `origin`) as `new`, with a
+/// warning that names `new`; refuses it when the same layer also gives
+/// `new` (`both`), since neither would be right to drop silently.
+fn renamed(
+    old: &str,
+    new: &str,
+    origin: &Origin,
+    both: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), InvalidConfig> {
+    if both {
+        return Err(InvalidConfig {
+            key: old.to_owned(),
+            origin: Some(origin.clone()),
+            message: format!("the old name of {new}, which is given there too; keep only {new}"),
+        });
+    }
+    let variable = match origin {
+        Origin::Env(_) => format!(
+            " ({ENV_PREFIX}{})",
+            new.to_ascii_uppercase().replace('.', "__")
+        ),
+        Origin::File(_) | Origin::Flag(_) => String::new(),
+    };
+    warnings.push(format!(
+        "{old} (from {origin}) is now {new}{variable}; the old name still works, for now"
+    ));
     Ok(())
 }
 

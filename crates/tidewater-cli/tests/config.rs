@@ -663,3 +663,112 @@ fn load_checks_the_log_filter() {
     .unwrap();
     assert_eq!(loaded.config.log_level, "info,tower_http=debug");
 }
+
+#[test]
+fn load_reads_the_pool_keys_renamed_in_0_2_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "tidewater.toml",
+        "[pool]\nconnect_backoff_initial = \"20ms\"\nbreaker_enabled = false\n",
+    );
+    let loaded = config::load(
+        None,
+        dir.path(),
+        env(&[("TIDEWATER_POOL__CONNECT_BACKOFF_MAX", "2s")]),
+        &[flag("pool.breaker_failure_threshold", "3")],
+    )
+    .unwrap();
+    let pool = &loaded.config.pool;
+    assert_eq!(pool.connect_backoff.initial, Duration::from_millis(20));
+    assert_eq!(pool.connect_backoff.max, Duration::from_secs(2));
+    assert!(!pool.breaker.enabled);
+    assert_eq!(pool.breaker.failure_threshold, 3);
+    let warnings = loaded.warnings.join("\n");
+    assert_eq!(loaded.warnings.len(), 4, "{warnings}");
+    for expected in [
+        "pool.connect_backoff_initial (from file ",
+        "is now pool.connect_backoff.initial;",
+        "is now pool.breaker.enabled;",
+        "pool.connect_backoff_max (from environment variable TIDEWATER_POOL__CONNECT_BACKOFF_MAX) is now pool.connect_backoff.max (TIDEWATER_POOL__CONNECT_BACKOFF__MAX)",
+        "pool.breaker_failure_threshold (from flag --set pool.breaker_failure_threshold=3) is now pool.breaker.failure_threshold;",
+    ] {
+        assert!(warnings.contains(expected), "{expected:?} in {warnings}");
+    }
+
+    // Across layers the later wins, whatever the name; a wrong value is
+    // reported under the new key, from where the old one came.
+    write(
+        dir.path(),
+        "tidewater.toml",
+        "[pool.connect_backoff]\ninitial = \"30ms\"\n",
+    );
+    let loaded = config::load(
+        None,
+        dir.path(),
+        env(&[("TIDEWATER_POOL__CONNECT_BACKOFF_INITIAL", "40ms")]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.config.pool.connect_backoff.initial,
+        Duration::from_millis(40)
+    );
+    let error = config::load(
+        None,
+        dir.path(),
+        env(&[("TIDEWATER_POOL__BREAKER_FAILURE_THRESHOLD", "0")]),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(error.key, "pool.breaker.failure_threshold");
+    assert_eq!(
+        error.origin,
+        Some(Origin::Env(
+            "TIDEWATER_POOL__BREAKER_FAILURE_THRESHOLD".into()
+        ))
+    );
+}
+
+#[test]
+fn load_refuses_a_key_given_under_its_old_and_new_names_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "both.toml",
+        "[pool]\nbreaker_enabled = false\n\n[pool.breaker]\nenabled = true\n",
+    );
+    let refusals = [
+        config::load(Some(&file), dir.path(), env(&[]), &[]).unwrap_err(),
+        config::load(
+            None,
+            dir.path(),
+            env(&[
+                ("TIDEWATER_POOL__BREAKER_ENABLED", "false"),
+                ("TIDEWATER_POOL__BREAKER__ENABLED", "true"),
+            ]),
+            &[],
+        )
+        .unwrap_err(),
+        config::load(
+            None,
+            dir.path(),
+            env(&[]),
+            &[
+                flag("pool.breaker.enabled", "true"),
+                flag("pool.breaker_enabled", "false"),
+            ],
+        )
+        .unwrap_err(),
+    ];
+    let origins = [
+        Origin::File(file.clone()),
+        Origin::Env("TIDEWATER_POOL__BREAKER_ENABLED".into()),
+        Origin::Flag("--set pool.breaker_enabled=false".into()),
+    ];
+    for (error, origin) in refusals.iter().zip(origins) {
+        assert_eq!(error.key, "pool.breaker_enabled");
+        assert_eq!(error.origin, Some(origin));
+        assert!(error.message.contains("pool.breaker.enabled"), "{error}");
+    }
+}

@@ -113,7 +113,7 @@ async fn readiness_and_the_api_follow_a_database_outage_and_recovery() {
     config.pool.acquire_timeout = ACQUIRE_TIMEOUT;
     config.pool.connect_timeout = Duration::from_secs(1);
     config.pool.validation_timeout = Duration::from_secs(1);
-    config.pool.connect_backoff_max = Duration::from_millis(500);
+    config.pool.connect_backoff.max = Duration::from_millis(500);
     let service = Service::start(config).await;
 
     // Up: ready, and the bank works.

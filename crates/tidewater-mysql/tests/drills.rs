@@ -79,11 +79,11 @@ fn caller_deadline() -> Duration {
 
 /// How soon after a fault ends a fresh get and query must succeed: the
 /// pool's next connection attempt comes within the backoff ceiling
-/// (`connect_backoff_max`) and takes at most `connect_timeout`, and the
+/// (`connect_backoff.max`) and takes at most `connect_timeout`, and the
 /// call that then succeeds at most [`caller_deadline`].
 fn recovery_bound(pool: &Pool<MySqlManager>) -> Duration {
     let config = pool.config();
-    config.connect_backoff_max + config.connect_timeout + caller_deadline()
+    config.connect_backoff.max + config.connect_timeout + caller_deadline()
 }
 
 /// What a failed call ran into, from the error's type: the pool's verdict
@@ -500,7 +500,7 @@ async fn wrong_password_and_unknown_database_fail_fast_without_a_retry_storm() {
         // one attempt per call or a steady quicker pace: the callers have
         // made more calls than it allows attempts, and the attempts have
         // been spaced long enough for the backoff to reach its ceiling.
-        let backoff = pool.config().connect_backoff();
+        let backoff = pool.config().connect_backoff;
         let ramp = (1..).find(|&n| backoff.ceiling(n) == backoff.max).unwrap();
         let load = Load::start(&pool);
         let storm_would_show = eventually(async || {

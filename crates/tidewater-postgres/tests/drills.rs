@@ -64,7 +64,7 @@ fn config(max_size: u32) -> PoolConfig {
 /// connection may be validated, and the first call may still wait out its
 /// acquire timeout and a statement timeout; plus the slack.
 fn recovery_bound(config: &PoolConfig) -> Duration {
-    config.connect_backoff_max
+    config.connect_backoff.max
         + config.connect_timeout
         + config.validation_timeout
         + config.acquire_timeout

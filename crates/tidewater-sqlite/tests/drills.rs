@@ -104,11 +104,11 @@ fn call_bound() -> Duration {
 }
 
 /// How soon after a fault ends the pool must serve again: its next
-/// connection attempt starts within `connect_backoff_max` and ends within
+/// connection attempt starts within `connect_backoff.max` and ends within
 /// `connect_timeout`; then a call ends within [`call_bound`].
 fn recovery_bound() -> Duration {
     let config = config();
-    config.connect_backoff_max + config.connect_timeout + call_bound()
+    config.connect_backoff.max + config.connect_timeout + call_bound()
 }
 
 /// How long a phase may take to show [`CALLS_PER_PHASE`] calls of each

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidewater::credentials::{Credentials, CredentialsProvider};
-use tidewater::{ConnectError, Error, ErrorClass, Manager, Pool, PoolConfig};
+use tidewater::{Backoff, ConnectError, Error, ErrorClass, Manager, Pool, PoolConfig};
 
 use crate::lock;
 
@@ -73,7 +73,10 @@ pub fn config() -> PoolConfig {
     PoolConfig {
         max_size: 3,
         acquire_timeout: Duration::from_secs(3),
-        connect_backoff_max: Duration::from_millis(200),
+        connect_backoff: Backoff {
+            max: Duration::from_millis(200),
+            ..Backoff::default()
+        },
         ..PoolConfig::default()
     }
 }

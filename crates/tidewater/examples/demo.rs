@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use tidewater::{Error, ErrorClass, Pool, PoolConfig};
+use tidewater::{BreakerConfig, Error, ErrorClass, Pool, PoolConfig};
 use tidewater_testkit::ScriptedManager;
 
 #[tokio::main]
@@ -26,7 +26,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         acquire_timeout: Duration::from_secs(2),
         leak_detection_threshold: Some(Duration::from_millis(500)),
         maintenance_interval: Duration::from_millis(100),
-        breaker_failure_threshold: 3,
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let pool = Pool::new(manager, config)?;

@@ -11,8 +11,11 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Delays for retries: exponential, capped, jittered. The pool spaces its
-/// connection attempts with it ([`Backoff::spaced_delay`]); backends use it
+/// connection attempts with it ([`Backoff::spaced_delay`]; the
+/// `[connect_backoff]` table of a [`PoolConfig`](crate::PoolConfig)); backends use it
 /// for their own retries ([`Backoff::delay`]: a transaction that hit a
 /// serialization failure, say).
 ///
@@ -24,12 +27,32 @@ use std::time::Duration;
 /// assert_eq!(backoff.ceiling(3), Duration::from_millis(40));
 /// assert!(backoff.delay(3) <= Duration::from_millis(40));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Backoff {
     /// Ceiling of the first delay.
+    #[serde(with = "crate::config::duration")]
     pub initial: Duration,
     /// Largest ceiling.
+    #[serde(with = "crate::config::duration")]
     pub max: Duration,
+}
+
+/// The pool's connection attempts' (`connect_backoff`): 10 ms, doubling up
+/// to 500 ms.
+///
+/// ```
+/// let backoff = tidewater::Backoff::default();
+/// assert_eq!(backoff.ceiling(1), std::time::Duration::from_millis(10));
+/// assert_eq!(backoff, tidewater::PoolConfig::default().connect_backoff);
+/// ```
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(500),
+        }
+    }
 }
 
 impl Backoff {

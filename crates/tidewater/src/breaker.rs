@@ -5,12 +5,12 @@
 //! failures in a row (never shorter than half its ceiling, so the attempts
 //! in a window are bounded: [`Backoff::most_attempts_within`]). While callers wait and the failure says the database is down or
 //! full for now ([`Pacing::Soon`]), the next attempt comes sooner: within
-//! `connect_backoff_initial` of the failure, so that the database's return
+//! `connect_backoff.initial` of the failure, so that the database's return
 //! is noticed at once; permanent errors and connections that arrived broken
 //! ([`Pacing::Backoff`]) always wait the full backoff.
 //!
-//! After `breaker_failure_threshold` failures in a row, over at least
-//! `connect_backoff_max` (the outage outlasted the whole backoff range; a
+//! After `breaker.failure_threshold` failures in a row, over at least
+//! `connect_backoff.max` (the outage outlasted the whole backoff range; a
 //! permanent error needs no such wait), the breaker opens, when the pool
 //! has nothing left to give: no idle connection (the database is down), or
 //! for a full server ([`ErrorClass::Full`]) no open connection at all (the
@@ -34,7 +34,7 @@ use crate::rt::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pacing {
     /// Down or full for now: with callers waiting, retry within
-    /// `connect_backoff_initial`.
+    /// `connect_backoff.initial`.
     Soon,
     /// Retrying quickly cannot help (a permanent error, a connection that
     /// arrived broken): always the full backoff.

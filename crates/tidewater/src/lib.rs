@@ -101,7 +101,9 @@ mod waiters;
 pub mod webhook;
 
 pub use backoff::{Backoff, RetryPolicy};
-pub use config::{AlertConfig, ConfigError, IdleOrder, PoolConfig, SizingConfig, SizingMode};
+pub use config::{
+    AlertConfig, BreakerConfig, ConfigError, IdleOrder, PoolConfig, SizingConfig, SizingMode,
+};
 pub use error::{ConnectError, Error};
 pub use guard::PooledConnection;
 pub use histogram::HistogramSnapshot;

@@ -239,9 +239,9 @@ impl<M: Manager> Pool<M> {
     fn build(manager: M, config: PoolConfig, hooks: Hooks<M>) -> Result<Self, ConfigError> {
         config.validate()?;
         let breaker = Breaker::new(
-            config.breaker_enabled,
-            config.breaker_failure_threshold,
-            config.connect_backoff(),
+            config.breaker.enabled,
+            config.breaker.failure_threshold,
+            config.connect_backoff,
         );
         let monitor = Monitor::new(&config.alerts);
         let sizing = Sizing::new(&config.sizing, config.max_size);
@@ -443,16 +443,19 @@ impl<M: Manager> Pool<M> {
     /// they come back.
     ///
     /// # Errors
-    /// A size outside 1 to 10 000, or below `min_idle`.
+    /// A size outside `max_size`'s range (see [`crate::config`]), or one
+    /// that another key's range no longer admits (below `min_idle`).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// # use tidewater_testkit::ScriptedManager;
-    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// let config = tidewater::PoolConfig { min_idle: 5, ..Default::default() };
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), config).unwrap();
     /// pool.resize(80).unwrap();
     /// assert_eq!(pool.status().max_size, 80);
-    /// assert_eq!(pool.resize(0).unwrap_err().key(), "max_size");
+    /// assert_eq!(pool.resize(0).unwrap_err().allowed(), "1 to 10000");
+    /// assert_eq!(pool.resize(4).unwrap_err().allowed(), "0 to max_size (4)");
     /// # }
     /// ```
     pub fn resize(&self, max_size: u32) -> Result<(), ConfigError> {
@@ -460,7 +463,7 @@ impl<M: Manager> Pool<M> {
             max_size,
             ..self.shared.config.clone()
         }
-        .validate()?;
+        .validate_change("max_size")?;
         self.set_ceiling(max_size);
         Ok(())
     }

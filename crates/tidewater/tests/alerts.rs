@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidewater::alerts::{AlertEvent, AlertName, ServerCapacity};
-use tidewater::{ErrorClass, Pool, PoolConfig};
+use tidewater::{BreakerConfig, ErrorClass, Pool, PoolConfig};
 use tidewater_testkit::{ScriptedManager, scripted_pool, settle, spawn_get};
 
 /// Every event the pool's alerts produced, in order.
@@ -201,7 +201,10 @@ async fn a_leak_fires_with_the_call_site_and_resolves_when_returned() {
 async fn an_unreachable_database_fires_both_database_alerts_which_resolve_after_recovery() {
     let config = PoolConfig {
         acquire_timeout: Duration::from_secs(60),
-        breaker_failure_threshold: 3,
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);

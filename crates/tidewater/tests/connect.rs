@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tidewater::{Error, ErrorClass, PoolConfig};
+use tidewater::{BreakerConfig, Error, ErrorClass, PoolConfig};
 use tidewater_testkit::{CheckStep, ConnectStep, scripted_pool, settle, spawn_get};
 use tokio::time::Instant;
 
@@ -20,7 +20,7 @@ async fn transient_errors_are_retried_soon_while_a_caller_waits() {
     let conn = pool.get().await.unwrap();
     assert_eq!((script.attempts(), script.opened()), (4, 1));
     // With a caller waiting, each retry comes within 10 ms of the failure
-    // (connect_backoff_initial).
+    // (connect_backoff.initial).
     let waited = start.elapsed();
     assert!(waited <= Duration::from_millis(30), "{waited:?}");
     let stats = pool.stats();
@@ -32,7 +32,10 @@ async fn transient_errors_are_retried_soon_while_a_caller_waits() {
 async fn without_callers_the_backoff_grows() {
     let config = PoolConfig {
         min_idle: 1,
-        breaker_enabled: false,
+        breaker: BreakerConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
@@ -85,7 +88,10 @@ async fn a_permanent_error_reaches_every_waiting_caller_at_once_without_retrying
 async fn a_timeout_while_the_database_is_down_carries_the_last_connect_error() {
     let config = PoolConfig {
         acquire_timeout: Duration::from_secs(3),
-        breaker_enabled: false,
+        breaker: BreakerConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
@@ -169,7 +175,10 @@ async fn the_breaker_fails_callers_fast_while_the_database_is_down_and_serves_th
 {
     let config = PoolConfig {
         acquire_timeout: Duration::from_secs(60),
-        breaker_failure_threshold: 3,
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
@@ -259,7 +268,10 @@ async fn the_breaker_fails_callers_fast_while_the_database_is_down_and_serves_th
 #[tokio::test(start_paused = true)]
 async fn after_a_permanent_error_the_open_breaker_fails_callers_at_once() {
     let config = PoolConfig {
-        breaker_failure_threshold: 1,
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
@@ -275,7 +287,10 @@ async fn after_a_permanent_error_the_open_breaker_fails_callers_at_once() {
 #[tokio::test(start_paused = true)]
 async fn while_a_probe_hangs_callers_fail_at_once() {
     let config = PoolConfig {
-        breaker_failure_threshold: 1,
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            ..Default::default()
+        },
         connect_timeout: Duration::from_secs(5),
         ..PoolConfig::default()
     };
@@ -315,7 +330,10 @@ async fn while_a_probe_hangs_callers_fail_at_once() {
 async fn a_connection_coming_back_healthy_closes_the_breaker() {
     let config = PoolConfig {
         max_size: 2,
-        breaker_failure_threshold: 1,
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
@@ -334,7 +352,10 @@ async fn a_connection_coming_back_healthy_closes_the_breaker() {
 async fn a_full_server_opens_no_breaker_while_the_pools_connections_work() {
     let config = PoolConfig {
         max_size: 2,
-        breaker_failure_threshold: 1,
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
@@ -355,8 +376,10 @@ async fn a_full_server_opens_no_breaker_while_the_pools_connections_work() {
 async fn the_breaker_can_be_turned_off() {
     let config = PoolConfig {
         acquire_timeout: Duration::from_secs(5),
-        breaker_enabled: false,
-        breaker_failure_threshold: 1,
+        breaker: BreakerConfig {
+            enabled: false,
+            failure_threshold: 1,
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
@@ -374,7 +397,10 @@ async fn an_idle_connection_keeps_the_breaker_closed() {
     let config = PoolConfig {
         max_size: 2,
         min_idle: 2,
-        breaker_failure_threshold: 1,
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);
@@ -450,7 +476,10 @@ async fn connections_that_arrive_broken_back_off_open_the_breaker_and_say_so() {
 async fn without_a_breaker_a_broken_arrival_still_backs_off_and_the_timeout_names_it() {
     let config = PoolConfig {
         acquire_timeout: Duration::from_secs(2),
-        breaker_enabled: false,
+        breaker: BreakerConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let bound = config.most_connect_attempts_within(config.acquire_timeout);
@@ -472,7 +501,10 @@ async fn new_connections_failing_their_first_validation_back_off_like_broken_one
     let config = PoolConfig {
         acquire_timeout: Duration::from_secs(2),
         validate_after: Duration::ZERO,
-        breaker_enabled: false,
+        breaker: BreakerConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let bound = config.most_connect_attempts_within(config.acquire_timeout);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tidewater::health::{HealthStatus, ServiceHealth};
-use tidewater::{ErrorClass, PoolConfig};
+use tidewater::{BreakerConfig, ErrorClass, PoolConfig};
 use tidewater_testkit::{CheckStep, scripted_pool, settle, spawn_get};
 
 fn check<'a>(
@@ -42,7 +42,10 @@ async fn a_well_pool_is_healthy_live_and_ready() {
 #[tokio::test(start_paused = true)]
 async fn a_database_outage_makes_the_service_not_ready_but_still_live() {
     let config = PoolConfig {
-        breaker_failure_threshold: 1,
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            ..Default::default()
+        },
         ..PoolConfig::default()
     };
     let (pool, script) = scripted_pool(config);

@@ -33,7 +33,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 use tidewater::PooledConnection;
-use tidewater::{CloseReason, CloseReport, Error, ErrorClass, IdleOrder, Pool, PoolConfig};
+use tidewater::{
+    Backoff, BreakerConfig, CloseReason, CloseReport, Error, ErrorClass, IdleOrder, Pool,
+    PoolConfig,
+};
 use tidewater_testkit::{ConnectStep, Script, ScriptedManager, spawn_get};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -98,10 +101,14 @@ impl Setup {
             max_lifetime_jitter: 0.25,
             keepalive_interval: self.keepalive_interval,
             idle_order: self.idle_order,
-            connect_backoff_initial: Duration::from_millis(10),
-            connect_backoff_max: Duration::from_millis(100),
-            breaker_enabled: self.breaker_failure_threshold.is_some(),
-            breaker_failure_threshold: self.breaker_failure_threshold.unwrap_or(5),
+            connect_backoff: Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(100),
+            },
+            breaker: BreakerConfig {
+                enabled: self.breaker_failure_threshold.is_some(),
+                failure_threshold: self.breaker_failure_threshold.unwrap_or(5),
+            },
             maintenance_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(5),
             ..PoolConfig::default()
