@@ -75,6 +75,7 @@ pub mod config;
 mod connect;
 pub mod credentials;
 mod error;
+pub mod fleet;
 mod guard;
 pub mod health;
 mod histogram;
