@@ -249,3 +249,67 @@ impl Budget {
             .saturating_sub(self.reserve)
     }
 }
+
+/// A member's view of its fleet, as its coordinator last saw it: what
+/// `/api/pools`, the metrics, the health report and the dashboard show.
+/// The coordinator (`tidewater_postgres::fleet`) hands it to the pool with
+/// [`Pool::report_fleet`](crate::Pool::report_fleet).
+///
+/// ```
+/// use tidewater::fleet::{FleetState, FleetStatus};
+/// let status = FleetStatus {
+///     fleet: "bank".into(),
+///     member: "5f0c1a2b".into(),
+///     state: FleetState::Coordinated,
+///     reason: None,
+///     grant: 12,
+///     budget: 33,
+///     members: Vec::new(),
+/// };
+/// assert_eq!(serde_json::to_value(&status).unwrap()["state"], "coordinated");
+/// ```
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetStatus {
+    /// The fleet's name.
+    pub fleet: String,
+    /// This member's id.
+    pub member: String,
+    /// Coordinated, or on its fallback share.
+    pub state: FleetState,
+    /// Why it is degraded (the coordinator's last error); `None` when
+    /// coordinated.
+    pub reason: Option<String>,
+    /// Its grant: the most connections its pool may open now.
+    pub grant: u32,
+    /// What the server leaves the fleet:
+    /// `max_connections − reserved − others − reserve`.
+    pub budget: u32,
+    /// Every live member, this one included, by id.
+    pub members: Vec<FleetMemberStatus>,
+}
+
+/// Whether a member coordinates with its fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetState {
+    /// Its share comes from the fleet's table.
+    Coordinated,
+    /// The table cannot be reached: it keeps a conservative static share
+    /// (its last grant, at most the configured fallback).
+    Degraded,
+}
+
+/// One member in a [`FleetStatus`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetMemberStatus {
+    /// Its id.
+    pub member: String,
+    /// Its grant.
+    pub grant: u32,
+    /// The connections the server counts for it.
+    pub held: u32,
+    /// Connections it would use (in use plus waiting, recently).
+    pub demand: u32,
+    /// Seconds since its last heartbeat.
+    pub lease_age_seconds: f64,
+}
