@@ -12,6 +12,7 @@ use crate::capacity::check_capacity;
 use crate::connect::{self, SessionWatch};
 use crate::connection::PgConnection;
 use crate::error::PgError;
+use crate::fleet::FleetOptions;
 use crate::tls::Tls;
 
 /// What a connection's session gets before its next use.
@@ -88,6 +89,20 @@ pub struct PgOptions {
     /// assert!(PgOptions::default().setup_sql.is_empty());
     /// ```
     pub setup_sql: Vec<String>,
+    /// Fleet mode: replicas with the same fleet name share the server's
+    /// connections, coordinated through it (see [`crate::fleet`]). Off by
+    /// default, and not allowed with `transaction_pooler` (the pooler owns
+    /// the server's connections then).
+    ///
+    /// ```
+    /// let options: tidewater_postgres::PgOptions = toml::from_str(r#"
+    ///     url = "postgres://app@db/orders"
+    ///     [fleet]
+    ///     name = "orders"
+    /// "#).unwrap();
+    /// assert_eq!(options.fleet.unwrap().name, "orders");
+    /// ```
+    pub fleet: Option<FleetOptions>,
 }
 
 impl Default for PgOptions {
@@ -100,6 +115,7 @@ impl Default for PgOptions {
             ssl_root_cert: None,
             capacity_replicas: 1,
             setup_sql: Vec::new(),
+            fleet: None,
         }
     }
 }
@@ -114,6 +130,7 @@ impl std::fmt::Debug for PgOptions {
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("capacity_replicas", &self.capacity_replicas)
             .field("setup_sql", &self.setup_sql)
+            .field("fleet", &self.fleet)
             .finish()
     }
 }
@@ -139,6 +156,8 @@ pub struct PgManager {
     options: PgOptions,
     tls: Tls,
     credentials: Option<CredentialsProvider>,
+    /// This pool's id in its fleet, when fleet mode is on.
+    member: Option<String>,
 }
 
 impl PgManager {
@@ -169,6 +188,21 @@ impl PgManager {
         if config.get_application_name().is_none() {
             config.application_name("tidewater");
         }
+        let member = match &options.fleet {
+            None => None,
+            Some(_) if options.transaction_pooler => {
+                return Err(PgError::Config(
+                    "fleet mode shares the server's connections between replicas, which a transaction pooler (transaction_pooler = true) owns: turn one of them off".into(),
+                ));
+            }
+            Some(fleet) => {
+                fleet.check()?;
+                let member = crate::fleet::new_member_id();
+                // The server counts the member's sessions by this name.
+                config.application_name(crate::fleet::session_tag(&member));
+                Some(member)
+            }
+        };
         if let Some(index) = options
             .setup_sql
             .iter()
@@ -187,6 +221,7 @@ impl PgManager {
             options,
             tls,
             credentials: None,
+            member,
         })
     }
 
@@ -217,6 +252,20 @@ impl PgManager {
     /// The settings it was made with.
     pub fn options(&self) -> &PgOptions {
         &self.options
+    }
+
+    /// This pool's id in its fleet (the `application_name` of its
+    /// connections is `tidewater-fleet/ID`); `None` without fleet mode.
+    ///
+    /// ```
+    /// use tidewater_postgres::{FleetOptions, PgManager, PgOptions};
+    /// let fleet = FleetOptions { name: "orders".into(), ..Default::default() };
+    /// let options = PgOptions { fleet: Some(fleet), ..Default::default() };
+    /// assert_eq!(PgManager::new(options).unwrap().fleet_member().unwrap().len(), 12);
+    /// assert!(PgManager::new(PgOptions::default()).unwrap().fleet_member().is_none());
+    /// ```
+    pub fn fleet_member(&self) -> Option<&str> {
+        self.member.as_deref()
     }
 
     /// Builds a pool over this manager, then checks in the background
@@ -262,8 +311,24 @@ impl PgManager {
         hooks: Hooks<PgManager>,
     ) -> Result<Pool<PgManager>, ConfigError> {
         let replicas = self.options.capacity_replicas;
+        let fleet = self
+            .options
+            .fleet
+            .clone()
+            .zip(self.member.clone())
+            .map(|membership| (self.clone(), membership));
         let pool = Pool::builder(self, config).hooks(hooks).build()?;
-        tokio::spawn(watch_capacity(pool.weak(), replicas));
+        match fleet {
+            // The fleet, not a replica count, decides what fits.
+            Some((manager, (options, member))) => {
+                // Until its first step, a member keeps to its fallback share.
+                pool.resize(options.fallback.min(pool.config().max_size))?;
+                tokio::spawn(crate::fleet::coordinate(pool.weak(), manager, options, member));
+            }
+            None => {
+                tokio::spawn(watch_capacity(pool.weak(), replicas));
+            }
+        }
         Ok(pool)
     }
 }

@@ -342,6 +342,7 @@ pub(crate) struct Observation<'a> {
     pub(crate) leaks: &'a [LeakSuspect],
     pub(crate) last_connect_error: Option<String>,
     pub(crate) capacity: Option<ServerCapacity>,
+    pub(crate) fleet: Option<crate::fleet::FleetStatus>,
 }
 
 /// One rule's progress: pending, firing, clearing.
@@ -592,6 +593,7 @@ impl Monitor {
             window: Window::new(config.window, Instant::now()),
             sinks: Vec::new(),
             capacity: None,
+            fleet: None,
         }
     }
 }

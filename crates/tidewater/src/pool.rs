@@ -602,6 +602,17 @@ impl<M: Manager> Pool<M> {
         self.monitor().capacity
     }
 
+    /// Records this pool's view of its fleet, as its coordinator last saw
+    /// it (see [`crate::fleet`]).
+    pub fn report_fleet(&self, status: crate::fleet::FleetStatus) {
+        self.monitor().fleet = Some(status);
+    }
+
+    /// The last fleet report, if the pool is in a fleet.
+    pub fn fleet(&self) -> Option<crate::fleet::FleetStatus> {
+        self.monitor().fleet.clone()
+    }
+
     pub(crate) fn monitor(&self) -> std::sync::MutexGuard<'_, Monitor> {
         self.shared
             .monitor
