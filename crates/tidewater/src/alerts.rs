@@ -342,7 +342,6 @@ pub(crate) struct Observation<'a> {
     pub(crate) leaks: &'a [LeakSuspect],
     pub(crate) last_connect_error: Option<String>,
     pub(crate) capacity: Option<ServerCapacity>,
-    pub(crate) fleet: Option<crate::fleet::FleetStatus>,
 }
 
 /// One rule's progress: pending, firing, clearing.
@@ -584,6 +583,7 @@ pub(crate) struct Monitor {
     pub(crate) window: Window,
     pub(crate) sinks: Vec<Arc<dyn AlertSink>>,
     pub(crate) capacity: Option<ServerCapacity>,
+    pub(crate) fleet: Option<crate::fleet::FleetStatus>,
 }
 
 impl Monitor {

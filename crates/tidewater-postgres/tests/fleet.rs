@@ -1,0 +1,242 @@
+//! Fleet mode on a private PostgreSQL with `max_connections = 40`: pools
+//! of `max_size = 50` each, under load, share it without a single "too
+//! many clients" and without the server's sessions ever passing the
+//! budget (sampled every 100 ms from `pg_stat_activity`); a member that
+//! leaves gives its share to the others, one that joins gets one without
+//! overshoot, and the fleet reforms after the server restarts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tidewater::fleet::FleetState;
+use tidewater::{Pool, PoolConfig};
+use tidewater_postgres::{FleetOptions, PgManager, PgOptions};
+use tidewater_testkit::{PgCluster, Shutdown, eventually};
+use tokio::task::JoinHandle;
+
+const MAX_CONNECTIONS: u32 = 40;
+const RESERVED: u32 = 3;
+const RESERVE: u32 = 3;
+
+fn fleet() -> FleetOptions {
+    FleetOptions {
+        name: "bank".into(),
+        heartbeat: Duration::from_millis(200),
+        lease: Duration::from_secs(1),
+        reserve: RESERVE,
+        ..FleetOptions::default()
+    }
+}
+
+fn member(cluster: &PgCluster) -> Pool<PgManager> {
+    let options = PgOptions {
+        url: cluster.url(),
+        fleet: Some(fleet()),
+        ..PgOptions::default()
+    };
+    let config = PoolConfig {
+        max_size: 50,
+        acquire_timeout: Duration::from_secs(10),
+        ..PoolConfig::default()
+    };
+    PgManager::new(options).unwrap().into_pool(config).unwrap()
+}
+
+/// Callers on one pool, each looping a 2 ms query until `stop`.
+struct Load {
+    served: Arc<AtomicU64>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn load(pool: &Pool<PgManager>, callers: usize, stop: &Arc<AtomicBool>) -> Load {
+    let served = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks = (0..callers)
+        .map(|_| {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            let (served, failures) = (served.clone(), failures.clone());
+            tokio::spawn(async move {
+                while !stop.load(Relaxed) {
+                    let outcome = match pool.get().await {
+                        Ok(conn) => conn
+                            .simple_query("SELECT pg_sleep(0.002)")
+                            .await
+                            .map(drop)
+                            .map_err(|error| error.to_string()),
+                        Err(error) => Err(error.to_string()),
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            served.fetch_add(1, Relaxed);
+                        }
+                        Err(error) => failures.lock().unwrap().push(error),
+                    }
+                }
+            })
+        })
+        .collect();
+    Load {
+        served,
+        failures,
+        tasks,
+    }
+}
+
+impl Load {
+    async fn finish(self) -> (u64, Vec<String>) {
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (self.served.load(Relaxed), failures)
+    }
+}
+
+/// The server's client sessions every 100 ms, from a session of its own:
+/// (all of them, the fleet members' pools).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<Vec<(u32, u32)>>,
+}
+
+impl Sampler {
+    async fn start(cluster: &PgCluster) -> Self {
+        let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !running.load(Relaxed) {
+                let Ok(row) = client
+                    .query_one(
+                        "SELECT count(*)::int, \
+                         (count(*) FILTER (WHERE application_name LIKE 'tidewater-fleet/%'))::int \
+                         FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                        &[],
+                    )
+                    .await
+                else {
+                    break;
+                };
+                samples.push((row.get::<_, i32>(0) as u32, row.get::<_, i32>(1) as u32));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            samples
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> Vec<(u32, u32)> {
+        self.stop.store(true, Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// What the fleet may hold with `members` coordinators and one sampler
+/// among the others.
+fn budget(members: u32) -> u32 {
+    MAX_CONNECTIONS - RESERVED - RESERVE - members - 1
+}
+
+fn grants(pools: &[Pool<PgManager>]) -> Vec<u32> {
+    pools
+        .iter()
+        .map(|pool| pool.fleet().map_or(0, |fleet| fleet.grant))
+        .collect()
+}
+
+async fn coordinated(pools: &[Pool<PgManager>], members: usize) -> bool {
+    pools.iter().all(|pool| {
+        pool.fleet().is_some_and(|fleet| {
+            fleet.state == FleetState::Coordinated && fleet.members.len() == members
+        })
+    })
+}
+
+/// No sample over the server's limit for its users: never a "too many
+/// clients".
+fn assert_within(samples: &[(u32, u32)]) {
+    assert!(samples.len() >= 10, "too few samples: {samples:?}");
+    let limit = MAX_CONNECTIONS - RESERVED;
+    for &(all, _) in samples {
+        assert!(all <= limit, "{all} sessions over the server's {limit}: {samples:?}");
+    }
+    let most = samples.iter().map(|&(_, fleet)| fleet).max().unwrap_or(0);
+    assert!(most > 10, "the load never used the server: {samples:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_pools_of_fifty_share_forty_connections() {
+    let cluster = PgCluster::new().await.unwrap();
+    cluster.set_max_connections(MAX_CONNECTIONS).await.unwrap();
+    let sampler = Sampler::start(&cluster).await;
+    let mut pools: Vec<_> = (0..4).map(|_| member(&cluster)).collect();
+    assert!(
+        eventually(async || coordinated(&pools, 4).await).await,
+        "the fleet formed: {:?}",
+        pools.iter().map(Pool::fleet).collect::<Vec<_>>()
+    );
+
+    // Load through all four: 40 callers each, for two seconds.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = pools.iter().map(|pool| load(pool, 40, &stop)).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let shares = grants(&pools);
+    stop.store(true, Relaxed);
+    for (index, load) in loads.into_iter().enumerate() {
+        let (served, failures) = load.finish().await;
+        assert!(failures.is_empty(), "pool {index} failed: {failures:?}");
+        assert!(served > 0, "pool {index} served nobody");
+    }
+    eprintln!("shares under load: {shares:?}");
+    assert!(shares.iter().sum::<u32>() <= budget(4), "{shares:?}");
+    assert!(shares.iter().all(|&share| share >= 2), "{shares:?}");
+
+    // One leaves: its share goes to the others (busy again) within a lease.
+    let left = pools.pop().unwrap();
+    drop(left);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = pools.iter().map(|pool| load(pool, 40, &stop)).collect();
+    assert!(
+        eventually(async || {
+            coordinated(&pools, 3).await && grants(&pools).iter().sum::<u32>() >= budget(3) - 1
+        })
+        .await,
+        "the share moved: {:?}",
+        grants(&pools)
+    );
+    // A fifth joins, under load: shares rebalance, no overshoot.
+    pools.push(member(&cluster));
+    pools.push(member(&cluster));
+    assert!(
+        eventually(async || coordinated(&pools, 5).await).await,
+        "the new members got a share: {:?}",
+        grants(&pools)
+    );
+    stop.store(true, Relaxed);
+    for load in loads {
+        let (_, failures) = load.finish().await;
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+    let samples = sampler.finish().await;
+    eprintln!("samples: {samples:?}");
+    assert_within(&samples);
+
+    // The server restarts: the fleet reforms, and serves.
+    cluster.restart(Shutdown::Fast).await.unwrap();
+    assert!(
+        eventually(async || coordinated(&pools, 5).await).await,
+        "the fleet reformed: {:?}",
+        pools.iter().map(Pool::fleet).collect::<Vec<_>>()
+    );
+    for pool in &pools {
+        let conn = pool.get().await.unwrap();
+        conn.simple_query("SELECT 1").await.unwrap();
+    }
+    assert!(grants(&pools).iter().sum::<u32>() <= budget(5) + 1);
+}
