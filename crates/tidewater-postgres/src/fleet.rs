@@ -41,9 +41,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidewater::fleet::{
-    Budget, FleetMemberStatus, FleetState, FleetStatus, Member, decide,
-};
+use tidewater::fleet::{Budget, FleetMemberStatus, FleetState, FleetStatus, Member, decide};
 use tidewater::{Pool, WeakPool};
 use tokio_postgres::Client;
 
@@ -458,7 +456,10 @@ async fn read_snapshot(
 impl Snapshot {
     /// What the server counts for `member`'s pool.
     fn held(&self, member: &str) -> u32 {
-        self.sessions.get(&session_tag(member)).copied().unwrap_or(0)
+        self.sessions
+            .get(&session_tag(member))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The rows as the rule reads them, and the fleet's budget: the
@@ -499,7 +500,11 @@ impl Snapshot {
                 .iter()
                 .map(|row| FleetMemberStatus {
                     member: row.member.clone(),
-                    grant: if row.member == member { grant } else { row.grant },
+                    grant: if row.member == member {
+                        grant
+                    } else {
+                        row.grant
+                    },
                     held: self.held(&row.member),
                     demand: row.demand,
                     lease_age_seconds: row.age_seconds,

@@ -323,7 +323,12 @@ impl PgManager {
             Some((manager, (options, member))) => {
                 // Until its first step, a member keeps to its fallback share.
                 pool.resize(options.fallback.min(pool.config().max_size))?;
-                tokio::spawn(crate::fleet::coordinate(pool.weak(), manager, options, member));
+                tokio::spawn(crate::fleet::coordinate(
+                    pool.weak(),
+                    manager,
+                    options,
+                    member,
+                ));
             }
             None => {
                 tokio::spawn(watch_capacity(pool.weak(), replicas));

@@ -164,7 +164,10 @@ fn assert_within(samples: &[(u32, u32)]) {
     assert!(samples.len() >= 10, "too few samples: {samples:?}");
     let limit = MAX_CONNECTIONS - RESERVED;
     for &(all, _) in samples {
-        assert!(all <= limit, "{all} sessions over the server's {limit}: {samples:?}");
+        assert!(
+            all <= limit,
+            "{all} sessions over the server's {limit}: {samples:?}"
+        );
     }
     let most = samples.iter().map(|&(_, fleet)| fleet).max().unwrap_or(0);
     assert!(most > 10, "the load never used the server: {samples:?}");
