@@ -211,6 +211,8 @@ struct Coordinator {
     options: FleetOptions,
     member: String,
     session: Option<(Client, SessionWatch)>,
+    /// Whether this session made sure the table exists.
+    table_ready: bool,
     /// Its grant as last committed (0 before the first step).
     grant: u32,
     /// The last coordinated view, shown while degraded.
@@ -242,6 +244,7 @@ impl Coordinator {
             options,
             member,
             session: None,
+            table_ready: false,
             grant: 0,
             last: None,
             degraded: false,
@@ -258,6 +261,7 @@ impl Coordinator {
             self.session = None;
         }
         if self.session.is_none() {
+            self.table_ready = false;
             let (client, watch) = self.manager.open_session(None).await?;
             let name = format!("tidewater-fleet-coordinator/{}", self.member);
             client
@@ -276,46 +280,17 @@ impl Coordinator {
         let member = self.member.clone();
         let ceiling = pool.status().max_size;
         let max_size = pool.config().max_size;
+        let beat = Heartbeat {
+            // A new row claims what the pool may hold now: honest, and
+            // shrunk below if the fleet has no room for it.
+            claimed: ceiling,
+            demand,
+            max_size,
+            create_table: !self.table_ready,
+        };
         let client = self.client().await?;
         let transaction = client.transaction().await?;
-        let table = &options.table;
-        transaction
-            .execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('tidewater-fleet:' || $1, 0))",
-                &[&options.name],
-            )
-            .await?;
-        transaction
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {table} (fleet text NOT NULL, member text NOT NULL, \
-                 grant_size integer NOT NULL, demand integer NOT NULL, ceiling integer NOT NULL, \
-                 heartbeat timestamptz NOT NULL, PRIMARY KEY (fleet, member))"
-            ))
-            .await?;
-        let lease = options.lease.as_secs_f64();
-        transaction
-            .execute(
-                &format!(
-                    "DELETE FROM {table} WHERE fleet = $1 \
-                     AND heartbeat < now() - make_interval(secs => $2)"
-                ),
-                &[&options.name, &lease],
-            )
-            .await?;
-        // A new row claims what the pool may hold now: honest, and shrunk
-        // below if the fleet has no room for it.
-        let claimed = i32::try_from(ceiling).unwrap_or(i32::MAX);
-        let numbers = [demand, max_size].map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-        transaction
-            .execute(
-                &format!(
-                    "INSERT INTO {table} (fleet, member, grant_size, demand, ceiling, heartbeat) \
-                     VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (fleet, member) DO UPDATE \
-                     SET demand = EXCLUDED.demand, ceiling = EXCLUDED.ceiling, heartbeat = now()"
-                ),
-                &[&options.name, &member, &claimed, &numbers[0], &numbers[1]],
-            )
-            .await?;
+        renew(&transaction, &options, &member, &beat).await?;
         let snapshot = read_snapshot(&transaction, &options).await?;
         let (members, budget) = snapshot.members_and_budget(&options);
         let me = snapshot
@@ -328,14 +303,17 @@ impl Coordinator {
         if next_ceiling < ceiling {
             resize(pool, next_ceiling);
         }
-        let grant = i32::try_from(decision.grant).unwrap_or(i32::MAX);
         transaction
             .execute(
-                &format!("UPDATE {table} SET grant_size = $3 WHERE fleet = $1 AND member = $2"),
-                &[&options.name, &member, &grant],
+                &format!(
+                    "UPDATE {} SET grant_size = $3 WHERE fleet = $1 AND member = $2",
+                    options.table
+                ),
+                &[&options.name, &member, &sql_int(decision.grant)],
             )
             .await?;
         transaction.commit().await?;
+        self.table_ready = true;
         self.grant = decision.grant;
         if next_ceiling > ceiling {
             resize(pool, next_ceiling);
@@ -396,6 +374,74 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// What a member writes in its row at a heartbeat.
+struct Heartbeat {
+    /// Its grant, if it has no row yet.
+    claimed: u32,
+    demand: u32,
+    max_size: u32,
+    /// Whether to create the table first (once per session).
+    create_table: bool,
+}
+
+/// The start of a step, in its transaction: the fleet's lock, the table
+/// (once per session), the expired rows deleted, the member's row written.
+async fn renew(
+    transaction: &tokio_postgres::Transaction<'_>,
+    options: &FleetOptions,
+    member: &str,
+    beat: &Heartbeat,
+) -> Result<(), PgError> {
+    let table = &options.table;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('tidewater-fleet:' || $1, 0))",
+            &[&options.name],
+        )
+        .await?;
+    if beat.create_table {
+        // Under the lock: members starting together do not race.
+        transaction
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (fleet text NOT NULL, member text NOT NULL, \
+                 grant_size integer NOT NULL, demand integer NOT NULL, ceiling integer NOT NULL, \
+                 heartbeat timestamptz NOT NULL, PRIMARY KEY (fleet, member))"
+            ))
+            .await?;
+    }
+    transaction
+        .execute(
+            &format!(
+                "DELETE FROM {table} WHERE fleet = $1 \
+                 AND heartbeat < now() - make_interval(secs => $2)"
+            ),
+            &[&options.name, &options.lease.as_secs_f64()],
+        )
+        .await?;
+    transaction
+        .execute(
+            &format!(
+                "INSERT INTO {table} (fleet, member, grant_size, demand, ceiling, heartbeat) \
+                 VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (fleet, member) DO UPDATE \
+                 SET demand = EXCLUDED.demand, ceiling = EXCLUDED.ceiling, heartbeat = now()"
+            ),
+            &[
+                &options.name,
+                &member,
+                &sql_int(beat.claimed),
+                &sql_int(beat.demand),
+                &sql_int(beat.max_size),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A count as an SQL `integer`.
+fn sql_int(count: u32) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 /// Sets the pool's ceiling; a value the pool refuses is logged, not fatal.
