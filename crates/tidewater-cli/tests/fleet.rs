@@ -136,8 +136,8 @@ fn load(
 }
 
 /// Runs the load for `how_long` and checks every replica served and no
-/// answer failed.
-async fn drive(replicas: &[Replica], how_long: Duration) {
+/// answer failed; returns the transfers each replica made.
+async fn drive(replicas: &[Replica], how_long: Duration) -> Vec<u64> {
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = load(replicas, 20, &stop);
     tokio::time::sleep(how_long).await;
@@ -149,6 +149,7 @@ async fn drive(replicas: &[Replica], how_long: Duration) {
         per_replica[index / 20] += made;
     }
     assert!(per_replica.iter().all(|&made| made > 0), "{per_replica:?}");
+    per_replica
 }
 
 /// The fleet's rows: (member, grant).
@@ -219,11 +220,12 @@ async fn four_replicas_of_fifty_share_forty_connections() {
     })
     .await;
     let sampler = Sampler::start(&cluster).await;
-    drive(&replicas, Duration::from_secs(3)).await;
+    let served = drive(&replicas, Duration::from_secs(3)).await;
     let before = rows(&cluster).await;
 
     // kill -9: the share comes back within the lease and goes to the others.
     replicas.remove(0).kill_9();
+    let killed = std::time::Instant::now();
     let moved = poll_until("the dead member's share moved", DEADLINE, async || {
         let now = rows(&cluster).await;
         let total: u32 = now.iter().map(|(_, grant)| grant).sum();
@@ -231,6 +233,7 @@ async fn four_replicas_of_fifty_share_forty_connections() {
             .then_some(now)
     })
     .await;
+    let moved_after = killed.elapsed();
     drive(&replicas, Duration::from_secs(1)).await;
 
     // A new replica: shares rebalance.
@@ -250,6 +253,7 @@ async fn four_replicas_of_fifty_share_forty_connections() {
 
     // The server restarts: the fleet reforms and serves; no money lost.
     cluster.restart(Shutdown::Fast).await.unwrap();
+    let restarted = std::time::Instant::now();
     poll_until("the fleet reformed", DEADLINE, async || {
         let renewed = cluster
             .execute(
@@ -261,6 +265,7 @@ async fn four_replicas_of_fifty_share_forty_connections() {
         (renewed == "4").then_some(())
     })
     .await;
+    let reformed_after = restarted.elapsed();
     drive(&replicas, Duration::from_secs(1)).await;
     let total = cluster
         .execute("SELECT sum(balance) FROM accounts")
@@ -268,7 +273,10 @@ async fn four_replicas_of_fifty_share_forty_connections() {
         .unwrap();
     assert_eq!(total, (ACCOUNTS * OPENING).to_string());
     eprintln!(
-        "grants: before the kill {before:?}, after {moved:?}; samples max {:?}",
+        "transfers per replica in 3 s: {served:?}; grants before the kill {before:?}, \
+         {moved_after:?} after it {moved:?}; {} samples, most sessions {:?} of {limit}; \
+         reformed {reformed_after:?} after the restart",
+        samples.len(),
         samples.iter().max()
     );
 }
