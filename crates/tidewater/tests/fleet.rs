@@ -307,19 +307,32 @@ fn a_hundred_members_never_overshoot_and_converge() {
             sim.tick(true);
         }
         assert!(!sim.deaths.is_empty(), "seed {seed}: nobody died");
-        assert!(sim.next_id > 100, "seed {seed}: fewer than 100 members joined");
+        assert!(
+            sim.next_id > 100,
+            "seed {seed}: fewer than 100 members joined"
+        );
         // Then calm: 20 s without churn.
         for _ in 0..200 {
             sim.tick(false);
         }
         let (members, budget) = sim.read();
         let committed: u32 = members.iter().map(Member::committed).sum();
-        assert!(committed <= budget, "seed {seed}: {committed} over {budget} when calm");
+        assert!(
+            committed <= budget,
+            "seed {seed}: {committed} over {budget} when calm"
+        );
         let fair = targets(budget, FLOOR, &members);
         for ((row, target), process) in sim.rows.iter().zip(&fair).zip(&sim.processes) {
-            assert_eq!(row.grant, *target, "seed {seed}: member {} not at its target", row.id);
+            assert_eq!(
+                row.grant, *target,
+                "seed {seed}: member {} not at its target",
+                row.id
+            );
             if process.demand <= *target {
-                assert_eq!(process.open, process.demand, "seed {seed}: demand not served");
+                assert_eq!(
+                    process.open, process.demand,
+                    "seed {seed}: demand not served"
+                );
             }
         }
         assert_eq!(sim.rows.len(), sim.processes.len(), "seed {seed}");
@@ -344,7 +357,10 @@ fn a_dead_members_share_goes_to_the_busy_within_a_lease() {
     let shares = |sim: &Sim| sim.rows.iter().map(|row| row.grant).collect::<Vec<_>>();
     let before = shares(&sim);
     assert_eq!(before.iter().sum::<u32>(), budget, "{before:?}");
-    assert!(before.iter().all(|&share| share >= budget / 4), "{before:?}");
+    assert!(
+        before.iter().all(|&share| share >= budget / 4),
+        "{before:?}"
+    );
     let died = sim.tick;
     sim.kill(0);
     while sim.rows.len() > 3 || shares(&sim).iter().sum::<u32>() < budget {
@@ -356,5 +372,8 @@ fn a_dead_members_share_goes_to_the_busy_within_a_lease() {
         );
     }
     let after = shares(&sim);
-    assert!(after.iter().all(|&share| share >= budget / 3), "{before:?} -> {after:?}");
+    assert!(
+        after.iter().all(|&share| share >= budget / 3),
+        "{before:?} -> {after:?}"
+    );
 }
