@@ -575,14 +575,15 @@ pub(crate) fn trace(event: &AlertEvent) {
     }
 }
 
-/// A pool's alert rules, statistics window, sinks and last capacity report,
-/// behind one lock the maintenance task and the monitoring calls share
-/// (never `get()`).
+/// A pool's alert rules, statistics window, sinks, and last capacity and
+/// fleet reports, behind one lock the maintenance task and the monitoring
+/// calls share (never `get()`).
 pub(crate) struct Monitor {
     pub(crate) alerts: Alerts,
     pub(crate) window: Window,
     pub(crate) sinks: Vec<Arc<dyn AlertSink>>,
     pub(crate) capacity: Option<ServerCapacity>,
+    pub(crate) fleet: Option<crate::fleet::FleetStatus>,
 }
 
 impl Monitor {
@@ -592,6 +593,7 @@ impl Monitor {
             window: Window::new(config.window, Instant::now()),
             sinks: Vec::new(),
             capacity: None,
+            fleet: None,
         }
     }
 }
