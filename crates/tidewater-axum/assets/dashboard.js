@@ -8,6 +8,7 @@
 //   [data-metric=NAME][data-value] each number (raw value in data-value)
 //   #alerts li[data-alert=NAME]   each firing alert
 //   #leaks tr[data-connection-id] each leak suspect
+//   #fleet tr[data-member]        each member of the pool's fleet
 //   canvas[data-points]           history points drawn
 'use strict';
 
@@ -25,6 +26,7 @@
     capacity: 600,
     intervalSeconds: 1,
     firing: null, // alert names of the selected pool, for announcements
+    fleetState: null, // its fleet's state, for announcements
   };
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -98,7 +100,10 @@
   function select() {
     const wanted = wantedPool();
     const selected = wanted !== null && state.pools.has(wanted) ? wanted : state.order[0] ?? null;
-    if (selected !== state.selected) state.firing = null;
+    if (selected !== state.selected) {
+      state.firing = null;
+      state.fleetState = null;
+    }
     state.selected = selected;
   }
 
@@ -243,6 +248,7 @@
       capacity.textContent = `server: ${available} of ${max} connections free`;
     }
 
+    renderFleet(pool);
     renderAlerts(pool);
     renderLeaks(pool);
     renderCharts(entry);
@@ -318,6 +324,59 @@
         return row;
       }),
     );
+  }
+
+  function renderFleet(pool) {
+    const fleet = pool.fleet;
+    const section = $('#fleet');
+    section.hidden = !fleet;
+    if (!fleet) {
+      state.fleetState = null;
+      return;
+    }
+    $('#fleet-name').textContent = fleet.fleet;
+    const degraded = fleet.state === 'degraded';
+    setMetric('fleet_state', fleet.state, degraded ? 'degraded: on a fallback share' : 'coordinated');
+    const reason = $('#fleet-reason');
+    reason.hidden = !degraded;
+    reason.textContent = degraded
+      ? `Coordination lost: ${fleet.reason ?? 'reason unknown'}; on a fallback share of ${fleet.grant} connections.`
+      : '';
+    setMetric('fleet_grant', fleet.grant);
+    setMetric('fleet_budget', fleet.budget);
+    $('tbody', section).replaceChildren(
+      ...fleet.members.map((member) => {
+        const row = document.createElement('tr');
+        row.dataset.member = member.member;
+        const id = document.createElement('td');
+        const code = document.createElement('code');
+        code.textContent = member.member;
+        id.append(code);
+        if (member.member === fleet.member) {
+          row.setAttribute('aria-current', 'true');
+          const tag = document.createElement('span');
+          tag.className = 'tag';
+          tag.textContent = 'this replica';
+          id.append(' ', tag);
+        }
+        const cells = [member.grant, member.held, member.demand].map((value) => {
+          const cell = document.createElement('td');
+          cell.textContent = String(value);
+          return cell;
+        });
+        const lease = document.createElement('td');
+        lease.dataset.value = String(member.lease_age_seconds);
+        lease.textContent = formatDuration(member.lease_age_seconds);
+        row.append(id, ...cells, lease);
+        return row;
+      }),
+    );
+    if (state.fleetState !== null && state.fleetState !== fleet.state) {
+      $('#announce').textContent = degraded
+        ? `Fleet coordination lost: ${fleet.reason ?? 'reason unknown'}.`
+        : 'Fleet coordination restored.';
+    }
+    state.fleetState = fleet.state;
   }
 
   // ---- charts ------------------------------------------------------------

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use tidewater::alerts::{Alert, ServerCapacity};
+use tidewater::fleet::FleetStatus;
 use tidewater::health::{HealthCheck, HealthStatus, PoolHealth, ServiceHealth};
 use tidewater::prometheus::PoolMetrics;
 use tidewater::{LeakSuspect, PoolConfig, PoolStatus, PoolView, StatsSnapshot};
@@ -352,6 +353,7 @@ async fn bounded_health(view: Arc<dyn PoolView>) -> PoolHealth {
 fn unanswered(view: &dyn PoolView, reason: String) -> PoolHealth {
     let state = view.status();
     let leak_suspects = view.leak_suspects();
+    let fleet = view.fleet();
     let threshold = view.config().alerts.utilization_threshold;
     let share = f64::from(state.in_use) / f64::from(state.max_size.max(1));
     let check = |name, healthy: bool, bad, reason: String| HealthCheck {
@@ -391,6 +393,7 @@ fn unanswered(view: &dyn PoolView, reason: String) -> PoolHealth {
             HealthStatus::Degraded,
             format!("{} connection(s) held too long", leak_suspects.len()),
         ),
+        HealthCheck::of_fleet(fleet.as_ref()),
     ];
     PoolHealth {
         pool: view.name().into(),
@@ -400,6 +403,7 @@ fn unanswered(view: &dyn PoolView, reason: String) -> PoolHealth {
         sizing: view.sizing(),
         leak_suspects,
         alerts: view.alerts(),
+        fleet,
     }
 }
 
@@ -437,6 +441,10 @@ impl PoolView for Shared {
 
     fn capacity(&self) -> Option<ServerCapacity> {
         self.0.capacity()
+    }
+
+    fn fleet(&self) -> Option<FleetStatus> {
+        self.0.fleet()
     }
 
     fn health(&self) -> Pin<Box<dyn Future<Output = PoolHealth> + Send + '_>> {
@@ -502,13 +510,23 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_health_check_that_panics_makes_the_pool_unhealthy() {
         let (pool, _script) = tidewater_testkit::scripted_pool(Default::default());
+        pool.report_fleet(tidewater_testkit::fleet_status(Some("connection refused")));
         let report = unanswered(&pool, "the health check panicked".to_owned());
         assert_eq!(report.status, HealthStatus::Unhealthy);
         let names: Vec<&str> = report.checks.iter().map(|check| check.name).collect();
         assert_eq!(
             names,
-            ["acquire", "breaker", "utilization", "wait_p99", "leaks"]
+            [
+                "acquire",
+                "breaker",
+                "utilization",
+                "wait_p99",
+                "leaks",
+                "fleet"
+            ]
         );
+        assert_eq!(report.checks[5].status, HealthStatus::Degraded);
+        assert_eq!(report.fleet, pool.fleet());
         assert!(!ServiceHealth::of(vec![report]).ready);
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tidewater::alerts::{Alert, ServerCapacity};
+use tidewater::fleet::FleetStatus;
 use tidewater::{LeakSuspect, PoolStatus, PoolView, SizingReport, StatsSnapshot};
 
 /// Every monitored pool, as `GET /api/pools` returns it (see
@@ -48,6 +49,9 @@ pub struct PoolsReport {
 ///   "totals": { "acquired": 812, "timeouts": 0, "connect_errors": 0, "opened": 2, "closed": 0,
 ///               "rejected": 0, "leaks_detected": 1 },
 ///   "capacity": { "max_connections": 100, "available": 40 },
+///   "fleet": { "fleet": "bank", "member": "a1", "state": "degraded", "reason": "connection refused",
+///              "grant": 12, "budget": 33,
+///              "members": [ { "member": "a1", "grant": 12, "held": 10, "demand": 14, "lease_age_seconds": 0.4 } ] },
 ///   "thresholds": { "acquire_timeout_seconds": 30.0, "expected_wait_p99_seconds": 1.0,
 ///                   "leak_detection_threshold_seconds": 60.0, "utilization": 0.8 },
 ///   "history": [ { "sample": 41, "unix_ms": 1795899999000, "in_use": 1, "...": "see HistoryPoint" } ]
@@ -73,6 +77,9 @@ pub struct PoolReport {
     /// The database server's connections, as the backend last reported
     /// them; `null` when it never did.
     pub capacity: Option<ServerCapacity>,
+    /// Its place in its fleet, as its coordinator last reported it (see
+    /// [`tidewater::fleet`]); `null` in no fleet.
+    pub fleet: Option<FleetStatus>,
     /// The configured bounds the dashboard draws against.
     pub thresholds: Thresholds,
     /// Samples, oldest first, one per sample interval, for about ten
@@ -281,6 +288,7 @@ pub(crate) fn pool_report(view: &dyn PoolView, history: Vec<HistoryPoint>) -> Po
         leak_suspects: view.leak_suspects().iter().map(LeakReport::from).collect(),
         totals: Totals::of(&stats),
         capacity: view.capacity(),
+        fleet: view.fleet(),
         thresholds: Thresholds::of(view),
         history,
     }

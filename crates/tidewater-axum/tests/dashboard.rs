@@ -1,7 +1,8 @@
 //! The dashboard in headless Chromium with two pools: one page per pool,
 //! chosen by its tab or by `?pool=NAME`, each with its own numbers and
-//! alerts, and the other pool's alerts flagged on its tab. Also checks that
-//! the browser check does catch a page's JavaScript errors.
+//! alerts, and the other pool's alerts flagged on its tab; the fleet panel
+//! of a pool in a fleet, and none for a pool in none. Also checks that the
+//! browser check does catch a page's JavaScript errors.
 //!
 //! Needs Chromium: `/usr/bin/chromium` or `$CHROMIUM` (scripts/test installs
 //! Debian's package); without it the tests fail and say so.
@@ -14,7 +15,7 @@ use axum::Router;
 use tidewater::{AlertConfig, PoolConfig, SizingConfig, SizingMode};
 use tidewater_axum::Monitoring;
 use tidewater_testkit::browser::{Browser, Tab};
-use tidewater_testkit::scripted_pool;
+use tidewater_testkit::{fleet_status, scripted_pool};
 
 use common::{serve, until_status};
 
@@ -285,6 +286,141 @@ async fn the_adaptive_limit_is_shown_and_drawn() {
     let report: serde_json::Value = tab.eval("fetch('api/pools').then((r) => r.json())").await;
     assert_eq!(report["pools"][0]["sizing"]["mode"], "adaptive");
     assert_eq!(report["pools"][0]["history"][0]["limit"], 3);
+    let errors = tab.js_errors();
+    drop(tab);
+    browser.close().await;
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// What the fleet panel shows: whether it is hidden, and when not, the
+/// fleet's name, its state, the reason shown, this member's grant and the
+/// budget, each member's row and the rows marked as this replica.
+const FLEET: &str = "(() => { \
+    const panel = document.getElementById('fleet'); \
+    const reason = document.getElementById('fleet-reason'); \
+    const value = (name) => document.querySelector(`[data-metric=\"${name}\"]`).dataset.value; \
+    return { \
+        pool: document.getElementById('main').dataset.pool, \
+        hidden: panel.hidden, \
+        name: document.getElementById('fleet-name').textContent, \
+        state: value('fleet_state'), \
+        reason: reason.hidden ? null : reason.textContent, \
+        grant: value('fleet_grant'), \
+        budget: value('fleet_budget'), \
+        members: [...panel.querySelectorAll('tbody tr')] \
+            .map((row) => [...row.cells].map((cell) => cell.textContent)), \
+        current: [...panel.querySelectorAll('tbody tr[aria-current=\"true\"]')] \
+            .map((row) => row.dataset.member), \
+    }; \
+})()";
+
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct FleetShown {
+    pool: String,
+    hidden: bool,
+    name: String,
+    state: String,
+    reason: Option<String>,
+    grant: String,
+    budget: String,
+    members: Vec<Vec<String>>,
+    current: Vec<String>,
+}
+
+/// Waits until the fleet panel shows what `expected` says of it.
+async fn until_fleet(tab: &Tab, what: &str, expected: impl Fn(&FleetShown) -> bool) -> FleetShown {
+    common::eventually(what, || async {
+        let shown: FleetShown = tab.eval(FLEET).await;
+        if expected(&shown) {
+            Ok(shown)
+        } else {
+            Err((shown, tab.js_errors()))
+        }
+    })
+    .await
+}
+
+/// A pool in a fleet shows the fleet panel: its name and state, this
+/// replica's grant of the budget, every member with this replica marked,
+/// and, once coordination is lost, why (announced too); a pool in no fleet
+/// shows none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_panel_shows_the_members_and_why_coordination_was_lost() {
+    let (orders, _orders_script) = scripted_pool(config("orders", 5));
+    let (billing, _billing_script) = scripted_pool(config("billing", 2));
+    orders.report_fleet(fleet_status(None));
+    let monitoring = Monitoring::with_sampling(Duration::from_millis(200), 600);
+    monitoring.register(orders.clone());
+    monitoring.register(billing.clone());
+    let server = serve(Router::new().merge(monitoring.router())).await;
+
+    let browser = Browser::launch()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let tab = browser.open(&server.url("/dashboard")).await;
+    let shown = until_fleet(&tab, "the fleet panel of orders", |shown| {
+        shown.pool == "orders" && !shown.hidden
+    })
+    .await;
+    assert_eq!(
+        shown,
+        FleetShown {
+            pool: "orders".into(),
+            hidden: false,
+            name: "bank".into(),
+            state: "coordinated".into(),
+            reason: None,
+            grant: "12".into(),
+            budget: "33".into(),
+            members: [
+                ["a1 this replica", "12", "10", "14", "400.0 ms"],
+                ["b2", "15", "15", "20", "1.50 s"],
+                ["c3", "6", "3", "2", "2.50 s"],
+            ]
+            .iter()
+            .map(|row| row.iter().map(|&cell| cell.into()).collect())
+            .collect(),
+            current: vec!["a1".into()],
+        }
+    );
+
+    // Coordination is lost: the panel says why, and so does the page's
+    // live region.
+    orders.report_fleet(fleet_status(Some("could not reach the fleet's table")));
+    let shown = until_fleet(&tab, "the fleet turns degraded", |shown| {
+        shown.state == "degraded"
+    })
+    .await;
+    assert_eq!(
+        shown.reason.as_deref(),
+        Some(
+            "Coordination lost: could not reach the fleet's table; \
+             on a fallback share of 12 connections."
+        )
+    );
+    assert_eq!(shown.members.len(), 3);
+    let badge: String = tab
+        .eval("document.getElementById('fleet-state').textContent")
+        .await;
+    assert_eq!(badge, "degraded: on a fallback share");
+    let announced: String = tab
+        .eval("document.getElementById('announce').textContent")
+        .await;
+    assert_eq!(
+        announced,
+        "Fleet coordination lost: could not reach the fleet's table."
+    );
+
+    // A pool in no fleet has no fleet panel.
+    tab.eval::<Option<bool>>(
+        "document.querySelector('#pool-tabs a[data-pool=\"billing\"]').click()",
+    )
+    .await;
+    until_fleet(&tab, "billing shows no fleet panel", |shown| {
+        shown.pool == "billing" && shown.hidden
+    })
+    .await;
+
     let errors = tab.js_errors();
     drop(tab);
     browser.close().await;

@@ -14,7 +14,7 @@ use tidewater::metric_names::{CONNECTION_COUNT, CONNECTION_MAX};
 use tidewater::prometheus::PoolMetrics;
 use tidewater::{Backoff, BreakerConfig, ErrorClass, PoolConfig};
 use tidewater_axum::Monitoring;
-use tidewater_testkit::{scripted_pool, spawn_get};
+use tidewater_testkit::{fleet_status, scripted_pool, spawn_get};
 
 use common::{client, eventually, serve, until_status};
 
@@ -175,6 +175,8 @@ async fn the_pools_api_has_the_documented_shape() {
         max_connections: 100,
         available: 60,
     });
+    let fleet = fleet_status(Some("connection refused"));
+    orders.report_fleet(fleet.clone());
     let monitoring = Monitoring::with_sampling(Duration::from_millis(50), 20);
     monitoring.register(orders.clone());
     monitoring.register(billing.clone());
@@ -204,6 +206,8 @@ async fn the_pools_api_has_the_documented_shape() {
         serde_json::from_value(report.clone()).expect("the report reads as PoolsReport");
     assert_eq!(serde_json::to_value(&typed).unwrap(), report);
     assert_eq!(typed.pools[0].leak_suspects.len(), 1);
+    assert_eq!(typed.pools[0].fleet.as_ref(), Some(&fleet));
+    assert_eq!(typed.pools[1].fleet, None);
 
     assert!(report["generated_at_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(report["sample_interval_seconds"], 0.05);
@@ -227,6 +231,7 @@ async fn the_pools_api_has_the_documented_shape() {
         [
             "alerts",
             "capacity",
+            "fleet",
             "history",
             "leak_suspects",
             "name",
@@ -277,6 +282,19 @@ async fn the_pools_api_has_the_documented_shape() {
     assert_eq!(pool["thresholds"]["leak_detection_threshold_seconds"], 0.1);
     assert_eq!(pool["thresholds"]["utilization"], 0.8);
     assert_eq!(pools[1]["capacity"], Value::Null);
+    assert_eq!(
+        pool["fleet"],
+        serde_json::json!({
+            "fleet": "bank", "member": "a1", "state": "degraded", "reason": "connection refused",
+            "grant": 12, "budget": 33,
+            "members": [
+                { "member": "a1", "grant": 12, "held": 10, "demand": 14, "lease_age_seconds": 0.4 },
+                { "member": "b2", "grant": 15, "held": 15, "demand": 20, "lease_age_seconds": 1.5 },
+                { "member": "c3", "grant": 6, "held": 3, "demand": 2, "lease_age_seconds": 2.5 }
+            ]
+        })
+    );
+    assert_eq!(pools[1]["fleet"], Value::Null);
 
     let history = pool["history"].as_array().unwrap();
     assert_eq!(

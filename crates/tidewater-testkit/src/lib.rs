@@ -21,6 +21,8 @@
 //!   tests share.
 //! - [`eventually`] polls a condition until it holds, up to
 //!   [`POLL_DEADLINE`].
+//! - [`fleet_status`] is a fleet's status as a coordinator reports it to a
+//!   pool ([`Pool::report_fleet`](tidewater::Pool::report_fleet)).
 //! - `browser::Browser` (feature `browser`) is a headless Chromium that
 //!   opens a served page, reads and waits for it, and records the page's
 //!   JavaScript errors.
@@ -52,6 +54,7 @@ pub mod browser;
 mod command;
 pub mod conformance;
 mod fault_proxy;
+mod fleet;
 mod pg_cluster;
 mod pgbouncer;
 mod procfs;
@@ -63,6 +66,7 @@ mod wait;
 mod watchdog;
 
 pub use fault_proxy::FaultProxy;
+pub use fleet::fleet_status;
 pub use pg_cluster::{PgCluster, Shutdown};
 pub use pgbouncer::{PgBouncer, PgBouncerOptions, PoolMode};
 pub use scripted::{

@@ -575,9 +575,9 @@ pub(crate) fn trace(event: &AlertEvent) {
     }
 }
 
-/// A pool's alert rules, statistics window, sinks and last capacity report,
-/// behind one lock the maintenance task and the monitoring calls share
-/// (never `get()`).
+/// A pool's alert rules, statistics window, sinks, and last capacity and
+/// fleet reports, behind one lock the maintenance task and the monitoring
+/// calls share (never `get()`).
 pub(crate) struct Monitor {
     pub(crate) alerts: Alerts,
     pub(crate) window: Window,

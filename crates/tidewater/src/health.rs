@@ -1,6 +1,6 @@
 //! Health: is a pool well, and can the service serve?
 //!
-//! A pool's report ([`Pool::health`]) runs five checks, each with its
+//! A pool's report ([`Pool::health`]) runs six checks, each with its
 //! status and the reason for it:
 //!
 //! | check | healthy | degraded | unhealthy |
@@ -10,6 +10,7 @@
 //! | `utilization` | in use below `alerts.utilization_threshold` of `max_size` | at or above it | |
 //! | `wait_p99` | recent p99 acquisition wait within `expected_wait_p99` | above it | |
 //! | `leaks` | no leak suspect | connections held past `leak_detection_threshold` | |
+//! | `fleet` | coordinated with its [fleet](crate::fleet), or in none | coordination lost: on a fallback share | |
 //!
 //! The pool's status is its worst check's. For a service, [`ServiceHealth`]
 //! keeps liveness and readiness apart, as Kubernetes expects: a database
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 use crate::alerts::Alert;
 use crate::config::SizingMode;
+use crate::fleet::{FleetState, FleetStatus};
 use crate::leaks::LeakSuspect;
 use crate::manager::Manager;
 use crate::pool::Pool;
@@ -51,7 +53,7 @@ pub enum HealthStatus {
 /// One check's verdict and the reason for it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HealthCheck {
-    /// `acquire`, `breaker`, `utilization`, `wait_p99` or `leaks`.
+    /// `acquire`, `breaker`, `utilization`, `wait_p99`, `leaks` or `fleet`.
     pub name: &'static str,
     /// Its verdict.
     pub status: HealthStatus,
@@ -65,6 +67,57 @@ impl HealthCheck {
             name,
             status,
             reason,
+        }
+    }
+
+    /// The `fleet` check of a pool's last fleet status ([`Pool::fleet`]):
+    /// healthy in no fleet or coordinated with it, degraded while the
+    /// coordination is lost and the pool runs on a fallback share (its
+    /// grant).
+    ///
+    /// ```
+    /// use tidewater::fleet::{FleetState, FleetStatus};
+    /// use tidewater::health::{HealthCheck, HealthStatus};
+    /// assert_eq!(HealthCheck::of_fleet(None).status, HealthStatus::Healthy);
+    /// let lost = FleetStatus {
+    ///     fleet: "bank".into(),
+    ///     member: "5f0c1a2b".into(),
+    ///     state: FleetState::Degraded,
+    ///     reason: Some("connection refused".into()),
+    ///     grant: 8,
+    ///     budget: 33,
+    ///     members: Vec::new(),
+    /// };
+    /// let check = HealthCheck::of_fleet(Some(&lost));
+    /// assert_eq!(check.status, HealthStatus::Degraded);
+    /// assert_eq!(
+    ///     check.reason,
+    ///     "fleet coordination lost: connection refused; on a fallback share of 8 connections"
+    /// );
+    /// ```
+    pub fn of_fleet(status: Option<&FleetStatus>) -> Self {
+        match status {
+            None => Self::new("fleet", HealthStatus::Healthy, "in no fleet".to_owned()),
+            Some(status) if status.state == FleetState::Coordinated => Self::new(
+                "fleet",
+                HealthStatus::Healthy,
+                format!(
+                    "coordinated in fleet {}: a grant of {} of its {} connections, {} live member(s)",
+                    status.fleet,
+                    status.grant,
+                    status.budget,
+                    status.members.len()
+                ),
+            ),
+            Some(status) => Self::new(
+                "fleet",
+                HealthStatus::Degraded,
+                format!(
+                    "fleet coordination lost: {}; on a fallback share of {} connections",
+                    status.reason.as_deref().unwrap_or("reason unknown"),
+                    status.grant
+                ),
+            ),
         }
     }
 }
@@ -86,6 +139,9 @@ pub struct PoolHealth {
     pub leak_suspects: Vec<LeakSuspect>,
     /// Alerts firing.
     pub alerts: Vec<Alert>,
+    /// Its place in its fleet, as its coordinator last reported it
+    /// ([`Pool::fleet`]); `None` (`null`) in no fleet.
+    pub fleet: Option<FleetStatus>,
 }
 
 /// A service's health over all its pools.
@@ -152,6 +208,7 @@ impl<M: Manager> Pool<M> {
         let sizing = self.sizing();
         let stats = self.stats();
         let leak_suspects = self.leak_suspects();
+        let fleet = self.fleet();
 
         let breaker = if state.breaker_open {
             let cause = self
@@ -223,7 +280,14 @@ impl<M: Manager> Pool<M> {
             ),
         };
 
-        let checks = vec![acquire, breaker, utilization, wait_p99, leaks];
+        let checks = vec![
+            acquire,
+            breaker,
+            utilization,
+            wait_p99,
+            leaks,
+            HealthCheck::of_fleet(fleet.as_ref()),
+        ];
         let status = checks
             .iter()
             .map(|check| check.status)
@@ -237,6 +301,7 @@ impl<M: Manager> Pool<M> {
             sizing,
             leak_suspects,
             alerts: self.alerts(),
+            fleet,
         }
     }
 

@@ -65,6 +65,19 @@ pub const SERVER_MAX_CONNECTIONS: &str = "tidewater_server_max_connections";
 /// Gauge: connections the server can still give, as last reported;
 /// absent until reported.
 pub const SERVER_CONNECTIONS_AVAILABLE: &str = "tidewater_server_connections_available";
+/// Gauge: this member's grant, the most connections its fleet lets the
+/// pool open, as last reported (see [`crate::fleet`]); absent until
+/// reported.
+pub const FLEET_GRANT: &str = "tidewater_fleet_grant";
+/// Gauge: the connections the server leaves the pool's fleet, as last
+/// reported; absent until reported.
+pub const FLEET_BUDGET: &str = "tidewater_fleet_budget";
+/// Gauge: live members of the pool's fleet, this one included, as last
+/// reported; absent until reported.
+pub const FLEET_MEMBERS: &str = "tidewater_fleet_members";
+/// Gauge: 1 while the pool has lost its fleet's coordination and runs on a
+/// fallback share, 0 while coordinated; absent until reported.
+pub const FLEET_DEGRADED: &str = "tidewater_fleet_degraded";
 
 // Counters, without their `_total`.
 
@@ -117,6 +130,10 @@ pub const GAUGES: &[&str] = &[
     ALERTS_FIRING,
     SERVER_MAX_CONNECTIONS,
     SERVER_CONNECTIONS_AVAILABLE,
+    FLEET_GRANT,
+    FLEET_BUDGET,
+    FLEET_MEMBERS,
+    FLEET_DEGRADED,
 ];
 
 /// Every counter, exported as `<name>_total`.

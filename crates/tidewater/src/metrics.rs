@@ -10,6 +10,7 @@
 #![cfg_attr(not(feature = "prometheus"), allow(dead_code))]
 
 use crate::alerts::AlertName;
+use crate::fleet::FleetState;
 use crate::histogram::HistogramSnapshot;
 use crate::metric_names as names;
 use crate::stats::CloseReason;
@@ -65,6 +66,7 @@ struct Seen {
     leak_suspects: usize,
     firing: Vec<AlertName>,
     capacity: Option<crate::alerts::ServerCapacity>,
+    fleet: Option<crate::fleet::FleetStatus>,
 }
 
 impl Seen {
@@ -78,6 +80,7 @@ impl Seen {
             leak_suspects: pool.leak_suspects().len(),
             firing: pool.alerts().iter().map(|alert| alert.name).collect(),
             capacity: pool.capacity(),
+            fleet: pool.fleet(),
         }
     }
 }
@@ -127,6 +130,22 @@ impl Catalog {
     ) {
         self.add(name, help, kind, |pool| {
             vec![(Vec::new(), Value::Number(of(pool)))]
+        });
+    }
+
+    /// A gauge of something a backend reports (the server's capacity, the
+    /// pool's fleet): no series for a pool until it is reported.
+    fn reported(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        of: impl Fn(&Seen) -> Option<f64>,
+    ) {
+        self.add(name, help, Kind::Gauge, |pool| {
+            of(pool)
+                .map(|value| (Vec::new(), Value::Number(value)))
+                .into_iter()
+                .collect()
         });
     }
 }
@@ -238,26 +257,38 @@ pub(crate) fn families(pools: &[&dyn PoolView]) -> Vec<Family> {
                 .collect()
         },
     );
-    c.add(
+    c.reported(
         names::SERVER_MAX_CONNECTIONS,
         "The server's connection limit, as last reported.",
-        Gauge,
-        |pool| {
-            pool.capacity
-                .map(|capacity| (Vec::new(), number(capacity.max_connections)))
-                .into_iter()
-                .collect()
-        },
+        |p| p.capacity.map(|capacity| capacity.max_connections.into()),
     );
-    c.add(
+    c.reported(
         names::SERVER_CONNECTIONS_AVAILABLE,
         "Connections the server can still give, as last reported.",
-        Gauge,
-        |pool| {
-            pool.capacity
-                .map(|capacity| (Vec::new(), number(capacity.available)))
-                .into_iter()
-                .collect()
+        |p| p.capacity.map(|capacity| capacity.available.into()),
+    );
+    c.reported(
+        names::FLEET_GRANT,
+        "This member's grant: the most connections its fleet lets the pool open, as last reported.",
+        |p| p.fleet.as_ref().map(|fleet| fleet.grant.into()),
+    );
+    c.reported(
+        names::FLEET_BUDGET,
+        "The connections the server leaves the pool's fleet, as last reported.",
+        |p| p.fleet.as_ref().map(|fleet| fleet.budget.into()),
+    );
+    c.reported(
+        names::FLEET_MEMBERS,
+        "Live members of the pool's fleet, this one included, as last reported.",
+        |p| p.fleet.as_ref().map(|fleet| fleet.members.len() as f64),
+    );
+    c.reported(
+        names::FLEET_DEGRADED,
+        "1 while the pool has lost its fleet's coordination and runs on a fallback share.",
+        |p| {
+            p.fleet
+                .as_ref()
+                .map(|fleet| f64::from(u8::from(fleet.state == FleetState::Degraded)))
         },
     );
 

@@ -35,6 +35,7 @@ use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::config::{ConfigError, PoolConfig};
 use crate::error::Error;
+use crate::fleet::FleetStatus;
 use crate::guard::PooledConnection;
 use crate::hooks::Hooks;
 use crate::idle::Shards;
@@ -602,14 +603,45 @@ impl<M: Manager> Pool<M> {
         self.monitor().capacity
     }
 
-    /// Records this pool's view of its fleet, as its coordinator last saw
-    /// it (see [`crate::fleet`]).
-    pub fn report_fleet(&self, status: crate::fleet::FleetStatus) {
+    /// Records this pool's place in its fleet, as its coordinator last saw
+    /// it (see [`crate::fleet`]); `/api/pools`, the metrics, the health
+    /// report (`fleet` check: degraded while coordination is lost) and the
+    /// dashboard show the last report.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// use tidewater::fleet::{FleetState, FleetStatus};
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// pool.report_fleet(FleetStatus {
+    ///     fleet: "bank".into(),
+    ///     member: "5f0c1a2b".into(),
+    ///     state: FleetState::Degraded,
+    ///     reason: Some("connection refused".into()),
+    ///     grant: 8,
+    ///     budget: 33,
+    ///     members: Vec::new(),
+    /// });
+    /// assert_eq!(pool.fleet().unwrap().state, FleetState::Degraded);
+    /// # }
+    /// ```
+    pub fn report_fleet(&self, status: FleetStatus) {
         self.monitor().fleet = Some(status);
     }
 
-    /// The last fleet report, if the pool is in a fleet.
-    pub fn fleet(&self) -> Option<crate::fleet::FleetStatus> {
+    /// The last fleet status, if a coordinator reported one: `None` for a
+    /// pool that is in no fleet.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use tidewater_testkit::ScriptedManager;
+    /// let pool = tidewater::Pool::new(ScriptedManager::new(), Default::default()).unwrap();
+    /// assert_eq!(pool.fleet(), None);
+    /// # }
+    /// ```
+    pub fn fleet(&self) -> Option<FleetStatus> {
         self.monitor().fleet.clone()
     }
 

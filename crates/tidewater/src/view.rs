@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use crate::alerts::{Alert, ServerCapacity};
 use crate::config::PoolConfig;
+use crate::fleet::FleetStatus;
 use crate::health::PoolHealth;
 use crate::leaks::LeakSuspect;
 use crate::manager::Manager;
@@ -27,6 +28,7 @@ use crate::stats::{PoolStatus, StatsSnapshot};
 /// let views: Vec<Arc<dyn PoolView>> = vec![Arc::new(pool)];
 /// assert_eq!(views[0].status().max_size, 50);
 /// assert_eq!(views[0].health().await.pool.as_ref(), "default");
+/// assert_eq!(views[0].fleet(), None, "in no fleet until a coordinator reports one");
 /// # }
 /// ```
 pub trait PoolView: Send + Sync + 'static {
@@ -46,6 +48,8 @@ pub trait PoolView: Send + Sync + 'static {
     fn alerts(&self) -> Vec<Alert>;
     /// The last server capacity report.
     fn capacity(&self) -> Option<ServerCapacity>;
+    /// The last fleet status; `None` outside a fleet.
+    fn fleet(&self) -> Option<FleetStatus>;
     /// Its health report.
     fn health(&self) -> Pin<Box<dyn Future<Output = PoolHealth> + Send + '_>>;
 }
@@ -81,6 +85,10 @@ impl<M: Manager> PoolView for Pool<M> {
 
     fn capacity(&self) -> Option<ServerCapacity> {
         Pool::capacity(self)
+    }
+
+    fn fleet(&self) -> Option<FleetStatus> {
+        Pool::fleet(self)
     }
 
     fn health(&self) -> Pin<Box<dyn Future<Output = PoolHealth> + Send + '_>> {

@@ -11,7 +11,7 @@ use tidewater::alerts::ServerCapacity;
 use tidewater::metric_names;
 use tidewater::prometheus::PoolMetrics;
 use tidewater::{CloseReason, PoolConfig, SizingConfig, SizingMode};
-use tidewater_testkit::scripted_pool;
+use tidewater_testkit::{fleet_status, scripted_pool};
 
 fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("valid exposition text")
@@ -79,6 +79,7 @@ async fn every_series_is_named_typed_labelled_and_true() {
         max_connections: 100,
         available: 30,
     });
+    orders.report_fleet(fleet_status(Some("connection refused")));
     drop(audit.get().await.unwrap());
 
     let text = metrics.render();
@@ -127,6 +128,28 @@ async fn every_series_is_named_typed_labelled_and_true() {
         "the limit follows resize() when fixed"
     );
     assert_eq!(gauge("tidewater_server_connections_available", &[]), 30.0);
+    assert_eq!(gauge("tidewater_fleet_grant", &[]), 12.0);
+    assert_eq!(gauge("tidewater_fleet_budget", &[]), 33.0);
+    assert_eq!(gauge("tidewater_fleet_members", &[]), 3.0);
+    assert_eq!(gauge("tidewater_fleet_degraded", &[]), 1.0);
+    let audit_series: BTreeSet<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.labels.get("pool_name") == Some("audit"))
+        .map(|s| s.metric.as_str())
+        .collect();
+    for reported in [
+        "tidewater_server_max_connections",
+        "tidewater_fleet_grant",
+        "tidewater_fleet_budget",
+        "tidewater_fleet_members",
+        "tidewater_fleet_degraded",
+    ] {
+        assert!(
+            !audit_series.contains(reported),
+            "{reported}: no series until reported"
+        );
+    }
     assert_eq!(
         gauge(
             "tidewater_alerts_firing",
@@ -215,6 +238,7 @@ async fn exported_names() -> BTreeSet<String> {
         max_connections: 10,
         available: 5,
     });
+    pool.report_fleet(fleet_status(None));
     let metrics = PoolMetrics::new();
     metrics.register(pool);
     parse(&metrics.render())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tidewater::health::{HealthStatus, ServiceHealth};
 use tidewater::{BreakerConfig, ErrorClass, PoolConfig};
-use tidewater_testkit::{CheckStep, scripted_pool, settle, spawn_get};
+use tidewater_testkit::{CheckStep, fleet_status, scripted_pool, settle, spawn_get};
 
 fn check<'a>(
     report: &'a tidewater::health::PoolHealth,
@@ -27,7 +27,14 @@ async fn a_well_pool_is_healthy_live_and_ready() {
     let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
     assert_eq!(
         names,
-        ["acquire", "breaker", "utilization", "wait_p99", "leaks"]
+        [
+            "acquire",
+            "breaker",
+            "utilization",
+            "wait_p99",
+            "leaks",
+            "fleet"
+        ]
     );
     assert!(
         report
@@ -154,6 +161,7 @@ async fn the_json_keeps_its_documented_shape() {
         [
             "alerts",
             "checks",
+            "fleet",
             "leak_suspects",
             "pool",
             "sizing",
@@ -217,5 +225,47 @@ async fn the_json_keeps_its_documented_shape() {
     );
     assert_eq!(alert["name"], "TidewaterLeakSuspected");
     assert_eq!(json["status"], "degraded");
+    assert_eq!(pool_json["fleet"], Value::Null, "in no fleet");
     drop(held);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_that_lost_coordination_degrades_the_pool() {
+    let (pool, _) = scripted_pool(PoolConfig::default());
+    assert_eq!(check(&pool.health().await, "fleet").reason, "in no fleet");
+
+    pool.report_fleet(fleet_status(None));
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{:?}", report.checks);
+    let fleet = check(&report, "fleet");
+    assert_eq!(fleet.status, HealthStatus::Healthy);
+    assert_eq!(
+        fleet.reason,
+        "coordinated in fleet bank: a grant of 12 of its 33 connections, 3 live member(s)"
+    );
+
+    pool.report_fleet(fleet_status(Some(
+        "could not reach the fleet's table: connection refused",
+    )));
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Degraded);
+    let fleet = check(&report, "fleet");
+    assert_eq!(fleet.status, HealthStatus::Degraded);
+    assert_eq!(
+        fleet.reason,
+        "fleet coordination lost: could not reach the fleet's table: connection refused; \
+         on a fallback share of 12 connections"
+    );
+    assert_eq!(report.fleet, pool.fleet());
+    let json = serde_json::to_value(ServiceHealth::of(vec![report])).unwrap();
+    assert!(json["ready"].as_bool().unwrap(), "degraded is still ready");
+    let reported = &json["pools"][0]["fleet"];
+    assert_eq!(
+        serde_json::from_value::<tidewater::fleet::FleetStatus>(reported.clone()).unwrap(),
+        fleet_status(Some(
+            "could not reach the fleet's table: connection refused"
+        ))
+    );
+    assert_eq!(reported["state"], "degraded");
+    assert_eq!(reported["members"][1]["member"], "b2");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tidewater::PoolConfig;
-use tidewater_testkit::{scripted_pool, settle};
+use tidewater_testkit::{fleet_status, scripted_pool, settle};
 
 /// A published series: name, labels, value.
 type Published = (String, Vec<(String, String)>, DebugValue);
@@ -25,6 +25,7 @@ async fn the_maintenance_task_publishes_the_catalog() {
         ..PoolConfig::default()
     });
     let held = pool.get().await.unwrap();
+    pool.report_fleet(fleet_status(None));
     tokio::time::sleep(Duration::from_secs(2)).await; // a maintenance tick or two
     settle().await;
 
@@ -75,5 +76,11 @@ async fn the_maintenance_task_publishes_the_catalog() {
         ),
         DebugValue::Gauge(_)
     ));
+    assert!(
+        matches!(find("tidewater_fleet_grant", &[]), DebugValue::Gauge(v) if v.into_inner() == 12.0)
+    );
+    assert!(
+        matches!(find("tidewater_fleet_degraded", &[]), DebugValue::Gauge(v) if v.into_inner() == 0.0)
+    );
     drop(held);
 }
