@@ -88,15 +88,15 @@ pub(crate) fn duration_in(
 fn human(duration: Duration) -> String {
     let secs = duration.as_secs();
     if duration.subsec_nanos() != 0 {
-        if duration.subsec_nanos().is_multiple_of(1_000_000) && secs == 0 {
+        if duration.subsec_nanos() % 1_000_000 == 0 && secs == 0 {
             return format!("{}ms", duration.as_millis());
         }
         return format!("{}us", duration.as_micros());
     }
     match secs {
         0 => "0s".into(),
-        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        s if s.is_multiple_of(60) && s >= 300 => format!("{}m", s / 60),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s >= 300 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
 }
