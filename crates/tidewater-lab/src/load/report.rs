@@ -629,4 +629,28 @@ pub(crate) mod tests {
         assert_eq!(count(1000), "1 000");
         assert_eq!(count(183_456_789), "183 456 789");
     }
+
+    #[test]
+    fn the_adaptive_limit_range_comes_from_adaptive_samples_only() {
+        let sample = |limit: u32, adaptive: bool| PoolSample {
+            limit,
+            adaptive,
+            max_size: 200,
+            ..PoolSample::default()
+        };
+        assert_eq!(LimitRange::of([sample(200, false)]), None);
+        let range = LimitRange::of([sample(4, true), sample(12, true), sample(8, true)]);
+        assert_eq!(
+            range,
+            Some(LimitRange {
+                min: 4,
+                max: 12,
+                last: 8
+            })
+        );
+        assert_eq!(
+            range.unwrap().to_string(),
+            "adaptive limit 8 at the end (4 to 12 during the run)"
+        );
+    }
 }
