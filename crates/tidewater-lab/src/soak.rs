@@ -345,6 +345,18 @@ impl Trend {
         }
     }
 
+    /// The trend of a soak of `config` whose users started `load_from`
+    /// seconds after it: from the end of the warm-up to the end of the
+    /// duration.
+    fn after_warm_up(config: &SoakConfig, samples: &[SoakSample], load_from: f64) -> Self {
+        let duration = config.duration.as_secs_f64();
+        Self::of(
+            samples,
+            load_from + duration * config.warm_up,
+            load_from + duration,
+        )
+    }
+
     /// The verdict `memory_trend`: enough samples and checkouts to fit,
     /// and a slope of at most `bound` bytes per million checkouts.
     ///
@@ -517,15 +529,7 @@ async fn soak(
     service: &Service,
     started_at: String,
 ) -> Result<SoakReport, LoadError> {
-    let probe = Probe {
-        client: reqwest::Client::builder()
-            .timeout(SAMPLE_TIMEOUT)
-            .build()
-            .map_err(LoadError::Client)?,
-        base: service.base().to_owned(),
-        pid: service.pid(),
-        started: Instant::now(),
-    };
+    let probe = Probe::of(service)?;
     let interval = config.interval();
     tracing::info!(
         "{} ({}), {} users for {}, sampling every {}",
@@ -565,19 +569,8 @@ async fn soak(
     let load_from = first.get().map_or(0.0, |first: &Instant| {
         first.saturating_duration_since(probe.started).as_secs_f64()
     });
-    let duration = config.duration.as_secs_f64();
-    let trend = Trend::of(
-        &samples,
-        load_from + duration * config.warm_up,
-        load_from + duration,
-    );
-    let leaks_detected = match (
-        samples.iter().find_map(|sample| sample.leaks_detected),
-        last.leaks_detected,
-    ) {
-        (Some(first), Some(last)) => Some(last.saturating_sub(first)),
-        _ => None,
-    };
+    let trend = Trend::after_warm_up(config, &samples, load_from);
+    let leaks_detected = leaks_during(&samples);
     let verdicts = vec![
         trend.verdict(config.leak_bound),
         end_state.verdict(),
@@ -590,7 +583,7 @@ async fn soak(
         started_at,
         url: probe.base,
         backend: service.backend().map(str::to_owned),
-        duration_seconds: duration,
+        duration_seconds: config.duration.as_secs_f64(),
         users: config.users,
         think_mean_seconds: config.think.as_secs_f64(),
         sample_every_seconds: interval.as_secs_f64(),
@@ -637,6 +630,14 @@ fn first_request(first: &Arc<OnceLock<Instant>>) -> Tap {
     Arc::new(move |tapped: Tapped<'_>| {
         first.get_or_init(|| tapped.start);
     })
+}
+
+/// The leaks the pool detected between the first of `samples` that read
+/// its counter and the last sample; `None` when either did not.
+fn leaks_during(samples: &[SoakSample]) -> Option<u64> {
+    let first = samples.iter().find_map(|sample| sample.leaks_detected)?;
+    let last = samples.last()?.leaks_detected?;
+    Some(last.saturating_sub(first))
 }
 
 /// The verdict `leaks_detected`: the pool detected no leak during the
@@ -715,6 +716,19 @@ struct Probe {
 }
 
 impl Probe {
+    /// Sampling `service` from now on.
+    fn of(service: &Service) -> Result<Self, LoadError> {
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(SAMPLE_TIMEOUT)
+                .build()
+                .map_err(LoadError::Client)?,
+            base: service.base().to_owned(),
+            pid: service.pid(),
+            started: Instant::now(),
+        })
+    }
+
     /// One sample: memory, `/metrics`, `/api/pools`.
     async fn sample(&self, load: bool) -> SoakSample {
         let rss_bytes = self.pid.and_then(memory_of).map(|memory| memory.rss_bytes);

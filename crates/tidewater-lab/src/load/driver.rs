@@ -17,7 +17,7 @@ use super::phase::{PhaseResult, Phases, measured, peaks};
 use super::probe::pool_status;
 use super::progress::Progress;
 use super::ramp::{RampReport, StepReport};
-use super::record::{Recorder, Stats};
+use super::record::{Recorder, Stats, Tap};
 use super::report::{
     self, LoadReport, MemoryReport, OperationReport, PoolSample, ScenarioInfo, SecondSample,
     TargetInfo,
@@ -111,48 +111,32 @@ async fn drive(
             "{base}{}, pool {pool:?} of {}; opening {} accounts",
             service
                 .backend()
-                .map_or(String::new(), |backend| format!(" ({backend})")),
+                .map_or(String::new(), |b| format!(" ({b})")),
             pool_at_start.max_size,
             config.accounts
         );
     });
-    let run_id = format!("load-{:08x}", fastrand::u32(..));
-    let accounts = open_accounts(
-        &client,
-        &base,
-        &run_id,
-        config.accounts,
-        config.opening_balance,
-    )
-    .await
-    .map_err(LoadError::Accounts)?;
-    let shared = Arc::new(Shared {
-        client,
-        base,
-        accounts: accounts.iter().map(|account| account.id).collect(),
-        scenario: config.scenario.clone(),
-        run_id,
-        recorder: hooks.tap.map_or_else(Recorder::default, Recorder::with_tap),
-        journal: Journal::default(),
-    });
+    let (shared, accounts) = open_run(config, client, base, hooks.tap).await?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let started = Instant::now();
+    let sampler = Sampler::start(
+        shared.clone(),
+        pool.clone(),
+        service.pid(),
+        started,
+        progress.clone(),
+    );
+    let budget = match hooks.stop {
+        Some(stop) => Some(stop.0),
+        None => config.requests.map(|n| Arc::new(AtomicU64::new(n))),
+    };
     let phases = Phases {
         config,
         shared: shared.clone(),
-        sampler: Sampler::start(
-            shared.clone(),
-            pool.clone(),
-            service.pid(),
-            started,
-            progress.clone(),
-        ),
+        sampler,
         progress: progress.clone(),
         started,
-        budget: match hooks.stop {
-            Some(stop) => Some(stop.0),
-            None => config.requests.map(|n| Arc::new(AtomicU64::new(n))),
-        },
+        budget,
         pool: pool.clone(),
     };
     let (results, steps) = phases.run().await;
@@ -170,6 +154,37 @@ async fn drive(
         correctness,
     };
     Ok(finished.report(config, service, &shared.base))
+}
+
+/// Opens the run's accounts on the service at `base`, and makes what the
+/// users share: `client`, the accounts, the recorder (with `tap`), the
+/// journal.
+async fn open_run(
+    config: &LoadConfig,
+    client: reqwest::Client,
+    base: String,
+    tap: Option<Tap>,
+) -> Result<(Arc<Shared>, Vec<Opened>), LoadError> {
+    let run_id = format!("load-{:08x}", fastrand::u32(..));
+    let accounts = open_accounts(
+        &client,
+        &base,
+        &run_id,
+        config.accounts,
+        config.opening_balance,
+    )
+    .await
+    .map_err(LoadError::Accounts)?;
+    let shared = Arc::new(Shared {
+        client,
+        base,
+        accounts: accounts.iter().map(|account| account.id).collect(),
+        scenario: config.scenario.clone(),
+        run_id,
+        recorder: tap.map_or_else(Recorder::default, Recorder::with_tap),
+        journal: Journal::default(),
+    });
+    Ok((shared, accounts))
 }
 
 /// Reads what the service holds and checks it against the journal, within
