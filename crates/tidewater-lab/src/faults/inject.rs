@@ -24,7 +24,7 @@ use super::{Fault, FaultError, FaultWindow};
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> std::Result<()> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use tidewater_lab::faults::{Fault, inject};
 ///
@@ -52,7 +52,7 @@ pub async fn inject(
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> std::Result<()> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use tidewater_lab::faults::{Fault, inject_until};
 ///
 /// let cluster = tidewater_testkit::PgCluster::new().await?;
