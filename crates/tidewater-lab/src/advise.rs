@@ -45,9 +45,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use queueing::{Bound, Service, Sizing};
+use queueing::{Bound, Demand, Service, Sizing, Targets};
 pub use report::Measured;
-pub use server::{ServerBudget, is_loopback, read_server};
+pub use server::{ServerBudget, ServerError, is_loopback, read_server};
 
 /// The largest `max_size` a tidewater pool takes.
 pub const MAX_POOL_SIZE: u32 = 10_000;
@@ -264,11 +264,13 @@ where
     })
 }
 
-/// Why `tidewater-lab advise` could not advise.
-#[derive(Debug)]
+/// Why `tidewater-lab advise` could not advise. The underlying error,
+/// where there is one, is the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdviseError {
     /// A value out of its range, or not understood.
+    #[error("{name} = {value}: allowed: {allowed}")]
     Invalid {
         /// The flag or report field it came from.
         name: String,
@@ -278,11 +280,31 @@ pub enum AdviseError {
         allowed: String,
     },
     /// A needed value was given nowhere.
+    #[error("missing {what}")]
     Missing {
         /// What it is and how to give it.
         what: String,
     },
-    /// The `--from` file is not a readable load report.
+    /// The `--from` file cannot be read.
+    #[error("--from {path}: cannot read it")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--from` file is not JSON.
+    #[error("--from {path}: not JSON, so not a `tidewater-lab load --json` report")]
+    NotJson {
+        /// The file.
+        path: String,
+        /// Where the parse failed.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The `--from` file is JSON but not a load report.
+    #[error("--from {path}: {message}")]
     Report {
         /// The file.
         path: String,
@@ -290,11 +312,13 @@ pub enum AdviseError {
         message: String,
     },
     /// The database server could not be read.
+    #[error("--database-url {url}: cannot read the server's limits")]
     Server {
         /// Its URL, password redacted.
         url: String,
         /// Why.
-        message: String,
+        #[source]
+        source: ServerError,
     },
 }
 
@@ -309,28 +333,6 @@ impl AdviseError {
         !matches!(self, Self::Server { .. })
     }
 }
-
-impl fmt::Display for AdviseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Invalid {
-                name,
-                value,
-                allowed,
-            } => write!(f, "{name} = {value}: allowed: {allowed}"),
-            Self::Missing { what } => write!(f, "missing {what}"),
-            Self::Report { path, message } => write!(f, "--from {path}: {message}"),
-            Self::Server { url, message } => {
-                write!(
-                    f,
-                    "--database-url {url}: cannot read the server's limits: {message}"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for AdviseError {}
 
 /// The command line's values, as typed, before they are read: each
 /// `Option` is a flag that may be absent. [`resolve`](Self::resolve)
@@ -415,6 +417,37 @@ fn duration(
         })
 }
 
+/// The flags of a [`Request`], parsed; `None` where absent.
+struct Flags {
+    rate: Option<Given<f64>>,
+    use_time: Option<Given<f64>>,
+    use_time_p99: Option<Given<f64>>,
+    target: Option<Given<f64>>,
+    utilization: Option<Given<f64>>,
+    cores: Option<Given<u32>>,
+    spindles: Option<Given<u32>>,
+    max_connections: Option<Given<u32>>,
+    replicas: Option<Given<u32>>,
+    reserved: Option<Given<u32>>,
+    max_size: Option<Given<u32>>,
+}
+
+/// What the load report and the flags say of the load, flags first.
+struct LoadInputs {
+    rate: Given<f64>,
+    use_time: Given<f64>,
+    use_time_p99: Option<Given<f64>>,
+    max_size: Option<Given<u32>>,
+}
+
+/// What the server and the flags say of it, flags first.
+struct ServerInputs {
+    max_connections: Given<u32>,
+    cores: Given<u32>,
+    reserved: Given<u32>,
+    held_by_others: Option<Given<u32>>,
+}
+
 impl Request {
     /// Reads the flags, the `--from` report and the `--database-url`
     /// server, fills in the defaults and checks every value. A flag wins
@@ -424,70 +457,62 @@ impl Request {
     /// A value out of range or missing, a report that is not one, or a
     /// server that cannot be read; each names the flag or field.
     pub async fn resolve(&self) -> Result<Inputs, AdviseError> {
-        let rate = number::<f64>(
-            "--checkouts-per-second",
-            &self.checkouts_per_second,
-            "0 to 1000000000 checkouts per second",
-        )?;
-        let use_time = duration("--use-time", &self.use_time, "1us to 1h")?;
-        let use_time_p99 = duration("--use-time-p99", &self.use_time_p99, "1us to 1h")?;
-        let target = duration("--target-wait-p99", &self.target_wait_p99, "1ms to 1h")?;
-        let utilization = number::<f64>("--max-utilization", &self.max_utilization, "0.05 to 1")?;
-        let cores = number::<u32>("--server-cores", &self.server_cores, "1 to 4096")?;
-        let spindles = number::<u32>("--spindles", &self.spindles, "0 to 1000")?;
-        let max_connections =
-            number::<u32>("--max-connections", &self.max_connections, "1 to 262143")?;
-        let replicas = number::<u32>("--replicas", &self.replicas, "1 to 10000")?;
-        let reserved = number::<u32>("--reserved", &self.reserved, "0 to max_connections - 1")?;
-        let max_size = number::<u32>("--max-size", &self.max_size, "1 to 10000")?;
-
+        let mut flags = self.flags()?;
         let measured = match &self.from {
             Some(path) => Some(Measured::read(path)?),
             None => None,
         };
-        let field = |name: &str| {
-            let path = measured.as_ref().map_or("", |m| m.path.as_str());
-            format!("--from {path}: {name}")
-        };
-        let from_report =
-            |value: Option<f64>, name: &str| value.map(|v| Given::new(v, field(name)));
-        let rate = rate
-            .or_else(|| {
-                from_report(
-                    measured.as_ref().and_then(|m| m.checkouts_per_second),
-                    "pool.checkouts_per_second",
-                )
-            })
-            .ok_or_else(|| AdviseError::Missing {
-                what: "the checkout rate: give --checkouts-per-second, or --from a \
-                       `tidewater-lab load --json` report with pool.checkouts_per_second"
-                    .into(),
-            })?;
-        let use_time = use_time
-            .or_else(|| {
-                from_report(
-                    measured.as_ref().and_then(|m| m.use_time_mean_seconds),
-                    "pool.use_time_seconds.mean",
-                )
-            })
-            .ok_or_else(|| AdviseError::Missing {
-                what: "the connection use time: give --use-time (such as 4ms), or --from a \
-                       `tidewater-lab load --json` report with pool.use_time_seconds.mean"
-                    .into(),
-            })?;
-        let use_time_p99 = use_time_p99.or_else(|| {
-            from_report(
-                measured.as_ref().and_then(|m| m.use_time_p99_seconds),
-                "pool.use_time_seconds.p99",
-            )
-        });
-        let max_size = max_size.or_else(|| {
-            measured
-                .as_ref()
-                .and_then(|m| m.max_size)
-                .map(|size| Given::new(size, field("pool.max_size")))
-        });
+        let load = load_inputs(&mut flags, measured.as_ref())?;
+        let server = self.server_inputs(&mut flags).await?;
+        let mut inputs = Inputs::new(load.rate, load.use_time);
+        inputs.use_time_p99_seconds = load.use_time_p99;
+        if let Some(target) = flags.target {
+            inputs.target_wait_p99_seconds = target;
+        }
+        if let Some(utilization) = flags.utilization {
+            inputs.max_utilization = utilization;
+        }
+        inputs.server_cores = server.cores;
+        if let Some(spindles) = flags.spindles {
+            inputs.spindles = spindles;
+        }
+        inputs.max_connections = server.max_connections;
+        inputs.reserved = server.reserved;
+        if let Some(replicas) = flags.replicas {
+            inputs.replicas = replicas;
+        }
+        inputs.current_max_size = load.max_size;
+        inputs.held_by_others = server.held_by_others;
+        inputs.measured = measured;
+        inputs.validate()?;
+        Ok(inputs)
+    }
 
+    /// Parses each flag given.
+    fn flags(&self) -> Result<Flags, AdviseError> {
+        Ok(Flags {
+            rate: number(
+                "--checkouts-per-second",
+                &self.checkouts_per_second,
+                "0 to 1000000000 checkouts per second",
+            )?,
+            use_time: duration("--use-time", &self.use_time, "1us to 1h")?,
+            use_time_p99: duration("--use-time-p99", &self.use_time_p99, "1us to 1h")?,
+            target: duration("--target-wait-p99", &self.target_wait_p99, "1ms to 1h")?,
+            utilization: number("--max-utilization", &self.max_utilization, "0.05 to 1")?,
+            cores: number("--server-cores", &self.server_cores, "1 to 4096")?,
+            spindles: number("--spindles", &self.spindles, "0 to 1000")?,
+            max_connections: number("--max-connections", &self.max_connections, "1 to 262143")?,
+            replicas: number("--replicas", &self.replicas, "1 to 10000")?,
+            reserved: number("--reserved", &self.reserved, "0 to max_connections - 1")?,
+            max_size: number("--max-size", &self.max_size, "1 to 10000")?,
+        })
+    }
+
+    /// The server's `max_connections`, cores and reserved connections,
+    /// and the connections others hold: from the flags taken out of
+    /// `flags`, else read from `--database-url`, else the defaults.
+    async fn server_inputs(&self, flags: &mut Flags) -> Result<ServerInputs, AdviseError> {
         let server = match &self.database_url {
             Some(url) => Some((url, read_server(url).await?)),
             None => None,
@@ -498,7 +523,9 @@ impl Request {
                 .map_or(String::new(), |(url, _)| tidewater_postgres::redact(url));
             format!("the server at {url} ({what})")
         };
-        let max_connections = max_connections
+        let max_connections = flags
+            .max_connections
+            .take()
             .or_else(|| {
                 server.as_ref().map(|(_, budget)| {
                     Given::new(budget.max_connections, server_from("SHOW max_connections"))
@@ -509,7 +536,7 @@ impl Request {
                        --database-url postgres://… to read it"
                     .into(),
             })?;
-        let cores = match (cores, &self.database_url) {
+        let cores = match (flags.cores.take(), &self.database_url) {
             (Some(cores), _) => cores,
             (None, Some(url)) if is_loopback(url)? => Given::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -524,38 +551,79 @@ impl Request {
             }
         };
         let superuser = server.as_ref().map(|(_, b)| b.superuser_reserved);
-        let reserved =
-            reserved.unwrap_or_else(|| default_reserved(max_connections.value, superuser));
+        let reserved = flags
+            .reserved
+            .take()
+            .unwrap_or_else(|| default_reserved(max_connections.value, superuser));
         let held_by_others = server.as_ref().map(|(_, budget)| {
             Given::new(
                 budget.held_by_others,
                 server_from("pg_stat_activity, client backends"),
             )
         });
-
-        let mut inputs = Inputs::new(rate, use_time);
-        inputs.use_time_p99_seconds = use_time_p99;
-        if let Some(target) = target {
-            inputs.target_wait_p99_seconds = target;
-        }
-        if let Some(utilization) = utilization {
-            inputs.max_utilization = utilization;
-        }
-        inputs.server_cores = cores;
-        if let Some(spindles) = spindles {
-            inputs.spindles = spindles;
-        }
-        inputs.max_connections = max_connections;
-        inputs.reserved = reserved;
-        if let Some(replicas) = replicas {
-            inputs.replicas = replicas;
-        }
-        inputs.current_max_size = max_size;
-        inputs.held_by_others = held_by_others;
-        inputs.measured = measured;
-        inputs.validate()?;
-        Ok(inputs)
+        Ok(ServerInputs {
+            max_connections,
+            cores,
+            reserved,
+            held_by_others,
+        })
     }
+}
+
+/// The checkout rate and use time (required), the use time's p99 and the
+/// pool's `max_size`: from the flags taken out of `flags`, else from the
+/// load report `measured`.
+fn load_inputs(flags: &mut Flags, measured: Option<&Measured>) -> Result<LoadInputs, AdviseError> {
+    let field = |name: &str| {
+        let path = measured.map_or("", |m| m.path.as_str());
+        format!("--from {path}: {name}")
+    };
+    let from_report = |value: Option<f64>, name: &str| value.map(|v| Given::new(v, field(name)));
+    let rate = flags
+        .rate
+        .take()
+        .or_else(|| {
+            from_report(
+                measured.and_then(|m| m.checkouts_per_second),
+                "pool.checkouts_per_second",
+            )
+        })
+        .ok_or_else(|| AdviseError::Missing {
+            what: "the checkout rate: give --checkouts-per-second, or --from a \
+                   `tidewater-lab load --json` report with pool.checkouts_per_second"
+                .into(),
+        })?;
+    let use_time = flags
+        .use_time
+        .take()
+        .or_else(|| {
+            from_report(
+                measured.and_then(|m| m.use_time_mean_seconds),
+                "pool.use_time_seconds.mean",
+            )
+        })
+        .ok_or_else(|| AdviseError::Missing {
+            what: "the connection use time: give --use-time (such as 4ms), or --from a \
+                   `tidewater-lab load --json` report with pool.use_time_seconds.mean"
+                .into(),
+        })?;
+    let use_time_p99 = flags.use_time_p99.take().or_else(|| {
+        from_report(
+            measured.and_then(|m| m.use_time_p99_seconds),
+            "pool.use_time_seconds.p99",
+        )
+    });
+    let max_size = flags.max_size.take().or_else(|| {
+        measured
+            .and_then(|m| m.max_size)
+            .map(|size| Given::new(size, field("pool.max_size")))
+    });
+    Ok(LoadInputs {
+        rate,
+        use_time,
+        use_time_p99,
+        max_size,
+    })
 }
 
 /// The load, by Little's law.
@@ -680,47 +748,98 @@ pub struct Advice {
 /// An input out of range ([`Inputs::validate`]).
 pub fn advise(inputs: &Inputs) -> Result<Advice, AdviseError> {
     inputs.validate()?;
-    let replicas = inputs.replicas.value;
-    let use_time = inputs.use_time_seconds.value;
-    let total_rate = inputs.checkouts_per_second.value;
-    let rate = total_rate / f64::from(replicas);
-    let variability = queueing::variability(
-        use_time,
-        inputs.use_time_p99_seconds.as_ref().map(|g| g.value),
-    );
-    let load = Load {
-        checkouts_per_second_per_replica: rate,
-        busy_mean: queueing::littles_law(total_rate, use_time),
-        busy_mean_per_replica: queueing::littles_law(rate, use_time),
-        variability,
+    let load = Load::of(inputs);
+    let demand = Demand {
+        busy: load.busy_mean_per_replica,
+        use_time: inputs.use_time_seconds.value,
+        variability: load.variability,
     };
-    let a = load.busy_mean_per_replica;
-    let needed = queueing::size_for(
-        a,
-        use_time,
-        variability,
-        inputs.target_wait_p99_seconds.value,
-        inputs.max_utilization.value,
-        MAX_POOL_SIZE,
-    );
-    let active = inputs
-        .server_cores
-        .value
-        .saturating_mul(2)
-        .saturating_add(inputs.spindles.value);
-    let throughput = Throughput {
-        active_connections: active,
-        per_replica: active.div_ceil(replicas).max(1),
+    let needed = queueing::size_for(&demand, &inputs.targets());
+    let throughput = Throughput::of(inputs);
+    let budget = Budget::of(inputs);
+    let (max_size, limited_by) = cap(needed, &throughput, &budget);
+    let mut advice = Advice {
+        max_size,
+        min_idle: (demand.busy.ceil() as u32).min(max_size),
+        limited_by,
+        inputs: inputs.clone(),
+        load,
+        needed,
+        throughput,
+        budget,
+        at_max_size: Service::of(max_size, demand.busy, demand.use_time, demand.variability),
+        model_check: model_check(inputs.measured.as_ref()),
+        warnings: Vec::new(),
+        why: Vec::new(),
     };
-    let available = inputs
-        .max_connections
-        .value
-        .saturating_sub(inputs.reserved.value);
-    let budget = Budget {
-        available,
-        per_replica: available / replicas,
-    };
+    advice.warnings = render::warnings(&advice);
+    advice.why = render::why(&advice);
+    Ok(advice)
+}
 
+impl Inputs {
+    /// The targets a pool size must meet: the p99 wait, the utilization
+    /// ceiling, at most [`MAX_POOL_SIZE`] connections.
+    fn targets(&self) -> Targets {
+        Targets {
+            wait_p99: self.target_wait_p99_seconds.value,
+            max_utilization: self.max_utilization.value,
+            limit: MAX_POOL_SIZE,
+        }
+    }
+}
+
+impl Load {
+    /// Step 1: the load of `inputs`, all replicas and each.
+    fn of(inputs: &Inputs) -> Self {
+        let use_time = inputs.use_time_seconds.value;
+        let total_rate = inputs.checkouts_per_second.value;
+        let rate = total_rate / f64::from(inputs.replicas.value);
+        Self {
+            checkouts_per_second_per_replica: rate,
+            busy_mean: queueing::littles_law(total_rate, use_time),
+            busy_mean_per_replica: queueing::littles_law(rate, use_time),
+            variability: queueing::variability(
+                use_time,
+                inputs.use_time_p99_seconds.as_ref().map(|g| g.value),
+            ),
+        }
+    }
+}
+
+impl Throughput {
+    /// Step 3: the rule of thumb for the server of `inputs`.
+    fn of(inputs: &Inputs) -> Self {
+        let active = inputs
+            .server_cores
+            .value
+            .saturating_mul(2)
+            .saturating_add(inputs.spindles.value);
+        Self {
+            active_connections: active,
+            per_replica: active.div_ceil(inputs.replicas.value).max(1),
+        }
+    }
+}
+
+impl Budget {
+    /// Step 4: the connections the server of `inputs` leaves the pools.
+    fn of(inputs: &Inputs) -> Self {
+        let available = inputs
+            .max_connections
+            .value
+            .saturating_sub(inputs.reserved.value);
+        Self {
+            available,
+            per_replica: available / inputs.replicas.value,
+        }
+    }
+}
+
+/// The recommended `max_size` and what decided it: the load's need (at
+/// least the floor of 2), capped by the server's throughput (down to the
+/// floor) and then by its connections (down to 1).
+fn cap(needed: Option<Sizing>, throughput: &Throughput, budget: &Budget) -> (u32, Limit) {
     let need = needed.map_or(MAX_POOL_SIZE, |s| s.service.connections);
     let (mut max_size, mut limited_by) = if need < MIN_RECOMMENDED {
         (MIN_RECOMMENDED, Limit::Floor)
@@ -739,27 +858,7 @@ pub fn advise(inputs: &Inputs) -> Result<Advice, AdviseError> {
         max_size = budget_cap;
         limited_by = Limit::ConnectionBudget;
     }
-    let min_idle = (a.ceil() as u32).min(max_size);
-    let at_max_size = Service::of(max_size, a, use_time, variability);
-    let model_check = model_check(inputs.measured.as_ref());
-
-    let mut advice = Advice {
-        max_size,
-        min_idle,
-        limited_by,
-        inputs: inputs.clone(),
-        load,
-        needed,
-        throughput,
-        budget,
-        at_max_size,
-        model_check,
-        warnings: Vec::new(),
-        why: Vec::new(),
-    };
-    advice.warnings = render::warnings(&advice);
-    advice.why = render::why(&advice);
-    Ok(advice)
+    (max_size, limited_by)
 }
 
 /// The model at the run's own size, rate and use time, against its

@@ -52,14 +52,16 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tidewater_testkit::PgCluster;
 
-use crate::faults::{Fault, HOG_SESSIONS, Outcome, Phase, PhaseRecorder, PhaseStats, Schedule};
+use crate::faults::{
+    Fault, FaultError, HOG_SESSIONS, Outcome, Phase, PhaseRecorder, PhaseStats, Schedule,
+};
 use crate::load::check::CheckReport;
 use crate::load::record::{Class, Tap, Tapped, classify};
 use crate::load::report::PoolSample;
 use crate::load::slo::{self, Slos, Verdict, seconds};
 use crate::load::users::Scenario;
 use crate::load::{self, Hooks, LoadConfig, LoadError, StopHandle};
-use crate::service::{LogSummary, Service, SpawnOptions, StopReport, Target};
+use crate::service::{LogSummary, Service, ServiceError, SpawnOptions, StopReport, Target};
 use crate::soak::LoadSummary;
 
 /// The role the service logs in as: an ordinary one, without the slots
@@ -114,8 +116,6 @@ pub struct DrillConfig {
     pub settings: Vec<String>,
     /// The `tidewater` binary the service runs.
     pub exe: std::path::PathBuf,
-    /// Print nothing on standard error.
-    pub quiet: bool,
     /// The command line, for the report.
     pub command: String,
 }
@@ -140,7 +140,6 @@ impl Default for DrillConfig {
             max_size: 10,
             settings: Vec::new(),
             exe: SpawnOptions::default().exe,
-            quiet: false,
             command: "tidewater-lab drill".into(),
         }
     }
@@ -198,19 +197,39 @@ impl DrillConfig {
 }
 
 /// Why no drill could be made (as opposed to a drill that failed its
-/// verdicts, which is a report).
-#[derive(Debug)]
+/// verdicts, which is a report). The underlying error, where there is
+/// one, is the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DrillError {
     /// The options do not make a drill.
+    #[error("{0}")]
     Invalid(String),
     /// The private PostgreSQL could not be created or set up (PostgreSQL
     /// not installed, no `postgres` user to run it as).
-    Cluster(io::Error),
-    /// The load could not run (the service did not start, say), or was
-    /// interrupted.
-    Load(LoadError),
+    #[error(
+        "cannot set up the private PostgreSQL (it needs the PostgreSQL programs under /usr/lib/postgresql/*/bin or $TIDEWATER_PG_BIN)"
+    )]
+    Cluster(#[source] io::Error),
+    /// The service could not be started on it.
+    #[error("cannot use the service")]
+    Service(#[source] ServiceError),
+    /// The load could not run, or was interrupted.
+    #[error("the load failed")]
+    Load(#[source] LoadError),
+    /// The load's task ended without a result (it panicked).
+    #[error("the load's task failed")]
+    LoadTask(#[source] tokio::task::JoinError),
+    /// The users made no request within this bound (the accounts are
+    /// opened before their first).
+    #[error("the users made no request within {}", humantime::format_duration(*.0))]
+    NoRequest(Duration),
+    /// The load ended on its own before the schedule did.
+    #[error("the load ended before the schedule")]
+    EndedEarly,
     /// A fault could not be injected.
-    Fault(io::Error),
+    #[error("a fault could not be injected")]
+    Fault(#[source] FaultError),
 }
 
 impl DrillError {
@@ -220,26 +239,15 @@ impl DrillError {
         match self {
             Self::Invalid(_) => 2,
             Self::Load(error) => error.exit_code(),
-            Self::Cluster(_) | Self::Fault(_) => 3,
+            Self::Service(error) => error.exit_code(),
+            Self::Cluster(_)
+            | Self::LoadTask(_)
+            | Self::NoRequest(_)
+            | Self::EndedEarly
+            | Self::Fault(_) => 3,
         }
     }
 }
-
-impl std::fmt::Display for DrillError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Invalid(message) => f.write_str(message),
-            Self::Cluster(error) => write!(
-                f,
-                "cannot set up the private PostgreSQL (it needs the PostgreSQL programs under /usr/lib/postgresql/*/bin or $TIDEWATER_PG_BIN): {error}"
-            ),
-            Self::Load(error) => error.fmt(f),
-            Self::Fault(error) => write!(f, "a fault could not be injected: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for DrillError {}
 
 /// One phase of the drill: what its requests saw, and how it fared.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -459,33 +467,50 @@ pub fn judge(
     stats: Vec<PhaseStats>,
     correctness: &CheckReport,
 ) -> (Vec<PhaseReport>, Vec<Verdict>) {
-    let limit = config.request_timeout + config.margin;
     let phases: Vec<PhaseReport> = stats
         .into_iter()
-        .map(|stats| PhaseReport {
-            pool: PhasePool::default(),
-            unexpected: stats
-                .failed_by_kind
-                .keys()
-                .filter(|kind| !names_its_cause(kind))
-                .cloned()
-                .collect(),
-            within_deadline: stats.longest_wait <= limit,
-            recovered_in_bound: stats
-                .fault
-                .map(|_| stats.recovery.is_some_and(|r| r <= config.recovery_bound)),
-            stats,
-        })
+        .map(|stats| judge_phase(config, stats))
         .collect();
-    let names = |broken: Vec<&PhaseReport>| {
-        broken
-            .iter()
-            .map(|phase| phase.stats.phase.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut verdicts = Vec::new();
+    let verdicts = vec![
+        answers_verdict(&phases),
+        deadline_verdict(config, &phases),
+        recovery_verdict(config, &phases),
+        requests_verdict(&phases),
+        slo::correctness(correctness),
+    ];
+    (phases, verdicts)
+}
 
+/// One phase judged: its unexpected failures, whether it met the
+/// deadline and, after a fault, the recovery bound.
+fn judge_phase(config: &DrillConfig, stats: PhaseStats) -> PhaseReport {
+    PhaseReport {
+        pool: PhasePool::default(),
+        unexpected: stats
+            .failed_by_kind
+            .keys()
+            .filter(|kind| !names_its_cause(kind))
+            .cloned()
+            .collect(),
+        within_deadline: stats.longest_wait <= config.request_timeout + config.margin,
+        recovered_in_bound: stats
+            .fault
+            .map(|_| stats.recovery.is_some_and(|r| r <= config.recovery_bound)),
+        stats,
+    }
+}
+
+/// The names of `phases`, for a verdict's text: `crash, hang`.
+fn names<'a>(phases: impl IntoIterator<Item = &'a PhaseReport>) -> String {
+    phases
+        .into_iter()
+        .map(|phase| phase.stats.phase.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `answers`: every request succeeded or got a 503 naming its cause.
+fn answers_verdict(phases: &[PhaseReport]) -> Verdict {
     let unexpected: u64 = phases
         .iter()
         .flat_map(|phase| {
@@ -502,7 +527,7 @@ pub fn judge(
         .collect();
     kinds.sort();
     kinds.dedup();
-    verdicts.push(Verdict {
+    Verdict {
         name: "answers".into(),
         passed: unexpected == 0,
         measured: Some(unexpected as f64),
@@ -513,19 +538,25 @@ pub fn judge(
             format!(
                 "{unexpected} request(s) failed without a 503 naming the cause: {} (in {})",
                 kinds.join(", "),
-                names(phases.iter().filter(|p| !p.unexpected.is_empty()).collect())
+                names(phases.iter().filter(|p| !p.unexpected.is_empty()))
             )
         },
-    });
+    }
+}
 
+/// `deadline`: no answer took longer than the request deadline plus the
+/// margin.
+fn deadline_verdict(config: &DrillConfig, phases: &[PhaseReport]) -> Verdict {
+    let limit = config.request_timeout + config.margin;
     let longest = phases
         .iter()
         .map(|phase| phase.stats.longest_wait)
         .max()
         .unwrap_or_default();
-    verdicts.push(Verdict {
+    let late: Vec<&PhaseReport> = phases.iter().filter(|p| !p.within_deadline).collect();
+    Verdict {
         name: "deadline".into(),
-        passed: phases.iter().all(|phase| phase.within_deadline),
+        passed: late.is_empty(),
         measured: Some(longest.as_secs_f64()),
         bound: Some(limit.as_secs_f64()),
         text: format!(
@@ -534,17 +565,18 @@ pub fn judge(
             seconds(limit.as_secs_f64()),
             seconds(config.request_timeout.as_secs_f64()),
             seconds(config.margin.as_secs_f64()),
-            {
-                let late: Vec<_> = phases.iter().filter(|p| !p.within_deadline).collect();
-                if late.is_empty() {
-                    String::new()
-                } else {
-                    format!("; too slow in {}", names(late))
-                }
+            if late.is_empty() {
+                String::new()
+            } else {
+                format!("; too slow in {}", names(late))
             }
         ),
-    });
+    }
+}
 
+/// `recovery`: after every fault the first success came within the
+/// recovery bound of the database's return (no fault: no proof).
+fn recovery_verdict(config: &DrillConfig, phases: &[PhaseReport]) -> Verdict {
     let faults: Vec<&PhaseReport> = phases
         .iter()
         .filter(|phase| phase.recovered_in_bound.is_some())
@@ -555,7 +587,8 @@ pub fn judge(
         .copied()
         .filter(|phase| phase.recovered_in_bound != Some(true))
         .collect();
-    verdicts.push(Verdict {
+    let bound = seconds(config.recovery_bound.as_secs_f64());
+    Verdict {
         name: "recovery".into(),
         passed: !faults.is_empty() && unrecovered.is_empty(),
         measured: slowest.map(|r| r.as_secs_f64()),
@@ -564,25 +597,26 @@ pub fn judge(
             "no fault phase was run".into()
         } else if unrecovered.is_empty() {
             format!(
-                "after every fault the first success came within {} of the database's return (slowest {})",
-                seconds(config.recovery_bound.as_secs_f64()),
+                "after every fault the first success came within {bound} of the database's return (slowest {})",
                 seconds(slowest.unwrap_or_default().as_secs_f64())
             )
         } else {
             format!(
-                "no success within {} of the database's return after {}",
-                seconds(config.recovery_bound.as_secs_f64()),
+                "no success within {bound} of the database's return after {}",
                 names(unrecovered)
             )
         },
-    });
+    }
+}
 
+/// `requests`: every phase saw requests.
+fn requests_verdict(phases: &[PhaseReport]) -> Verdict {
     let idle: Vec<&PhaseReport> = phases
         .iter()
         .filter(|phase| phase.stats.requests == 0)
         .collect();
     let requests: u64 = phases.iter().map(|phase| phase.stats.requests).sum();
-    verdicts.push(Verdict {
+    Verdict {
         name: "requests".into(),
         passed: !phases.is_empty() && idle.is_empty(),
         measured: Some(requests as f64),
@@ -592,15 +626,6 @@ pub fn judge(
         } else {
             format!("no request ended in {}", names(idle))
         },
-    });
-    verdicts.push(slo::correctness(correctness));
-    (phases, verdicts)
-}
-
-/// A note on standard error, unless quiet.
-fn note(config: &DrillConfig, line: &str) {
-    if !config.quiet {
-        eprintln!("tidewater-lab drill: {line}");
     }
 }
 
@@ -613,14 +638,14 @@ fn note(config: &DrillConfig, line: &str) {
 pub async fn run(config: &DrillConfig) -> Result<DrillReport, DrillError> {
     config.check().map_err(DrillError::Invalid)?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    note(config, "creating a private PostgreSQL cluster");
+    tracing::info!("creating a private PostgreSQL cluster");
     let cluster = PgCluster::new().await.map_err(DrillError::Cluster)?;
     let result = drill(config, &cluster, started_at).await;
-    if result.is_err() && !config.quiet {
+    if result.is_err() {
         let log = cluster.log();
         let tail: Vec<&str> = log.lines().rev().take(10).collect();
-        eprintln!(
-            "tidewater-lab drill: the private server's last log lines:\n{}",
+        tracing::warn!(
+            "the private server's last log lines:\n{}",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
@@ -662,17 +687,14 @@ async fn drill(
         settings: settings.clone(),
         ..SpawnOptions::default()
     };
-    note(
-        config,
-        &format!(
-            "PostgreSQL {server_version} on 127.0.0.1:{} (max_connections {}); starting the service",
-            cluster.port(),
-            config.max_connections
-        ),
+    tracing::info!(
+        "PostgreSQL {server_version} on 127.0.0.1:{} (max_connections {}); starting the service",
+        cluster.port(),
+        config.max_connections
     );
     let service = Service::start(&Target::Spawn(spawn))
         .await
-        .map_err(|error| DrillError::Load(LoadError::Service(error)))?;
+        .map_err(DrillError::Service)?;
 
     let outcome = under_load(config, cluster, &service).await;
     let log = service.log();
@@ -732,20 +754,17 @@ async fn under_load(
     let scheduled = if recorder.is_empty() {
         None
     } else {
-        note(
-            config,
-            &format!(
-                "{} users running; baseline, then {}",
-                config.users,
-                config
-                    .faults
-                    .iter()
-                    .map(|fault| fault.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        tracing::info!(
+            "{} users running; baseline, then {}",
+            config.users,
+            config
+                .faults
+                .iter()
+                .map(|fault| fault.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let watcher = tokio::spawn(watch_phases(recorder.clone(), config.quiet));
+        let watcher = tokio::spawn(watch_phases(recorder.clone()));
         let sampler = tokio::spawn(sample_pool(service.base().to_owned(), samples.clone()));
         let schedule = config.schedule();
         let result = tokio::select! {
@@ -764,7 +783,7 @@ async fn under_load(
     let loaded = match early {
         Some(joined) => joined,
         None => {
-            note(config, "stopping the users; checking correctness");
+            tracing::info!("stopping the users; checking correctness");
             load_task.await
         }
     };
@@ -805,7 +824,6 @@ fn load_config(config: &DrillConfig, service: &Service) -> LoadConfig {
         // The drill judges by its own verdicts.
         slos: Slos::default(),
         progress: false,
-        quiet: true,
         command: config.command.clone(),
         ..LoadConfig::default()
     }
@@ -815,44 +833,34 @@ fn load_config(config: &DrillConfig, service: &Service) -> LoadConfig {
 /// (`None` when it did not run, or the load ended before it), the load's,
 /// and whether no request was made.
 fn outcome_of(
-    scheduled: Option<io::Result<()>>,
+    scheduled: Option<Result<(), FaultError>>,
     loaded: Result<Result<load::report::LoadReport, LoadError>, tokio::task::JoinError>,
     no_request: bool,
 ) -> Result<load::report::LoadReport, DrillError> {
     match (scheduled, loaded) {
         (Some(Err(error)), _) => Err(DrillError::Fault(error)),
-        (_, Err(join)) => Err(DrillError::Load(LoadError::Target(format!(
-            "the load failed: {join}"
-        )))),
+        (_, Err(join)) => Err(DrillError::LoadTask(join)),
         (_, Ok(Err(error))) => Err(DrillError::Load(error)),
         (Some(Ok(())), Ok(Ok(report))) => Ok(report),
-        (None, Ok(Ok(_))) if no_request => Err(DrillError::Load(LoadError::Target(format!(
-            "the users made no request within {}",
-            humantime::format_duration(FIRST_REQUEST_DEADLINE)
-        )))),
-        (None, Ok(Ok(_))) => Err(DrillError::Load(LoadError::Target(
-            "the load ended before the schedule".into(),
-        ))),
+        (None, Ok(Ok(_))) if no_request => Err(DrillError::NoRequest(FIRST_REQUEST_DEADLINE)),
+        (None, Ok(Ok(_))) => Err(DrillError::EndedEarly),
     }
 }
 
-/// Prints a note as each phase begins and its database comes back.
-async fn watch_phases(recorder: PhaseRecorder, quiet: bool) {
-    if quiet {
-        return;
-    }
+/// Notes each phase as it begins and its database comes back.
+async fn watch_phases(recorder: PhaseRecorder) {
     let (mut begun, mut restored) = (0, 0);
     loop {
         let phases = recorder.phases();
         for phase in phases.iter().skip(begun) {
-            eprintln!("tidewater-lab drill: phase {}", phase.name);
+            tracing::info!("phase {}", phase.name);
         }
         begun = phases.len();
         let back = phases.iter().filter(|phase| phase.window.is_some()).count();
         for phase in phases.iter().filter(|p| p.window.is_some()).skip(restored) {
             if let Some(window) = &phase.window {
-                eprintln!(
-                    "tidewater-lab drill:   {}: database back after {} ({})",
+                tracing::info!(
+                    "  {}: database back after {} ({})",
                     phase.name,
                     seconds(window.outage().as_secs_f64()),
                     window.detail

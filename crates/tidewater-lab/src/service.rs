@@ -20,6 +20,7 @@ use tidewater::credentials::redact;
 use tidewater_cli::serve::Ready;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 /// What to load: a service that runs already, or one to start.
 #[derive(Clone, Debug)]
@@ -61,30 +62,111 @@ impl Default for SpawnOptions {
     }
 }
 
-/// Why the service could not be used.
-#[derive(Debug)]
+/// Why the service could not be used. The underlying error, where there
+/// is one, is the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServiceError {
-    /// The target is not on this machine, or not a URL.
+    /// The target is not a URL.
+    #[error("the target {url:?} is not a URL")]
+    NotAUrl {
+        /// The target as given.
+        url: String,
+        /// Why it is not one.
+        #[source]
+        source: url::ParseError,
+    },
+    /// The target or the spawned service's database is not on this
+    /// machine, or the target is not an `http://` URL.
+    #[error("{0}")]
     Refused(String),
-    /// The service did not start, or does not answer like `tidewater serve`.
-    Start(String),
+    /// The spawned service's temporary folder could not be made.
+    #[error("the service did not start: cannot create a temporary folder")]
+    TempDir(#[source] std::io::Error),
+    /// The service's binary could not be run.
+    #[error("the service did not start: cannot run {}", .exe.display())]
+    Run {
+        /// The binary.
+        exe: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spawned service exited before it served.
+    #[error("the service did not start: it exited ({status}) before serving {started}")]
+    Exited {
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// How it was started, and what it logged.
+        started: Started,
+    },
     /// The spawned service refused its configuration (a `--set` or the
-    /// database URL).
-    Config(String),
+    /// database URL): it exited with code 2.
+    #[error("the service did not start: it refused its configuration (exit code 2) {started}")]
+    Config {
+        /// How it was started, and what it logged.
+        started: Started,
+    },
+    /// The spawned service's ready file could not be read (or the wait
+    /// for its process failed).
+    #[error("the service did not start: its ready file could not be read {started}")]
+    Unreadable {
+        /// How it was started, and what it logged.
+        started: Started,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spawned service was not serving within its start timeout.
+    #[error(
+        "the service did not start: it was not serving within {} {started}",
+        humantime::format_duration(*.after)
+    )]
+    TimedOut {
+        /// The start timeout.
+        after: Duration,
+        /// How it was started, and what it logged.
+        started: Started,
+    },
 }
 
-impl std::fmt::Display for ServiceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ServiceError {
+    /// The process exit code for it: 2 when the options are at fault (a
+    /// target off this machine, a configuration the service refuses), 3
+    /// when the service could not be started.
+    pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Refused(message) => f.write_str(message),
-            Self::Start(message) | Self::Config(message) => {
-                write!(f, "the service did not start: {message}")
-            }
+            Self::NotAUrl { .. } | Self::Refused(_) | Self::Config { .. } => 2,
+            Self::TempDir(_)
+            | Self::Run { .. }
+            | Self::Exited { .. }
+            | Self::Unreadable { .. }
+            | Self::TimedOut { .. } => 3,
         }
     }
 }
 
-impl std::error::Error for ServiceError {}
+/// How a spawned service that did not start was started, and its last
+/// log lines; shown as `(EXE serve --database-url URL); its last log
+/// lines:` and the lines, after the reason it did not start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Started {
+    /// `EXE serve --database-url URL`, the password redacted.
+    pub command: String,
+    /// Its last lines on standard error.
+    pub log: Vec<String>,
+}
+
+impl std::fmt::Display for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "({}); its last log lines:\n{}",
+            self.command,
+            self.log.join("\n")
+        )
+    }
+}
 
 /// The resident memory of a process, from `/proc/PID/status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +278,7 @@ impl Service {
     pub async fn start(target: &Target) -> Result<Self, ServiceError> {
         match target {
             Target::Url(url) => {
-                let url = loopback_url(url).map_err(ServiceError::Refused)?;
+                let url = loopback_url(url)?;
                 Ok(Self {
                     base: url.as_str().trim_end_matches('/').to_owned(),
                     backend: None,
@@ -266,95 +348,41 @@ impl Service {
     }
 }
 
+/// Starts the service `options` describe and waits until it serves.
 async fn spawn(options: &SpawnOptions) -> Result<Service, ServiceError> {
     if let Some(url) = &options.database_url {
-        local_database(url).map_err(ServiceError::Refused)?;
+        local_database(url)?;
     }
     let dir = tempfile::Builder::new()
         .prefix("tidewater-load-")
         .tempdir()
-        .map_err(|e| ServiceError::Start(format!("cannot create a temporary folder: {e}")))?;
+        .map_err(ServiceError::TempDir)?;
     let database_url = options
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bank.db").display()));
     let ready_file = dir.path().join("ready.json");
-    let mut command = Command::new(&options.exe);
-    command
-        .args(["serve", "--bind", "127.0.0.1:0", "--database-url"])
-        .arg(&database_url)
-        .args(["--log-format", "json", "--ready-file"])
-        .arg(&ready_file);
-    for setting in &options.settings {
-        command.arg("--set").arg(setting);
-    }
-    // In the temporary folder, so that no ./tidewater.toml is read.
-    command
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command
+    let mut child = serve_command(options, dir.path(), &database_url, &ready_file)
         .spawn()
-        .map_err(|e| ServiceError::Start(format!("cannot run {}: {e}", options.exe.display())))?;
+        .map_err(|source| ServiceError::Run {
+            exe: options.exe.clone(),
+            source,
+        })?;
     let pid = child.id().unwrap_or_default();
     let log = Arc::new(Mutex::new(LogTail::default()));
-    let reader = child.stderr.take().map(|stderr| {
-        let log = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-            }
-        })
-    });
-    let ready = wait_until_ready(&mut child, &ready_file, options.start_timeout).await;
-    let failure = |why: String, log: &Arc<Mutex<LogTail>>| {
-        let tail = log.lock().unwrap_or_else(|e| e.into_inner());
-        let last: Vec<&str> = tail.last.iter().map(String::as_str).collect();
-        format!(
-            "{why} ({} serve --database-url {}); its last log lines:\n{}",
-            options.exe.display(),
-            redact(&database_url),
-            last.join("\n")
-        )
-    };
-    let ready = match ready {
+    let reader = child
+        .stderr
+        .take()
+        .map(|stderr| read_log(stderr, log.clone()));
+    let ready = match wait_until_ready(&mut child, &ready_file, options.start_timeout).await {
         Ok(ready) => ready,
-        Err(NotReady::Exited(status)) => {
-            // The log reader takes the last lines, up to the pipe's end.
-            if let Some(reader) = reader {
-                let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
-            }
-            let why = match status.code() {
-                // `serve` exits 2 for a configuration it cannot use.
-                Some(2) => {
-                    return Err(ServiceError::Config(failure(
-                        "it refused its configuration (exit code 2)".into(),
-                        &log,
-                    )));
-                }
-                _ => format!("it exited ({status}) before serving"),
+        Err(not_ready) => {
+            let failed = Failed {
+                options,
+                database_url: &database_url,
+                log: &log,
             };
-            return Err(ServiceError::Start(failure(why, &log)));
-        }
-        Err(NotReady::Unreadable(error)) => {
-            let _ = child.start_kill();
-            return Err(ServiceError::Start(failure(
-                format!("its ready file could not be read: {error}"),
-                &log,
-            )));
-        }
-        Err(NotReady::TimedOut) => {
-            let _ = child.start_kill();
-            return Err(ServiceError::Start(failure(
-                format!(
-                    "it was not serving within {}",
-                    humantime::format_duration(options.start_timeout)
-                ),
-                &log,
-            )));
+            return Err(failed.error(not_ready, &mut child, reader).await);
         }
     };
     Ok(Service {
@@ -368,6 +396,104 @@ async fn spawn(options: &SpawnOptions) -> Result<Service, ServiceError> {
             _dir: dir,
         }),
     })
+}
+
+/// `EXE serve` on a free loopback port of `database_url`, writing
+/// `ready_file` once it serves, its log (JSON) on a pipe; run in `dir`, so
+/// that no `./tidewater.toml` is read.
+fn serve_command(
+    options: &SpawnOptions,
+    dir: &Path,
+    database_url: &str,
+    ready_file: &Path,
+) -> Command {
+    let mut command = Command::new(&options.exe);
+    command
+        .args(["serve", "--bind", "127.0.0.1:0", "--database-url"])
+        .arg(database_url)
+        .args(["--log-format", "json", "--ready-file"])
+        .arg(ready_file);
+    for setting in &options.settings {
+        command.arg("--set").arg(setting);
+    }
+    command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Reads the service's standard error into `log`, line by line, until
+/// the pipe ends.
+fn read_log(stderr: tokio::process::ChildStderr, log: Arc<Mutex<LogTail>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    })
+}
+
+/// A spawned service that did not start: how it was started, and its log.
+struct Failed<'a> {
+    options: &'a SpawnOptions,
+    database_url: &'a str,
+    log: &'a Mutex<LogTail>,
+}
+
+impl Failed<'_> {
+    /// The error for `not_ready`; stops `child` if it still runs, or waits
+    /// (briefly) for `reader` to take its last log lines if it exited.
+    async fn error(
+        &self,
+        not_ready: NotReady,
+        child: &mut Child,
+        reader: Option<JoinHandle<()>>,
+    ) -> ServiceError {
+        match not_ready {
+            NotReady::Exited(status) => {
+                // The log reader takes the last lines, up to the pipe's end.
+                if let Some(reader) = reader {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+                }
+                let started = self.started();
+                // `serve` exits 2 for a configuration it cannot use.
+                match status.code() {
+                    Some(2) => ServiceError::Config { started },
+                    _ => ServiceError::Exited { status, started },
+                }
+            }
+            NotReady::Unreadable(source) => {
+                let _ = child.start_kill();
+                ServiceError::Unreadable {
+                    started: self.started(),
+                    source,
+                }
+            }
+            NotReady::TimedOut => {
+                let _ = child.start_kill();
+                ServiceError::TimedOut {
+                    after: self.options.start_timeout,
+                    started: self.started(),
+                }
+            }
+        }
+    }
+
+    /// The command, password redacted, and the last log lines.
+    fn started(&self) -> Started {
+        let tail = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        Started {
+            command: format!(
+                "{} serve --database-url {}",
+                self.options.exe.display(),
+                redact(self.database_url)
+            ),
+            log: tail.last.iter().cloned().collect(),
+        }
+    }
 }
 
 /// Why a spawned service never said it serves.
@@ -448,21 +574,24 @@ fn is_loopback_host(host: &str) -> bool {
 /// `url`, checked to be an `http` URL on this machine.
 ///
 /// # Errors
-/// Not a URL, another scheme, or a host off the loopback, each with a
-/// message that says what is allowed.
-pub fn loopback_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("the target {url:?} is not a URL: {e}"))?;
+/// Not a URL ([`ServiceError::NotAUrl`]), another scheme, or a host off
+/// the loopback ([`ServiceError::Refused`]), each with a message that says
+/// what is allowed.
+pub fn loopback_url(url: &str) -> Result<reqwest::Url, ServiceError> {
+    let parsed = reqwest::Url::parse(url).map_err(|source| ServiceError::NotAUrl {
+        url: url.to_owned(),
+        source,
+    })?;
     if parsed.scheme() != "http" {
-        return Err(format!(
+        return Err(ServiceError::Refused(format!(
             "the target {url:?} must be an http:// URL (the service on this machine speaks plain HTTP)"
-        ));
+        )));
     }
     match parsed.host_str() {
         Some(host) if is_loopback_host(host) => Ok(parsed),
-        _ => Err(format!(
+        _ => Err(ServiceError::Refused(format!(
             "the target {url:?} is not on this machine: the lab sends traffic only to loopback addresses (127.0.0.0/8, [::1] or localhost)"
-        )),
+        ))),
     }
 }
 
@@ -471,8 +600,9 @@ pub fn loopback_url(url: &str) -> Result<reqwest::Url, String> {
 /// socket).
 ///
 /// # Errors
-/// A host off the loopback, named in the message.
-pub fn local_database(url: &str) -> Result<(), String> {
+/// A host off the loopback ([`ServiceError::Refused`]), named in the
+/// message.
+pub fn local_database(url: &str) -> Result<(), ServiceError> {
     let Some((scheme, rest)) = url.split_once("://") else {
         // A file path or `sqlite::memory:`.
         return Ok(());
@@ -511,9 +641,9 @@ pub fn local_database(url: &str) -> Result<(), String> {
             continue;
         }
         if !is_loopback_host(host) {
-            return Err(format!(
+            return Err(ServiceError::Refused(format!(
                 "the database host {host:?} is not on this machine: the lab sends traffic only to loopback addresses (127.0.0.0/8, [::1] or localhost)"
-            ));
+            )));
         }
     }
     Ok(())
@@ -543,7 +673,7 @@ mod tests {
             ("https://127.0.0.1", "http://"),
             ("127.0.0.1:8080", "not a URL"),
         ] {
-            let error = loopback_url(refused).unwrap_err();
+            let error = loopback_url(refused).unwrap_err().to_string();
             assert!(error.contains(says), "{refused}: {error}");
         }
     }
@@ -567,7 +697,7 @@ mod tests {
             "postgres://u@127.0.0.1/db?host=10.0.0.5",
             "mysql://root:secret@192.168.0.9:3306/test",
         ] {
-            let error = local_database(refused).unwrap_err();
+            let error = local_database(refused).unwrap_err().to_string();
             assert!(error.contains("not on this machine"), "{refused}: {error}");
             assert!(!error.contains("secret"), "{error}");
         }

@@ -40,7 +40,7 @@ use tidewater_axum::PoolsReport;
 use tokio::sync::watch;
 
 use crate::load::check::CheckReport;
-use crate::load::record::{LatencySummary, Tapped};
+use crate::load::record::{LatencySummary, Tap, Tapped};
 use crate::load::report::LoadReport;
 use crate::load::slo::{self, Slos, Verdict, percent, seconds};
 use crate::load::users::Scenario;
@@ -85,10 +85,10 @@ pub struct SoakConfig {
     pub settle_timeout: Duration,
     /// How to start the service.
     pub spawn: SpawnOptions,
-    /// Draw the load's progress bar (when standard error is a terminal).
+    /// Draw the load's progress bar on standard error (when it is a
+    /// terminal). The soak's notes are `tracing` events, whatever this
+    /// says.
     pub progress: bool,
-    /// Print nothing on standard error.
-    pub quiet: bool,
     /// The command line, for the report.
     pub command: String,
 }
@@ -108,7 +108,6 @@ impl Default for SoakConfig {
             settle_timeout: Duration::from_secs(30),
             spawn: SpawnOptions::default(),
             progress: true,
-            quiet: false,
             command: "tidewater-lab soak".into(),
         }
     }
@@ -346,6 +345,18 @@ impl Trend {
         }
     }
 
+    /// The trend of a soak of `config` whose users started `load_from`
+    /// seconds after it: from the end of the warm-up to the end of the
+    /// duration.
+    fn after_warm_up(config: &SoakConfig, samples: &[SoakSample], load_from: f64) -> Self {
+        let duration = config.duration.as_secs_f64();
+        Self::of(
+            samples,
+            load_from + duration * config.warm_up,
+            load_from + duration,
+        )
+    }
+
     /// The verdict `memory_trend`: enough samples and checkouts to fit,
     /// and a slope of at most `bound` bytes per million checkouts.
     ///
@@ -497,9 +508,7 @@ pub struct SoakReport {
 pub async fn run(config: &SoakConfig) -> Result<SoakReport, LoadError> {
     config.check().map_err(LoadError::Invalid)?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let service = Service::start(&Target::Spawn(config.spawn.clone()))
-        .await
-        .map_err(LoadError::Service)?;
+    let service = Service::start(&Target::Spawn(config.spawn.clone())).await?;
     let outcome = soak(config, &service, started_at).await;
     let log = service.log();
     let stop = service.stop().await;
@@ -513,167 +522,68 @@ pub async fn run(config: &SoakConfig) -> Result<SoakReport, LoadError> {
     Ok(report)
 }
 
-/// A note on standard error, unless quiet.
-fn note(config: &SoakConfig, line: &str) {
-    if !config.quiet {
-        eprintln!("tidewater-lab soak: {line}");
-    }
-}
-
+/// The soak against `service`, up to its report (without the service's
+/// log and shutdown, which come once it is stopped).
 async fn soak(
     config: &SoakConfig,
     service: &Service,
     started_at: String,
 ) -> Result<SoakReport, LoadError> {
-    let started = Instant::now();
-    let base = service.base().to_owned();
-    let pid = service.pid();
-    let client = reqwest::Client::builder()
-        .timeout(SAMPLE_TIMEOUT)
-        .build()
-        .map_err(|e| LoadError::Target(format!("cannot build the HTTP client: {e}")))?;
+    let probe = Probe::of(service)?;
     let interval = config.interval();
-    note(
-        config,
-        &format!(
-            "{base} ({}), {} users for {}, sampling every {}",
-            service.backend().unwrap_or("?"),
-            config.users,
-            humantime::format_duration(config.duration),
-            humantime::format_duration(interval)
-        ),
+    tracing::info!(
+        "{} ({}), {} users for {}, sampling every {}",
+        probe.base,
+        service.backend().unwrap_or("?"),
+        config.users,
+        humantime::format_duration(config.duration),
+        humantime::format_duration(interval)
     );
-
     // The users' first request: the load's clock.
     let first = Arc::new(OnceLock::new());
-    let tap: crate::load::record::Tap = {
-        let first = first.clone();
-        Arc::new(move |tapped: Tapped<'_>| {
-            first.get_or_init(|| tapped.start);
-        })
-    };
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let (stop_sampling, sampling) = watch::channel(false);
-    let sampler = tokio::spawn(sample_every(
-        Probe {
-            client: client.clone(),
-            base: base.clone(),
-            pid,
-            started,
-        },
+    let sampling = Sampling::start(
+        probe.clone(),
         interval,
         Window {
             first: first.clone(),
             duration: config.duration,
         },
-        samples.clone(),
-        sampling,
-    ));
-    let load_config = LoadConfig {
-        target: Target::Url(base.clone()),
-        users: config.users,
-        duration: Some(config.duration),
-        requests: None,
-        ramp: None,
-        scenario: Scenario {
-            think: config.think,
-            ..Scenario::default()
-        },
-        accounts: config.accounts,
-        slos: Slos::default(),
-        progress: config.progress && !config.quiet,
-        quiet: config.quiet,
-        command: config.command.clone(),
-        ..LoadConfig::default()
-    };
+    );
     let loaded = load::run_with(
-        &load_config,
+        &load_config(config, &probe.base),
         Hooks {
-            tap: Some(tap),
+            tap: Some(first_request(&first)),
             stop: None,
         },
     )
     .await;
     let load_done = Instant::now();
-    let report = match loaded {
-        Ok(report) => report,
-        Err(error) => {
-            let _ = stop_sampling.send(true);
-            let _ = sampler.await;
-            return Err(error);
-        }
-    };
     // Samples from here on are after the load.
-    let _ = stop_sampling.send(true);
-    let _ = sampler.await;
-
-    note(
-        config,
-        "the users stopped; waiting for every slot to be back",
-    );
-    let end_state = settle(&client, &base, config.settle_timeout, load_done).await;
-    let probe = Probe {
-        client,
-        base: base.clone(),
-        pid,
-        started,
-    };
+    let mut samples = sampling.stop().await;
+    let report = loaded?;
+    tracing::info!("the users stopped; waiting for every slot to be back");
+    let end_state = settle(&probe.client, &probe.base, config.settle_timeout, load_done).await;
     let last = probe.sample(false).await;
-    let mut samples = std::mem::take(&mut *samples.lock().unwrap_or_else(PoisonError::into_inner));
     samples.push(last);
-
     // The users ran from their first request for the duration.
     let load_from = first.get().map_or(0.0, |first: &Instant| {
-        first.saturating_duration_since(started).as_secs_f64()
+        first.saturating_duration_since(probe.started).as_secs_f64()
     });
-    let duration = config.duration.as_secs_f64();
-    let trend = Trend::of(
-        &samples,
-        load_from + duration * config.warm_up,
-        load_from + duration,
-    );
-    let leaks_detected = match (
-        samples.iter().find_map(|sample| sample.leaks_detected),
-        last.leaks_detected,
-    ) {
-        (Some(first), Some(last)) => Some(last.saturating_sub(first)),
-        _ => None,
-    };
-
-    let mut verdicts = vec![
+    let trend = Trend::after_warm_up(config, &samples, load_from);
+    let leaks_detected = leaks_during(&samples);
+    let verdicts = vec![
         trend.verdict(config.leak_bound),
         end_state.verdict(),
-        Verdict {
-            name: "leaks_detected".into(),
-            passed: leaks_detected == Some(0),
-            measured: leaks_detected.map(|n| n as f64),
-            bound: Some(0.0),
-            text: match leaks_detected {
-                Some(n) => {
-                    format!("{n} connection(s) held past the leak threshold during the soak")
-                }
-                None => "unknown: /metrics could not be read".into(),
-            },
-        },
+        leaks_verdict(leaks_detected),
         slo::correctness(&report.correctness),
+        requests_verdict(&report),
     ];
-    verdicts.push(Verdict {
-        name: "requests".into(),
-        passed: report.requests > 0,
-        measured: Some(report.requests as f64),
-        bound: None,
-        text: format!(
-            "{} requests, error rate {}",
-            report.requests,
-            percent(report.error_rate)
-        ),
-    });
     Ok(SoakReport {
         command: config.command.clone(),
         started_at,
-        url: base,
+        url: probe.base,
         backend: service.backend().map(str::to_owned),
-        duration_seconds: duration,
+        duration_seconds: config.duration.as_secs_f64(),
         users: config.users,
         think_mean_seconds: config.think.as_secs_f64(),
         sample_every_seconds: interval.as_secs_f64(),
@@ -693,7 +603,110 @@ async fn soak(
     })
 }
 
+/// The load a soak runs against the service at `base`: its users for its
+/// duration.
+fn load_config(config: &SoakConfig, base: &str) -> LoadConfig {
+    LoadConfig {
+        target: Target::Url(base.to_owned()),
+        users: config.users,
+        duration: Some(config.duration),
+        requests: None,
+        ramp: None,
+        scenario: Scenario {
+            think: config.think,
+            ..Scenario::default()
+        },
+        accounts: config.accounts,
+        slos: Slos::default(),
+        progress: config.progress,
+        command: config.command.clone(),
+        ..LoadConfig::default()
+    }
+}
+
+/// A tap that keeps when the users' first request started in `first`.
+fn first_request(first: &Arc<OnceLock<Instant>>) -> Tap {
+    let first = first.clone();
+    Arc::new(move |tapped: Tapped<'_>| {
+        first.get_or_init(|| tapped.start);
+    })
+}
+
+/// The leaks the pool detected between the first of `samples` that read
+/// its counter and the last sample; `None` when either did not.
+fn leaks_during(samples: &[SoakSample]) -> Option<u64> {
+    let first = samples.iter().find_map(|sample| sample.leaks_detected)?;
+    let last = samples.last()?.leaks_detected?;
+    Some(last.saturating_sub(first))
+}
+
+/// The verdict `leaks_detected`: the pool detected no leak during the
+/// soak (`None`: `/metrics` could not be read).
+fn leaks_verdict(leaks_detected: Option<u64>) -> Verdict {
+    Verdict {
+        name: "leaks_detected".into(),
+        passed: leaks_detected == Some(0),
+        measured: leaks_detected.map(|n| n as f64),
+        bound: Some(0.0),
+        text: match leaks_detected {
+            Some(n) => format!("{n} connection(s) held past the leak threshold during the soak"),
+            None => "unknown: /metrics could not be read".into(),
+        },
+    }
+}
+
+/// The verdict `requests`: the users made requests.
+fn requests_verdict(report: &LoadReport) -> Verdict {
+    Verdict {
+        name: "requests".into(),
+        passed: report.requests > 0,
+        measured: Some(report.requests as f64),
+        bound: None,
+        text: format!(
+            "{} requests, error rate {}",
+            report.requests,
+            percent(report.error_rate)
+        ),
+    }
+}
+
+/// The sampler's task and its samples.
+struct Sampling {
+    samples: Arc<Mutex<Vec<SoakSample>>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampling {
+    /// Samples with `probe` every `interval`, each marked as taken while
+    /// the users of `window` ran or not.
+    fn start(probe: Probe, interval: Duration, window: Window) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(sample_every(
+            probe,
+            interval,
+            window,
+            samples.clone(),
+            stopped,
+        ));
+        Self {
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops sampling and returns the samples.
+    async fn stop(self) -> Vec<SoakSample> {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        std::mem::take(&mut *self.samples.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// Where and how to sample the service.
+#[derive(Clone)]
 struct Probe {
     client: reqwest::Client,
     base: String,
@@ -703,6 +716,19 @@ struct Probe {
 }
 
 impl Probe {
+    /// Sampling `service` from now on.
+    fn of(service: &Service) -> Result<Self, LoadError> {
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(SAMPLE_TIMEOUT)
+                .build()
+                .map_err(LoadError::Client)?,
+            base: service.base().to_owned(),
+            pid: service.pid(),
+            started: Instant::now(),
+        })
+    }
+
     /// One sample: memory, `/metrics`, `/api/pools`.
     async fn sample(&self, load: bool) -> SoakSample {
         let rss_bytes = self.pid.and_then(memory_of).map(|memory| memory.rss_bytes);

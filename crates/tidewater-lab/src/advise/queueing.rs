@@ -136,19 +136,18 @@ pub fn wait_quantile(
     variability: f64,
     quantile: f64,
 ) -> Option<f64> {
-    wait_quantile_given(c, a, erlang_c(c, a), use_time, variability, quantile)
+    let demand = Demand {
+        busy: a,
+        use_time,
+        variability,
+    };
+    wait_quantile_given(c, erlang_c(c, a), &demand, quantile)
 }
 
-/// [`wait_quantile`] with Erlang C already computed.
-fn wait_quantile_given(
-    c: u32,
-    a: f64,
-    p_wait: f64,
-    use_time: f64,
-    variability: f64,
-    quantile: f64,
-) -> Option<f64> {
-    let spare = f64::from(c) - a;
+/// [`wait_quantile`] for `demand` with Erlang C (`p_wait`) already
+/// computed.
+fn wait_quantile_given(c: u32, p_wait: f64, demand: &Demand, quantile: f64) -> Option<f64> {
+    let spare = f64::from(c) - demand.busy;
     if spare <= 0.0 {
         return None;
     }
@@ -156,7 +155,30 @@ fn wait_quantile_given(
     if p_wait <= beyond {
         return Some(0.0);
     }
-    Some(variability * use_time * (p_wait / beyond).ln() / spare)
+    Some(demand.variability * demand.use_time * (p_wait / beyond).ln() / spare)
+}
+
+/// The load offered to one pool.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Demand {
+    /// The offered load in Erlangs, `a = λ·W`: the mean connections in use.
+    pub busy: f64,
+    /// The mean time a checkout holds its connection, seconds (`W`).
+    pub use_time: f64,
+    /// The Allen–Cunneen factor stretching the waits (1: exponential use
+    /// times; see [`variability`]).
+    pub variability: f64,
+}
+
+/// What the size [`size_for`] finds must meet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Targets {
+    /// The most the p99 acquisition wait may be, seconds.
+    pub wait_p99: f64,
+    /// The most the utilization `a / c` may be.
+    pub max_utilization: f64,
+    /// The largest size tried.
+    pub limit: u32,
 }
 
 /// What a pool of one size gives under one load, in the M/M/c model.
@@ -183,32 +205,26 @@ impl Service {
     /// assert!((service.utilization - 2.0 / 3.0).abs() < 1e-12);
     /// ```
     pub fn of(connections: u32, a: f64, use_time: f64, variability: f64) -> Self {
-        Self::given(
-            connections,
-            a,
-            erlang_b(connections, a),
+        let demand = Demand {
+            busy: a,
             use_time,
             variability,
-        )
+        };
+        Self::given(connections, erlang_b(connections, a), &demand)
     }
 
-    fn given(connections: u32, a: f64, b: f64, use_time: f64, variability: f64) -> Self {
-        let p_wait = erlang_c_from_b(connections, a, b);
+    /// The model's answer for `connections` under `demand`, with Erlang B
+    /// (`b`) already computed.
+    fn given(connections: u32, b: f64, demand: &Demand) -> Self {
+        let p_wait = erlang_c_from_b(connections, demand.busy, b);
         Self {
             connections,
             p_wait,
-            wait_p99_seconds: wait_quantile_given(
-                connections,
-                a,
-                p_wait,
-                use_time,
-                variability,
-                0.99,
-            ),
+            wait_p99_seconds: wait_quantile_given(connections, p_wait, demand, 0.99),
             utilization: if connections == 0 {
                 f64::INFINITY
             } else {
-                a / f64::from(connections)
+                demand.busy / f64::from(connections)
             },
         }
     }
@@ -235,50 +251,45 @@ pub struct Sizing {
     pub bound_by: Bound,
 }
 
-/// The smallest `c` from 1 to `limit` whose p99 acquisition wait is at
-/// most `target_wait_p99` seconds and whose utilization `a / c` is at most
-/// `max_utilization`; `None` when even `limit` connections do not.
+/// The smallest `c` from 1 to the targets' `limit` whose p99 acquisition
+/// wait under `demand` is at most their `wait_p99` seconds and whose
+/// utilization `a / c` is at most their `max_utilization`; `None` when
+/// even `limit` connections do not.
 ///
 /// ```
-/// use tidewater_lab::advise::queueing::{Bound, size_for};
+/// use tidewater_lab::advise::queueing::{Bound, Demand, Targets, size_for};
 /// // 8 Erlangs, 4 ms use time, p99 wait under 100 ms, at most 80% busy:
-/// let sizing = size_for(8.0, 0.004, 1.0, 0.100, 0.8, 10_000).unwrap();
+/// let demand = Demand { busy: 8.0, use_time: 0.004, variability: 1.0 };
+/// let targets = Targets { wait_p99: 0.100, max_utilization: 0.8, limit: 10_000 };
+/// let sizing = size_for(&demand, &targets).unwrap();
 /// assert_eq!(sizing.service.connections, 10);
 /// assert_eq!(sizing.bound_by, Bound::Utilization);
 /// ```
-pub fn size_for(
-    a: f64,
-    use_time: f64,
-    variability: f64,
-    target_wait_p99: f64,
-    max_utilization: f64,
-    limit: u32,
-) -> Option<Sizing> {
+pub fn size_for(demand: &Demand, targets: &Targets) -> Option<Sizing> {
     let mut b = 1.0;
-    for c in 1..=limit {
-        b = next_erlang_b(b, c, a);
-        let service = Service::given(c, a, b, use_time, variability);
+    let mut wait_met_before = false;
+    for c in 1..=targets.limit {
+        b = next_erlang_b(b, c, demand.busy);
+        let service = Service::given(c, b, demand);
         let wait_ok = service
             .wait_p99_seconds
-            .is_some_and(|wait| wait <= target_wait_p99);
+            .is_some_and(|wait| wait <= targets.wait_p99);
         // A small tolerance, so that 8 Erlangs on 10 connections counts
         // as the 80% it is.
-        let utilization_ok = service.utilization <= max_utilization * (1.0 + 1e-9);
+        let utilization_ok = service.utilization <= targets.max_utilization * (1.0 + 1e-9);
         if wait_ok && utilization_ok {
             // Which one held out longer: was the wait already met one
             // connection earlier?
             let bound_by = if c == 1 {
                 Bound::Minimum
-            } else if Service::of(c - 1, a, use_time, variability)
-                .wait_p99_seconds
-                .is_some_and(|wait| wait <= target_wait_p99)
-            {
+            } else if wait_met_before {
                 Bound::Utilization
             } else {
                 Bound::Wait
             };
             return Some(Sizing { service, bound_by });
         }
+        wait_met_before = wait_ok;
     }
     None
 }
@@ -286,6 +297,32 @@ pub fn size_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`size_for`] of `a` Erlangs held `use_time` each, stretched by
+    /// `variability`, for a p99 wait of `wait_p99`, `max_utilization` and
+    /// `limit`.
+    fn size(
+        a: f64,
+        use_time: f64,
+        variability: f64,
+        wait_p99: f64,
+        max_utilization: f64,
+        limit: u32,
+    ) -> Option<Sizing> {
+        let demand = Demand {
+            busy: a,
+            use_time,
+            variability,
+        };
+        size_for(
+            &demand,
+            &Targets {
+                wait_p99,
+                max_utilization,
+                limit,
+            },
+        )
+    }
 
     /// `actual` within `relative` of `expected`, or a message saying how far.
     fn assert_close(what: &str, actual: f64, expected: f64, relative: f64) {
@@ -494,26 +531,26 @@ mod tests {
     fn size_for_picks_the_smallest_pool_that_meets_both_targets() {
         // 0.5 Erlangs, 20 ms use: one connection waits p99 = 20ms·ln(50)/0.5
         // = 156 ms, over 100 ms; two connections meet it.
-        let sizing = size_for(0.5, 0.020, 1.0, 0.100, 1.0, 100).unwrap();
+        let sizing = size(0.5, 0.020, 1.0, 0.100, 1.0, 100).unwrap();
         assert_eq!(sizing.service.connections, 2);
         assert_eq!(sizing.bound_by, Bound::Wait);
         let one = Service::of(1, 0.5, 0.020, 1.0);
         assert!(one.wait_p99_seconds.unwrap() > 0.100);
         // The utilization ceiling: 8 Erlangs at 50% needs 16.
-        let sizing = size_for(8.0, 0.004, 1.0, 0.100, 0.5, 100).unwrap();
+        let sizing = size(8.0, 0.004, 1.0, 0.100, 0.5, 100).unwrap();
         assert_eq!(sizing.service.connections, 16);
         assert_eq!(sizing.bound_by, Bound::Utilization);
         // A tight wait target with long use times needs more.
-        let loose = size_for(8.0, 0.050, 1.0, 0.100, 1.0, 100).unwrap();
-        let tight = size_for(8.0, 0.050, 1.0, 0.001, 1.0, 100).unwrap();
+        let loose = size(8.0, 0.050, 1.0, 0.100, 1.0, 100).unwrap();
+        let tight = size(8.0, 0.050, 1.0, 0.001, 1.0, 100).unwrap();
         assert!(tight.service.connections > loose.service.connections);
         assert!(tight.service.wait_p99_seconds.unwrap() <= 0.001);
         // No load: one connection.
-        let idle = size_for(0.0, 0.004, 1.0, 0.100, 0.8, 100).unwrap();
+        let idle = size(0.0, 0.004, 1.0, 0.100, 0.8, 100).unwrap();
         assert_eq!(idle.service.connections, 1);
         assert_eq!(idle.bound_by, Bound::Minimum);
         // More than the limit can serve.
-        assert!(size_for(200.0, 0.004, 1.0, 0.100, 0.8, 100).is_none());
+        assert!(size(200.0, 0.004, 1.0, 0.100, 0.8, 100).is_none());
     }
 
     #[test]

@@ -65,9 +65,11 @@ impl Measured {
     /// Reads the report at `path` (at most 16 MiB).
     ///
     /// # Errors
-    /// [`AdviseError::Report`] naming the file and what is wrong: it cannot
-    /// be read, is not JSON, has no `pool` object, or a field read holds a
-    /// negative number or something that is not a number.
+    /// An error naming the file and what is wrong: it cannot be read
+    /// ([`AdviseError::Unreadable`]), is not JSON
+    /// ([`AdviseError::NotJson`]), is too large, has no `pool` object, or
+    /// a field read holds a negative number or something that is not a
+    /// number ([`AdviseError::Report`]).
     ///
     /// ```
     /// use tidewater_lab::advise::Measured;
@@ -76,20 +78,23 @@ impl Measured {
     /// ```
     pub fn read(path: &Path) -> Result<Self, AdviseError> {
         let name = path.display().to_string();
-        let error = |message: String| AdviseError::Report {
+        let unreadable = |source| AdviseError::Unreadable {
             path: name.clone(),
-            message,
+            source,
         };
-        let file = std::fs::File::open(path).map_err(|e| error(format!("cannot read it: {e}")))?;
+        let file = std::fs::File::open(path).map_err(unreadable)?;
         let mut text = String::new();
         file.take(MAX_REPORT_BYTES + 1)
             .read_to_string(&mut text)
-            .map_err(|e| error(format!("cannot read it: {e}")))?;
+            .map_err(unreadable)?;
         if text.len() as u64 > MAX_REPORT_BYTES {
-            return Err(error(format!(
-                "larger than {} MiB: not a `tidewater-lab load --json` report",
-                MAX_REPORT_BYTES / 1024 / 1024
-            )));
+            return Err(AdviseError::Report {
+                path: name,
+                message: format!(
+                    "larger than {} MiB: not a `tidewater-lab load --json` report",
+                    MAX_REPORT_BYTES / 1024 / 1024
+                ),
+            });
         }
         Self::parse(&text, &name)
     }
@@ -103,10 +108,9 @@ impl Measured {
             path: path.to_owned(),
             message,
         };
-        let report: Value = serde_json::from_str(text).map_err(|e| {
-            error(format!(
-                "not JSON ({e}): expected a `tidewater-lab load --json` report"
-            ))
+        let report: Value = serde_json::from_str(text).map_err(|source| AdviseError::NotJson {
+            path: path.to_owned(),
+            source,
         })?;
         let Some(pool) = report.get("pool").filter(|pool| pool.is_object()) else {
             return Err(error(

@@ -7,14 +7,33 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tidewater::{Pool, PoolConfig};
+use tidewater::{ConfigError, Pool, PoolConfig};
 use tidewater_postgres::tokio_postgres::config::Host;
-use tidewater_postgres::{PgManager, PgOptions, check_capacity, redact};
+use tidewater_postgres::{CapacityError, PgError, PgManager, PgOptions, check_capacity, redact};
 
 use super::AdviseError;
 
 /// The longest the whole read may take, connecting included.
 const READ_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the server's connection budget could not be read: one of the
+/// errors of the driver and the pool reading it, shown as it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The URL does not make the driver's options.
+    #[error(transparent)]
+    Options(PgError),
+    /// The one-connection pool could not be made.
+    #[error(transparent)]
+    Pool(ConfigError),
+    /// The connection or the questions failed.
+    #[error(transparent)]
+    Capacity(CapacityError),
+    /// No answer within the bound.
+    #[error("no answer within {}s", .0.as_secs())]
+    NoAnswer(Duration),
+}
 
 /// The server's connection budget, as read from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -99,15 +118,15 @@ pub fn is_loopback(url: &str) -> Result<bool, AdviseError> {
 /// ```
 pub async fn read_server(url: &str) -> Result<ServerBudget, AdviseError> {
     parse(url)?;
-    let server_error = |message: String| AdviseError::Server {
+    let server_error = |source| AdviseError::Server {
         url: redact(url),
-        message,
+        source,
     };
     let options = PgOptions {
         url: url.to_owned(),
         ..PgOptions::default()
     };
-    let manager = PgManager::new(options).map_err(|e| server_error(e.to_string()))?;
+    let manager = PgManager::new(options).map_err(|e| server_error(ServerError::Options(e)))?;
     let config = PoolConfig {
         name: "advise".into(),
         max_size: 1,
@@ -115,18 +134,13 @@ pub async fn read_server(url: &str) -> Result<ServerBudget, AdviseError> {
         connect_timeout: READ_DEADLINE / 2,
         ..PoolConfig::default()
     };
-    let pool = Pool::new(manager, config).map_err(|e| server_error(e.to_string()))?;
+    let pool = Pool::new(manager, config).map_err(|e| server_error(ServerError::Pool(e)))?;
     let read = tokio::time::timeout(READ_DEADLINE, check_capacity(&pool, 1)).await;
     pool.close().await;
     let capacity = match read {
         Ok(Ok(capacity)) => capacity,
-        Ok(Err(error)) => return Err(server_error(error.to_string())),
-        Err(_) => {
-            return Err(server_error(format!(
-                "no answer within {}s",
-                READ_DEADLINE.as_secs()
-            )));
-        }
+        Ok(Err(error)) => return Err(server_error(ServerError::Capacity(error))),
+        Err(_) => return Err(server_error(ServerError::NoAnswer(READ_DEADLINE))),
     };
     Ok(ServerBudget {
         max_connections: capacity.max_connections,

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Args;
 use tidewater_lab::advise::{Request, advise};
 
+use super::chain;
+
 /// The exit code for input that cannot be used (as `serve`'s bad configuration).
 const EXIT_INPUT: u8 = 2;
 
@@ -108,7 +110,7 @@ pub fn run(args: &AdviseArgs) -> ExitCode {
     let advice = match advice {
         Ok(advice) => advice,
         Err(error) => {
-            eprintln!("tidewater-lab advise: {error}");
+            eprintln!("tidewater-lab advise: {}", chain(&error));
             return if error.is_input() {
                 ExitCode::from(EXIT_INPUT)
             } else {

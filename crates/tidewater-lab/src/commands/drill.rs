@@ -18,7 +18,7 @@ use clap::Args;
 use tidewater_lab::drill::DrillConfig;
 use tidewater_lab::faults::Fault;
 
-use super::{block_on_lab, command_line, duration_in, finish, secs};
+use super::{block_on_lab, command_line, duration_in, finish, log_notes, secs};
 
 /// Options of `tidewater-lab drill`. It breaks only a private PostgreSQL it
 /// creates for the run (never a shared server) and stops by itself.
@@ -113,7 +113,6 @@ impl DrillArgs {
             max_size: self.max_size,
             settings: self.set.clone(),
             exe: self.service_exe.clone().unwrap_or(defaults.exe),
-            quiet: self.quiet || self.json,
             command: command_line(),
         }
     }
@@ -121,6 +120,12 @@ impl DrillArgs {
 
 /// `tidewater-lab drill`.
 pub fn run(args: &DrillArgs) -> ExitCode {
+    // The drill's notes; its load's only when something went wrong.
+    log_notes(
+        "drill",
+        args.quiet || args.json,
+        "tidewater_lab=info,tidewater_lab::load=warn",
+    );
     let config = args.config();
     if let Err(error) = config.check() {
         eprintln!("tidewater-lab drill: {error}");

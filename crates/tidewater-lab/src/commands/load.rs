@@ -19,7 +19,7 @@ use tidewater_lab::load::users::Scenario;
 use tidewater_lab::load::{LoadConfig, MAX_MONEY};
 use tidewater_lab::service::{SpawnOptions, Target};
 
-use super::{block_on_lab, command_line, duration_in, finish, probability, secs};
+use super::{block_on_lab, command_line, duration_in, finish, log_notes, probability, secs};
 
 /// The steps of `--ramp`, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,7 +175,6 @@ impl LoadArgs {
                 latency_p99: self.slo_latency_p99,
             },
             progress: !self.json && !self.quiet,
-            quiet: self.quiet || self.json,
             command: command_line(),
             handle_signals: true,
         }
@@ -184,6 +183,8 @@ impl LoadArgs {
 
 /// `tidewater-lab load`.
 pub fn run(args: &LoadArgs) -> ExitCode {
+    let quiet = args.quiet || args.json;
+    log_notes("load", quiet, "tidewater_lab=info");
     let config = args.config();
     if let Err(error) = config.check() {
         eprintln!("tidewater-lab load: {error}");
@@ -204,7 +205,7 @@ pub fn run(args: &LoadArgs) -> ExitCode {
                 path.display()
             );
             html_written = false;
-        } else if !config.quiet {
+        } else if !quiet {
             eprintln!(
                 "tidewater-lab load: HTML report written to {}",
                 path.display()

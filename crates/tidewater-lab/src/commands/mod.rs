@@ -3,7 +3,9 @@
 //! printed), and `serve`, the reference service itself, which the lab
 //! starts by default for `--spawn`, `drill` and `soak`. See docs/lab.md.
 //!
-//! Only this binary prints; the library returns reports and errors.
+//! Only this binary prints; the library returns reports and errors, and
+//! says what it is doing through `tracing` events, which the lab commands
+//! write on standard error ([`log_notes`]) unless `--quiet` or `--json`.
 
 pub mod advise;
 pub mod drill;
@@ -14,6 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::fmt::FormatFields as _;
 
 /// tidewater-lab: load, fault drills, leak soaks and pool sizing for the
 /// tidewater reference service, each with a report and a verdict.
@@ -88,15 +91,15 @@ pub(crate) fn duration_in(
 fn human(duration: Duration) -> String {
     let secs = duration.as_secs();
     if duration.subsec_nanos() != 0 {
-        if duration.subsec_nanos().is_multiple_of(1_000_000) && secs == 0 {
+        if duration.subsec_nanos() % 1_000_000 == 0 && secs == 0 {
             return format!("{}ms", duration.as_millis());
         }
         return format!("{}us", duration.as_micros());
     }
     match secs {
         0 => "0s".into(),
-        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        s if s.is_multiple_of(60) && s >= 300 => format!("{}m", s / 60),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s >= 300 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
 }
@@ -147,9 +150,10 @@ pub(crate) fn finish(
 }
 
 /// Runs a lab command's `future` on a new multi-threaded runtime. A
-/// failure is printed as `tidewater-lab COMMAND: error` and becomes the exit
-/// code `exit_code` gives it (3 when no runtime can be started).
-pub(crate) fn block_on_lab<T, E: std::fmt::Display>(
+/// failure is printed as `tidewater-lab COMMAND: error` (its sources
+/// included, see [`chain`]) and becomes the exit code `exit_code` gives it
+/// (3 when no runtime can be started).
+pub(crate) fn block_on_lab<T, E: std::error::Error>(
     command: &str,
     future: impl std::future::Future<Output = Result<T, E>>,
     exit_code: impl Fn(&E) -> u8,
@@ -162,9 +166,71 @@ pub(crate) fn block_on_lab<T, E: std::fmt::Display>(
             ExitCode::from(3)
         })?;
     runtime.block_on(future).map_err(|error| {
-        eprintln!("tidewater-lab {command}: {error}");
+        eprintln!("tidewater-lab {command}: {}", chain(&error));
         ExitCode::from(exit_code(&error))
     })
+}
+
+/// `error` and its sources in one message, `error: source: source`; a
+/// source whose text its error already ends with is not repeated, and the
+/// sources of a message of several lines (a service's last log lines)
+/// follow it on lines of their own, after `caused by: `.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(if message.contains('\n') {
+                "\ncaused by: "
+            } else {
+                ": "
+            });
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// Writes the library's `tracing` events on standard error, each line
+/// `tidewater-lab COMMAND: message`, as the notes of a lab command were
+/// before: nothing when `quiet`; else the events `directives` enable (an
+/// [`EnvFilter`](tracing_subscriber::EnvFilter), such as
+/// `tidewater_lab=info`: no other crate's).
+pub(crate) fn log_notes(command: &'static str, quiet: bool, directives: &str) {
+    if quiet {
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .event_format(Notes { command })
+        .try_init();
+}
+
+/// The format of [`log_notes`]: `tidewater-lab COMMAND: ` and the event's
+/// message and fields, one line each.
+struct Notes {
+    command: &'static str,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Notes
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "tidewater-lab {}: ", self.command)?;
+        context.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Prints `report` as pretty JSON on standard output.
@@ -197,6 +263,47 @@ mod tests {
         assert_eq!(human(Duration::from_millis(100)), "100ms");
         assert_eq!(human(Duration::ZERO), "0s");
         assert_eq!(human(secs(600)), "10m");
+    }
+
+    /// An error of `message` caused by `source`.
+    #[derive(Debug)]
+    struct Caused(&'static str, Option<Box<Caused>>);
+
+    impl std::fmt::Display for Caused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Caused {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|source| source as _)
+        }
+    }
+
+    #[test]
+    fn an_error_is_printed_with_its_sources() {
+        let cause = |message, source: Option<Caused>| Caused(message, source.map(Box::new));
+        let error = cause(
+            "cannot use the service",
+            Some(cause("it did not start", Some(cause("no such file", None)))),
+        );
+        assert_eq!(
+            chain(&error),
+            "cannot use the service: it did not start: no such file"
+        );
+        // A source its error shows already is not repeated.
+        let shown = cause("db error: deadlock", Some(cause("deadlock", None)));
+        assert_eq!(chain(&shown), "db error: deadlock");
+        // After a message of several lines, a source has a line of its own.
+        let lines = cause(
+            "did not start; its log:\nline 1",
+            Some(cause("denied", None)),
+        );
+        assert_eq!(
+            chain(&lines),
+            "did not start; its log:\nline 1\ncaused by: denied"
+        );
     }
 
     #[test]

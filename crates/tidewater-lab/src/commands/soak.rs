@@ -14,7 +14,7 @@ use clap::Args;
 use tidewater_lab::service::SpawnOptions;
 use tidewater_lab::soak::{DEFAULT_WARM_UP, SoakConfig};
 
-use super::{block_on_lab, command_line, duration_in, finish, probability, secs};
+use super::{block_on_lab, command_line, duration_in, finish, log_notes, probability, secs};
 
 /// Options of `tidewater-lab soak`. The run is bounded by `--duration` and
 /// sends traffic only to this machine.
@@ -104,7 +104,6 @@ impl SoakArgs {
             settle_timeout: self.settle_timeout,
             spawn,
             progress: !self.json && !self.quiet,
-            quiet: self.quiet || self.json,
             command: command_line(),
         }
     }
@@ -112,6 +111,7 @@ impl SoakArgs {
 
 /// `tidewater-lab soak`.
 pub fn run(args: &SoakArgs) -> ExitCode {
+    log_notes("soak", args.quiet || args.json, "tidewater_lab=info");
     let config = args.config();
     if let Err(error) = config.check() {
         eprintln!("tidewater-lab soak: {error}");

@@ -181,6 +181,8 @@ pub struct CheckReport {
     pub violations: Vec<String>,
 }
 
+/// The violations found: all counted, the first [`LISTED`] kept.
+#[derive(Default)]
 struct Violations {
     count: u64,
     listed: Vec<String>,
@@ -202,141 +204,212 @@ pub fn check(
     journal: &HashMap<String, KeyLog>,
     observed: &Observed,
 ) -> CheckReport {
-    let mut bad = Violations {
-        count: 0,
-        listed: Vec::new(),
+    let mut checker = Checker {
+        journal,
+        observed,
+        bad: Violations::default(),
+        postings: BTreeMap::new(),
     };
     for unreadable in &observed.unreadable {
-        bad.add(format!("could not read {unreadable}"));
+        checker.bad.add(format!("could not read {unreadable}"));
     }
+    let money = checker.balances(accounts);
+    checker.bookings();
     let ours: HashSet<i64> = accounts.iter().map(|account| account.id).collect();
+    let acknowledged = checker.acknowledged(&ours);
+    let unknown_applied = checker.unacknowledged(&acknowledged.by_transfer);
+    CheckReport {
+        passed: checker.bad.count == 0,
+        accounts: accounts.len() as u64,
+        money_opened: money.opened,
+        money_found: money.found,
+        ledger_entries: money.ledger_entries,
+        transfers_booked: checker.postings.len() as u64,
+        transfers_acknowledged: acknowledged.by_transfer.len() as u64,
+        replays: acknowledged.replays,
+        unknown_outcomes: acknowledged.unknown_outcomes,
+        unknown_applied,
+        violation_count: checker.bad.count,
+        violations: checker.bad.listed,
+    }
+}
 
-    // 1 and 2: money conserved, each ledger balances.
-    let money_opened: i64 = accounts.iter().map(|account| account.opening).sum();
-    let mut money_found = 0;
-    let mut ledger_entries = 0;
-    // Transfer id -> (account, amount) of each of its entries.
-    let mut postings: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
-    for account in accounts {
-        let Some(&balance) = observed.balances.get(&account.id) else {
-            bad.add(format!("account {}: its balance was not read", account.id));
-            continue;
+/// The check under way: what it checks, and what it found so far.
+struct Checker<'a> {
+    journal: &'a HashMap<String, KeyLog>,
+    observed: &'a Observed,
+    bad: Violations,
+    /// Transfer id -> (account, amount) of each of its ledger entries.
+    postings: BTreeMap<i64, Vec<(i64, i64)>>,
+}
+
+/// The money of the run's accounts.
+struct Money {
+    /// Cents opened.
+    opened: i64,
+    /// Cents found at the end.
+    found: i64,
+    /// Ledger entries read.
+    ledger_entries: u64,
+}
+
+/// The transfers `201` answers named.
+struct Acknowledged<'a> {
+    /// Each transfer acknowledged, and its key.
+    by_transfer: HashMap<i64, &'a str>,
+    /// `201` answers that were replays.
+    replays: u64,
+    /// Keys whose every answer was unknown.
+    unknown_outcomes: u64,
+}
+
+impl<'a> Checker<'a> {
+    /// Rules 1 and 2: money conserved, each ledger balances; gathers the
+    /// postings of every transfer.
+    fn balances(&mut self, accounts: &[Opened]) -> Money {
+        let mut money = Money {
+            opened: accounts.iter().map(|account| account.opening).sum(),
+            found: 0,
+            ledger_entries: 0,
         };
-        money_found += balance;
-        let entries = observed
-            .ledgers
-            .get(&account.id)
-            .map_or(&[][..], Vec::as_slice);
-        ledger_entries += entries.len() as u64;
-        let moved: i64 = entries.iter().map(|entry| entry.amount).sum();
-        if account.opening + moved != balance {
-            bad.add(format!(
-                "account {}: balance {balance} but opening {} + ledger {moved} = {}",
-                account.id,
-                account.opening,
-                account.opening + moved
-            ));
-        }
-        for entry in entries {
-            postings
-                .entry(entry.transfer_id)
-                .or_default()
-                .push((account.id, entry.amount));
-        }
-    }
-    if money_found != money_opened {
-        bad.add(format!(
-            "money not conserved: {money_opened} cents opened, {money_found} found ({:+})",
-            money_found - money_opened
-        ));
-    }
-
-    // 3: one debit and one credit per transfer, matching it.
-    for (&transfer, entries) in &postings {
-        let debits: Vec<_> = entries.iter().filter(|(_, amount)| *amount < 0).collect();
-        let credits: Vec<_> = entries.iter().filter(|(_, amount)| *amount > 0).collect();
-        if debits.len() != 1 || credits.len() != 1 || entries.len() != 2 {
-            bad.add(format!(
-                "transfer {transfer}: {} debits and {} credits in the ledgers ({} entries), not one of each",
-                debits.len(),
-                credits.len(),
-                entries.len()
-            ));
-            continue;
-        }
-        let (debited, debit) = *debits[0];
-        let (credited, credit) = *credits[0];
-        if -debit != credit {
-            bad.add(format!(
-                "transfer {transfer}: debit {debit} and credit {credit} differ"
-            ));
-        }
-        match observed.transfers.get(&transfer) {
-            Some(Some(stored))
-                if (stored.from, stored.to, stored.amount) != (debited, credited, credit) =>
-            {
-                bad.add(format!(
-                    "transfer {transfer}: booked {credit} from {debited} to {credited}, but it is {} from {} to {}",
-                    stored.amount, stored.from, stored.to
+        for account in accounts {
+            let Some(&balance) = self.observed.balances.get(&account.id) else {
+                self.bad
+                    .add(format!("account {}: its balance was not read", account.id));
+                continue;
+            };
+            money.found += balance;
+            let entries = self
+                .observed
+                .ledgers
+                .get(&account.id)
+                .map_or(&[][..], Vec::as_slice);
+            money.ledger_entries += entries.len() as u64;
+            let moved: i64 = entries.iter().map(|entry| entry.amount).sum();
+            if account.opening + moved != balance {
+                self.bad.add(format!(
+                    "account {}: balance {balance} but opening {} + ledger {moved} = {}",
+                    account.id,
+                    account.opening,
+                    account.opening + moved
                 ));
             }
-            Some(Some(_)) => {}
-            Some(None) => bad.add(format!(
-                "transfer {transfer}: in the ledgers, but GET /api/transfers/{transfer} says 404"
-            )),
-            None => {}
+            for entry in entries {
+                self.postings
+                    .entry(entry.transfer_id)
+                    .or_default()
+                    .push((account.id, entry.amount));
+            }
+        }
+        if money.found != money.opened {
+            self.bad.add(format!(
+                "money not conserved: {} cents opened, {} found ({:+})",
+                money.opened,
+                money.found,
+                money.found - money.opened
+            ));
+        }
+        money
+    }
+
+    /// Rule 3: one debit and one credit per transfer, matching it.
+    fn bookings(&mut self) {
+        for (&transfer, entries) in &self.postings {
+            let debits: Vec<_> = entries.iter().filter(|(_, amount)| *amount < 0).collect();
+            let credits: Vec<_> = entries.iter().filter(|(_, amount)| *amount > 0).collect();
+            if debits.len() != 1 || credits.len() != 1 || entries.len() != 2 {
+                self.bad.add(format!(
+                    "transfer {transfer}: {} debits and {} credits in the ledgers ({} entries), not one of each",
+                    debits.len(),
+                    credits.len(),
+                    entries.len()
+                ));
+                continue;
+            }
+            let (debited, debit) = *debits[0];
+            let (credited, credit) = *credits[0];
+            if -debit != credit {
+                self.bad.add(format!(
+                    "transfer {transfer}: debit {debit} and credit {credit} differ"
+                ));
+            }
+            match self.observed.transfers.get(&transfer) {
+                Some(Some(stored))
+                    if (stored.from, stored.to, stored.amount) != (debited, credited, credit) =>
+                {
+                    self.bad.add(format!(
+                        "transfer {transfer}: booked {credit} from {debited} to {credited}, but it is {} from {} to {}",
+                        stored.amount, stored.from, stored.to
+                    ));
+                }
+                Some(Some(_)) => {}
+                Some(None) => self.bad.add(format!(
+                    "transfer {transfer}: in the ledgers, but GET /api/transfers/{transfer} says 404"
+                )),
+                None => {}
+            }
         }
     }
 
-    // 4 and 5: acknowledged transfers, one per key, one key per transfer.
-    let mut acknowledged: HashMap<i64, &str> = HashMap::new();
-    let mut replays = 0;
-    let mut unknown_outcomes = 0;
-    let mut keys: Vec<(&String, &KeyLog)> = journal.iter().collect();
-    keys.sort_by(|a, b| a.0.cmp(b.0));
-    for &(key, log) in &keys {
-        let ids: Vec<i64> = log
-            .answers
-            .iter()
-            .filter_map(|answer| match answer {
-                KeyAnswer::Made { id, replayed } => {
-                    if *replayed {
-                        replays += 1;
-                    }
-                    Some(*id)
-                }
-                _ => None,
-            })
-            .collect();
-        let distinct: HashSet<i64> = ids.iter().copied().collect();
-        if distinct.len() > 1 {
-            let mut listed: Vec<i64> = distinct.iter().copied().collect();
-            listed.sort_unstable();
-            bad.add(format!(
-                "key {key}: answered with different transfers {listed:?}"
-            ));
-        }
-        let Some(&id) = ids.first() else {
-            if log
+    /// Rules 4 and 5: acknowledged transfers, one per key, one key per
+    /// transfer; `ours` are the run's accounts.
+    fn acknowledged(&mut self, ours: &HashSet<i64>) -> Acknowledged<'a> {
+        let mut acknowledged = Acknowledged {
+            by_transfer: HashMap::new(),
+            replays: 0,
+            unknown_outcomes: 0,
+        };
+        let mut keys: Vec<(&'a String, &'a KeyLog)> = self.journal.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, log) in keys {
+            let ids: Vec<i64> = log
                 .answers
                 .iter()
-                .all(|answer| *answer == KeyAnswer::Unknown)
-            {
-                unknown_outcomes += 1;
+                .filter_map(|answer| match answer {
+                    KeyAnswer::Made { id, replayed } => {
+                        acknowledged.replays += u64::from(*replayed);
+                        Some(*id)
+                    }
+                    _ => None,
+                })
+                .collect();
+            let distinct: HashSet<i64> = ids.iter().copied().collect();
+            if distinct.len() > 1 {
+                let mut listed: Vec<i64> = distinct.iter().copied().collect();
+                listed.sort_unstable();
+                self.bad.add(format!(
+                    "key {key}: answered with different transfers {listed:?}"
+                ));
             }
-            continue;
-        };
-        if let Some(other) = acknowledged.insert(id, key) {
-            bad.add(format!(
-                "transfer {id}: acknowledged for two keys, {other} and {key}"
-            ));
+            let Some(&id) = ids.first() else {
+                if log
+                    .answers
+                    .iter()
+                    .all(|answer| *answer == KeyAnswer::Unknown)
+                {
+                    acknowledged.unknown_outcomes += 1;
+                }
+                continue;
+            };
+            if let Some(other) = acknowledged.by_transfer.insert(id, key) {
+                self.bad.add(format!(
+                    "transfer {id}: acknowledged for two keys, {other} and {key}"
+                ));
+            }
+            self.acknowledged_exists(id, key, log, ours);
         }
-        match observed.transfers.get(&id) {
+        acknowledged
+    }
+
+    /// Rule 4 for transfer `id`, acknowledged for `key`: it exists as
+    /// asked, under its key, and (between two of `ours`) is booked.
+    fn acknowledged_exists(&mut self, id: i64, key: &str, log: &KeyLog, ours: &HashSet<i64>) {
+        match self.observed.transfers.get(&id) {
             Some(Some(stored)) => {
                 if (stored.from, stored.to, stored.amount) != (log.from, log.to, log.amount)
-                    || stored.key.as_deref() != Some(key.as_str())
+                    || stored.key.as_deref() != Some(key)
                 {
-                    bad.add(format!(
+                    self.bad.add(format!(
                         "transfer {id} (key {key}): asked {} from {} to {}, stored {} from {} to {} under key {:?}",
                         log.amount,
                         log.from,
@@ -348,85 +421,76 @@ pub fn check(
                     ));
                 }
             }
-            Some(None) => bad.add(format!(
+            Some(None) => self.bad.add(format!(
                 "transfer {id} (key {key}): acknowledged with 201, but GET /api/transfers/{id} says 404"
             )),
-            None => bad.add(format!("transfer {id} (key {key}): was not looked up")),
+            None => self
+                .bad
+                .add(format!("transfer {id} (key {key}): was not looked up")),
         }
-        if ours.contains(&log.from) && ours.contains(&log.to) && !postings.contains_key(&id) {
-            bad.add(format!(
+        if ours.contains(&log.from) && ours.contains(&log.to) && !self.postings.contains_key(&id) {
+            self.bad.add(format!(
                 "transfer {id} (key {key}): acknowledged with 201, but not in the ledgers"
             ));
         }
     }
 
-    // 6: booked but not acknowledged.
-    let mut unknown_applied = 0;
-    let mut applied_unacknowledged: HashSet<&str> = HashSet::new();
-    for &transfer in postings.keys() {
-        if acknowledged.contains_key(&transfer) {
-            continue;
+    /// Rule 6: booked but not `acknowledged`; returns how many of those
+    /// came from a key whose outcome the client never learnt (allowed).
+    fn unacknowledged(&mut self, acknowledged: &HashMap<i64, &str>) -> u64 {
+        let mut unknown_applied = 0;
+        let mut applied_unacknowledged: HashSet<&str> = HashSet::new();
+        for &transfer in self.postings.keys() {
+            if acknowledged.contains_key(&transfer) {
+                continue;
+            }
+            let Some(Some(stored)) = self.observed.transfers.get(&transfer) else {
+                continue; // reported above
+            };
+            let Some(key) = stored.key.as_deref() else {
+                self.bad.add(format!(
+                    "transfer {transfer}: on the run's accounts without an idempotency key: not made by this run"
+                ));
+                continue;
+            };
+            let Some(log) = self.journal.get(key) else {
+                self.bad.add(format!(
+                    "transfer {transfer}: key {key} was never sent by this run"
+                ));
+                continue;
+            };
+            let made = log.answers.iter().find_map(|answer| match answer {
+                KeyAnswer::Made { id, .. } => Some(*id),
+                _ => None,
+            });
+            if let Some(made) = made {
+                self.bad.add(format!(
+                    "key {key}: applied again as transfer {transfer} after it was acknowledged as transfer {made}"
+                ));
+            } else if !applied_unacknowledged.insert(key) {
+                self.bad.add(format!(
+                    "key {key}: applied more than once (transfer {transfer} is another)"
+                ));
+            } else if log.answers.contains(&KeyAnswer::Unknown) {
+                // Its outcome was never learnt (perhaps a retry was refused
+                // after the first try went through): allowed.
+                unknown_applied += 1;
+            } else {
+                let refused: Vec<&str> = log
+                    .answers
+                    .iter()
+                    .filter_map(|answer| match answer {
+                        KeyAnswer::Refused { answer } => Some(answer.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                self.bad.add(format!(
+                    "transfer {transfer}: applied though every request for key {key} was refused ({})",
+                    refused.join(", ")
+                ));
+            }
         }
-        let Some(Some(stored)) = observed.transfers.get(&transfer) else {
-            continue; // reported above
-        };
-        let Some(key) = stored.key.as_deref() else {
-            bad.add(format!(
-                "transfer {transfer}: on the run's accounts without an idempotency key: not made by this run"
-            ));
-            continue;
-        };
-        let Some(log) = journal.get(key) else {
-            bad.add(format!(
-                "transfer {transfer}: key {key} was never sent by this run"
-            ));
-            continue;
-        };
-        let made = log.answers.iter().find_map(|answer| match answer {
-            KeyAnswer::Made { id, .. } => Some(*id),
-            _ => None,
-        });
-        if let Some(made) = made {
-            bad.add(format!(
-                "key {key}: applied again as transfer {transfer} after it was acknowledged as transfer {made}"
-            ));
-        } else if !applied_unacknowledged.insert(key) {
-            bad.add(format!(
-                "key {key}: applied more than once (transfer {transfer} is another)"
-            ));
-        } else if log.answers.contains(&KeyAnswer::Unknown) {
-            // Its outcome was never learnt (perhaps a retry was refused
-            // after the first try went through): allowed.
-            unknown_applied += 1;
-        } else {
-            let refused: Vec<&str> = log
-                .answers
-                .iter()
-                .filter_map(|answer| match answer {
-                    KeyAnswer::Refused { answer } => Some(answer.as_str()),
-                    _ => None,
-                })
-                .collect();
-            bad.add(format!(
-                "transfer {transfer}: applied though every request for key {key} was refused ({})",
-                refused.join(", ")
-            ));
-        }
-    }
-
-    CheckReport {
-        passed: bad.count == 0,
-        accounts: accounts.len() as u64,
-        money_opened,
-        money_found,
-        ledger_entries,
-        transfers_booked: postings.len() as u64,
-        transfers_acknowledged: acknowledged.len() as u64,
-        replays,
-        unknown_outcomes,
-        unknown_applied,
-        violation_count: bad.count,
-        violations: bad.listed,
+        unknown_applied
     }
 }
 

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
-use crate::load::report::{LoadReport, count};
+use crate::load::ramp::RampReport;
+use crate::load::report::{LoadReport, SecondSample, count};
 use crate::load::slo::{percent, seconds};
 
 /// One line on a chart.
@@ -91,61 +92,21 @@ const RED_: RGBColor = RGBColor(214, 39, 40);
 const GREY: RGBColor = RGBColor(110, 110, 110);
 const PURPLE: RGBColor = RGBColor(148, 103, 189);
 
-/// The charts of `report`'s timeline.
+/// The points `f` gives for each sample of `timeline` that it gives one
+/// for, against the sample's time.
+fn points(timeline: &[SecondSample], f: impl Fn(&SecondSample) -> Option<f64>) -> Vec<(f64, f64)> {
+    timeline
+        .iter()
+        .filter_map(|s| f(s).map(|y| (s.t, y)))
+        .collect()
+}
+
+/// The charts of `report`'s timeline: their names, and each drawn (or
+/// why not).
 fn charts(report: &LoadReport) -> Vec<(String, Result<String, String>)> {
     let timeline = &report.timeline;
-    let points =
-        |f: &dyn Fn(&crate::load::report::SecondSample) -> Option<f64>| -> Vec<(f64, f64)> {
-            timeline
-                .iter()
-                .filter_map(|s| f(s).map(|y| (s.t, y)))
-                .collect()
-        };
-    let mut usage = vec![
-        Series {
-            name: "in use",
-            color: BLUE_,
-            points: points(&|s| s.pool.map(|p| f64::from(p.in_use))),
-        },
-        Series {
-            name: "max size",
-            color: GREY,
-            points: points(&|s| s.pool.map(|p| f64::from(p.max_size))),
-        },
-        Series {
-            name: "waiting",
-            color: RED_,
-            points: points(&|s| s.pool.map(|p| f64::from(p.waiters))),
-        },
-    ];
-    let limit = points(&|s| s.pool.filter(|p| p.adaptive).map(|p| f64::from(p.limit)));
-    if !limit.is_empty() {
-        usage.push(Series {
-            name: "adaptive limit",
-            color: ORANGE,
-            points: limit,
-        });
-    }
     let mut out = vec![
-        (
-            "Request latency".to_owned(),
-            chart(
-                "Request latency (per second)",
-                "milliseconds",
-                &[
-                    Series {
-                        name: "p50",
-                        color: BLUE_,
-                        points: points(&|s| (s.requests > 0).then_some(s.latency_p50 * 1e3)),
-                    },
-                    Series {
-                        name: "p99",
-                        color: ORANGE,
-                        points: points(&|s| (s.requests > 0).then_some(s.latency_p99 * 1e3)),
-                    },
-                ],
-            ),
-        ),
+        ("Request latency".to_owned(), latency_chart(timeline)),
         (
             "Throughput".to_owned(),
             chart(
@@ -154,37 +115,12 @@ fn charts(report: &LoadReport) -> Vec<(String, Result<String, String>)> {
                 &[Series {
                     name: "requests/s",
                     color: GREEN_,
-                    points: points(&|s| Some(s.requests as f64)),
+                    points: points(timeline, |s| Some(s.requests as f64)),
                 }],
             ),
         ),
-        (
-            "Errors".to_owned(),
-            chart(
-                "Errors",
-                "requests per second",
-                &[
-                    Series {
-                        name: "errors/s",
-                        color: RED_,
-                        points: points(&|s| Some(s.errors as f64)),
-                    },
-                    Series {
-                        name: "unavailable (5xx, no answer)/s",
-                        color: PURPLE,
-                        points: points(&|s| Some(s.unavailable as f64)),
-                    },
-                ],
-            ),
-        ),
-        (
-            "Pool usage".to_owned(),
-            chart(
-                "Pool usage (one-second samples of /api/pools)",
-                "connections / callers",
-                &usage,
-            ),
-        ),
+        ("Errors".to_owned(), errors_chart(timeline)),
+        ("Pool usage".to_owned(), pool_chart(timeline)),
     ];
     if timeline.iter().any(|s| s.rss_bytes.is_some()) {
         out.push((
@@ -195,7 +131,9 @@ fn charts(report: &LoadReport) -> Vec<(String, Result<String, String>)> {
                 &[Series {
                     name: "resident",
                     color: PURPLE,
-                    points: points(&|s| s.rss_bytes.map(|b| b as f64 / f64::from(1 << 20))),
+                    points: points(timeline, |s| {
+                        s.rss_bytes.map(|b| b as f64 / f64::from(1 << 20))
+                    }),
                 }],
             ),
         ));
@@ -209,7 +147,7 @@ fn charts(report: &LoadReport) -> Vec<(String, Result<String, String>)> {
                 &[Series {
                     name: "users",
                     color: GREY,
-                    points: points(&|s| Some(f64::from(s.users))),
+                    points: points(timeline, |s| Some(f64::from(s.users))),
                 }],
             ),
         ));
@@ -217,9 +155,122 @@ fn charts(report: &LoadReport) -> Vec<(String, Result<String, String>)> {
     out
 }
 
+/// Request latency, p50 and p99, each second that saw requests.
+fn latency_chart(timeline: &[SecondSample]) -> Result<String, String> {
+    chart(
+        "Request latency (per second)",
+        "milliseconds",
+        &[
+            Series {
+                name: "p50",
+                color: BLUE_,
+                points: points(timeline, |s| {
+                    (s.requests > 0).then_some(s.latency_p50 * 1e3)
+                }),
+            },
+            Series {
+                name: "p99",
+                color: ORANGE,
+                points: points(timeline, |s| {
+                    (s.requests > 0).then_some(s.latency_p99 * 1e3)
+                }),
+            },
+        ],
+    )
+}
+
+/// Errors and unavailable answers per second.
+fn errors_chart(timeline: &[SecondSample]) -> Result<String, String> {
+    chart(
+        "Errors",
+        "requests per second",
+        &[
+            Series {
+                name: "errors/s",
+                color: RED_,
+                points: points(timeline, |s| Some(s.errors as f64)),
+            },
+            Series {
+                name: "unavailable (5xx, no answer)/s",
+                color: PURPLE,
+                points: points(timeline, |s| Some(s.unavailable as f64)),
+            },
+        ],
+    )
+}
+
+/// The pool: in use, its size, the waiting callers, and the adaptive
+/// limit when there is one.
+fn pool_chart(timeline: &[SecondSample]) -> Result<String, String> {
+    let mut usage = vec![
+        Series {
+            name: "in use",
+            color: BLUE_,
+            points: points(timeline, |s| s.pool.map(|p| f64::from(p.in_use))),
+        },
+        Series {
+            name: "max size",
+            color: GREY,
+            points: points(timeline, |s| s.pool.map(|p| f64::from(p.max_size))),
+        },
+        Series {
+            name: "waiting",
+            color: RED_,
+            points: points(timeline, |s| s.pool.map(|p| f64::from(p.waiters))),
+        },
+    ];
+    let limit = points(timeline, |s| {
+        s.pool.filter(|p| p.adaptive).map(|p| f64::from(p.limit))
+    });
+    if !limit.is_empty() {
+        usage.push(Series {
+            name: "adaptive limit",
+            color: ORANGE,
+            points: limit,
+        });
+    }
+    chart(
+        "Pool usage (one-second samples of /api/pools)",
+        "connections / callers",
+        &usage,
+    )
+}
+
 /// The whole page.
 pub fn render(report: &LoadReport) -> String {
     let mut page = String::new();
+    head(&mut page, report);
+    verdicts(&mut page, report);
+    summary(&mut page, report);
+    if let Some(ramp) = &report.ramp {
+        ramp_table(&mut page, ramp);
+    }
+    let _ = writeln!(page, "<h2>Over time</h2>");
+    for (name, svg) in charts(report) {
+        match svg {
+            Ok(svg) => {
+                let _ = writeln!(page, "<figure aria-label=\"{name}\">{svg}</figure>");
+            }
+            Err(error) => {
+                let _ = writeln!(
+                    page,
+                    "<p>{name}: the chart could not be drawn: {}</p>",
+                    escape(&error)
+                );
+            }
+        }
+    }
+    answers(&mut page, report);
+    let _ = writeln!(
+        page,
+        "<p>Made by <code>tidewater-lab load</code>; the fields are described in docs/lab.md.</p></body></html>"
+    );
+    page
+}
+
+/// The page's head, its title with the outcome, and the run's command,
+/// start and target.
+fn head(page: &mut String, report: &LoadReport) {
     let verdict = if report.passed { "PASSED" } else { "FAILED" };
     let _ = write!(
         page,
@@ -250,7 +301,10 @@ pub fn render(report: &LoadReport) -> String {
             .as_ref()
             .map_or(String::new(), |b| format!(" ({}, spawned)", escape(b)))
     );
+}
 
+/// The verdicts' table.
+fn verdicts(page: &mut String, report: &LoadReport) {
     let _ = writeln!(
         page,
         "<h2>Verdicts</h2><table><tr><th></th><th>check</th><th>measured against the objective</th></tr>"
@@ -269,27 +323,26 @@ pub fn render(report: &LoadReport) -> String {
         );
     }
     let _ = writeln!(page, "</table>");
+}
 
+/// The summary's table, and the correctness check's violations.
+fn summary(page: &mut String, report: &LoadReport) {
     let l = &report.latency_seconds;
-    let pool = &report.pool;
-    let wait = &pool.acquire_wait_seconds;
+    let wait = &report.pool.acquire_wait_seconds;
     let rows = [
-        ("users".to_owned(), report.users.to_string()),
+        ("users", report.users.to_string()),
         (
-            "think time (mean)".to_owned(),
+            "think time (mean)",
             seconds(report.scenario.think_mean_seconds),
         ),
+        ("duration", format!("{:.1} s", report.duration_seconds)),
+        ("requests", count(report.requests)),
         (
-            "duration".to_owned(),
-            format!("{:.1} s", report.duration_seconds),
-        ),
-        ("requests".to_owned(), count(report.requests)),
-        (
-            "throughput".to_owned(),
+            "throughput",
             format!("{:.0} requests/s", report.throughput_rps),
         ),
         (
-            "request latency".to_owned(),
+            "request latency",
             format!(
                 "p50 {} · p95 {} · p99 {} · max {}",
                 seconds(l.p50),
@@ -299,7 +352,7 @@ pub fn render(report: &LoadReport) -> String {
             ),
         ),
         (
-            "acquisition wait (bucket upper bounds)".to_owned(),
+            "acquisition wait (bucket upper bounds)",
             format!(
                 "p50 ≤ {} · p99 ≤ {} · max ≤ {}{}",
                 seconds(wait.p50),
@@ -313,50 +366,13 @@ pub fn render(report: &LoadReport) -> String {
             ),
         ),
         (
-            "errors".to_owned(),
+            "errors",
             format!("{} ({})", count(report.errors), percent(report.error_rate)),
         ),
-        ("availability".to_owned(), percent(report.availability)),
-        (
-            "pool".to_owned(),
-            format!(
-                "{} · max {} · {} checkouts/s · held mean {} · peak {} in use, {} waiting",
-                escape(&pool.name),
-                pool.max_size,
-                format_args!("{:.0}", pool.checkouts_per_second),
-                seconds(pool.use_time_seconds.mean),
-                pool.peak_in_use,
-                pool.peak_waiters
-            ) + &pool
-                .adaptive_limit
-                .map_or(String::new(), |limit| format!(" · {limit}")),
-        ),
-        (
-            "service memory".to_owned(),
-            report
-                .memory
-                .map_or("unknown (not spawned by this run)".to_owned(), |m| {
-                    format!(
-                        "peak {:.1} MiB",
-                        m.peak_rss_bytes as f64 / f64::from(1 << 20)
-                    )
-                }),
-        ),
-        (
-            "correctness".to_owned(),
-            format!(
-                "{} · {} transfers booked, {} acknowledged, {} replays, {} violations",
-                if report.correctness.passed {
-                    "passed"
-                } else {
-                    "FAILED"
-                },
-                count(report.correctness.transfers_booked),
-                count(report.correctness.transfers_acknowledged),
-                count(report.correctness.replays),
-                report.correctness.violation_count
-            ),
-        ),
+        ("availability", percent(report.availability)),
+        ("pool", pool_row(report)),
+        ("service memory", memory_row(report)),
+        ("correctness", correctness_row(report)),
     ];
     let _ = writeln!(page, "<h2>Summary</h2><table>");
     for (name, value) in rows {
@@ -370,51 +386,84 @@ pub fn render(report: &LoadReport) -> String {
         }
         let _ = writeln!(page, "</ul>");
     }
+}
 
-    if let Some(ramp) = &report.ramp {
+/// The summary's pool row.
+fn pool_row(report: &LoadReport) -> String {
+    let pool = &report.pool;
+    format!(
+        "{} · max {} · {} checkouts/s · held mean {} · peak {} in use, {} waiting",
+        escape(&pool.name),
+        pool.max_size,
+        format_args!("{:.0}", pool.checkouts_per_second),
+        seconds(pool.use_time_seconds.mean),
+        pool.peak_in_use,
+        pool.peak_waiters
+    ) + &pool
+        .adaptive_limit
+        .map_or(String::new(), |limit| format!(" · {limit}"))
+}
+
+/// The summary's service memory row.
+fn memory_row(report: &LoadReport) -> String {
+    report
+        .memory
+        .map_or("unknown (not spawned by this run)".to_owned(), |m| {
+            format!(
+                "peak {:.1} MiB",
+                m.peak_rss_bytes as f64 / f64::from(1 << 20)
+            )
+        })
+}
+
+/// The summary's correctness row.
+fn correctness_row(report: &LoadReport) -> String {
+    let correctness = &report.correctness;
+    format!(
+        "{} · {} transfers booked, {} acknowledged, {} replays, {} violations",
+        if correctness.passed {
+            "passed"
+        } else {
+            "FAILED"
+        },
+        count(correctness.transfers_booked),
+        count(correctness.transfers_acknowledged),
+        count(correctness.replays),
+        correctness.violation_count
+    )
+}
+
+/// The ramp's steps.
+fn ramp_table(page: &mut String, ramp: &RampReport) {
+    let _ = writeln!(
+        page,
+        "<h2>Ramp</h2><p>{}</p><table><tr><th>users</th><th>requests/s</th><th>latency p99</th><th>acquire p99</th><th>errors</th><th>peak in use</th><th>peak waiting</th><th>verdict</th></tr>",
+        escape(&ramp.summary())
+    );
+    for step in &ramp.steps {
+        let (class, word) = if step.passed {
+            ("pass", "pass")
+        } else {
+            ("fail", "FAIL")
+        };
         let _ = writeln!(
             page,
-            "<h2>Ramp</h2><p>{}</p><table><tr><th>users</th><th>requests/s</th><th>latency p99</th><th>acquire p99</th><th>errors</th><th>peak in use</th><th>peak waiting</th><th>verdict</th></tr>",
-            escape(&ramp.summary())
+            "<tr><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
+            step.users,
+            step.throughput_rps,
+            seconds(step.latency_seconds.p99),
+            step.acquire_wait_p99_seconds
+                .map_or("unknown".to_owned(), |p| format!("≤ {}", seconds(p))),
+            percent(step.error_rate),
+            step.peak_in_use,
+            step.peak_waiters
         );
-        for step in &ramp.steps {
-            let (class, word) = if step.passed {
-                ("pass", "pass")
-            } else {
-                ("fail", "FAIL")
-            };
-            let _ = writeln!(
-                page,
-                "<tr><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
-                step.users,
-                step.throughput_rps,
-                seconds(step.latency_seconds.p99),
-                step.acquire_wait_p99_seconds
-                    .map_or("unknown".to_owned(), |p| format!("≤ {}", seconds(p))),
-                percent(step.error_rate),
-                step.peak_in_use,
-                step.peak_waiters
-            );
-        }
-        let _ = writeln!(page, "</table>");
     }
+    let _ = writeln!(page, "</table>");
+}
 
-    let _ = writeln!(page, "<h2>Over time</h2>");
-    for (name, svg) in charts(report) {
-        match svg {
-            Ok(svg) => {
-                let _ = writeln!(page, "<figure aria-label=\"{name}\">{svg}</figure>");
-            }
-            Err(error) => {
-                let _ = writeln!(
-                    page,
-                    "<p>{name}: the chart could not be drawn: {}</p>",
-                    escape(&error)
-                );
-            }
-        }
-    }
-
+/// The answers by status and problem type.
+fn answers(page: &mut String, report: &LoadReport) {
     let _ = writeln!(
         page,
         "<h2>Answers</h2><table><tr><th>answer</th><th>count</th></tr>"
@@ -428,11 +477,6 @@ pub fn render(report: &LoadReport) -> String {
         );
     }
     let _ = writeln!(page, "</table>");
-    let _ = writeln!(
-        page,
-        "<p>Made by <code>tidewater-lab load</code>; the fields are described in docs/lab.md.</p></body></html>"
-    );
-    page
 }
 
 #[cfg(test)]

@@ -1,7 +1,12 @@
 //! The live progress bar on standard error: time (or requests) done,
 //! requests per second, errors and the last second's p99. Drawn only when
-//! standard error is a terminal and the report is for people (not
-//! `--json`, not `--quiet`).
+//! the run's configuration asks for it ([`LoadConfig::progress`], which
+//! the command turns off for `--json` and `--quiet`) and standard error
+//! is a terminal. The run's notes are `tracing` events, emitted through
+//! [`Progress::suspend`] so that a subscriber writing to standard error
+//! does not tear the bar.
+//!
+//! [`LoadConfig::progress`]: super::LoadConfig::progress
 
 use std::io::IsTerminal;
 
@@ -51,13 +56,12 @@ impl Progress {
         }
     }
 
-    /// Prints `line` above the bar (or on standard error when there is
-    /// none and `quiet` is false).
-    pub fn note(&self, line: &str, quiet: bool) {
+    /// Runs `f` (which emits a `tracing` event, say) with the bar hidden,
+    /// then draws it again.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.bar {
-            Some(bar) => bar.println(line),
-            None if !quiet => eprintln!("{line}"),
-            None => {}
+            Some(bar) => bar.suspend(f),
+            None => f(),
         }
     }
 

@@ -366,6 +366,20 @@ impl LoadReport {
     /// The report for people.
     pub fn text(&self) -> String {
         let mut out = String::new();
+        self.write_requests(&mut out);
+        self.write_pool(&mut out);
+        self.write_service(&mut out);
+        self.correctness.write(&mut out);
+        if let Some(ramp) = &self.ramp {
+            ramp.write(&mut out);
+        }
+        let _ = writeln!(out, "verdicts");
+        write_verdicts(&mut out, &self.verdicts, self.passed);
+        out
+    }
+
+    /// The run and what its requests saw.
+    fn write_requests(&self, out: &mut String) {
         let target = match (&self.target.backend, self.target.spawned) {
             (Some(backend), true) => format!("{} ({backend}, spawned)", self.target.url),
             _ => self.target.url.clone(),
@@ -420,6 +434,10 @@ impl LoadReport {
             })
             .collect();
         let _ = writeln!(out, "  operations    {}", ops.join(" · "));
+    }
+
+    /// The pool: its counters, waits, usage and adaptive limit.
+    fn write_pool(&self, out: &mut String) {
         let pool = &self.pool;
         if pool.metrics_read {
             let _ = writeln!(
@@ -457,6 +475,10 @@ impl LoadReport {
         if let Some(limit) = &pool.adaptive_limit {
             let _ = writeln!(out, "  pool limit    {limit}");
         }
+    }
+
+    /// The service's memory and log.
+    fn write_service(&self, out: &mut String) {
         match &self.memory {
             Some(memory) => {
                 let _ = writeln!(
@@ -477,68 +499,74 @@ impl LoadReport {
                 log.warnings, log.errors
             );
         }
-        let c = &self.correctness;
+    }
+}
+
+impl CheckReport {
+    /// Its line of the load's text report, and the violations listed.
+    fn write(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "  correctness   {}: {} accounts, {} of {} cents found · {} transfers booked, {} acknowledged, {} replays · {} outcomes unknown ({} applied) · {} ledger entries",
-            if c.passed { "passed" } else { "FAILED" },
-            c.accounts,
-            count(u64::try_from(c.money_found).unwrap_or(0)),
-            count(u64::try_from(c.money_opened).unwrap_or(0)),
-            count(c.transfers_booked),
-            count(c.transfers_acknowledged),
-            count(c.replays),
-            count(c.unknown_outcomes),
-            count(c.unknown_applied),
-            count(c.ledger_entries)
+            if self.passed { "passed" } else { "FAILED" },
+            self.accounts,
+            count(u64::try_from(self.money_found).unwrap_or(0)),
+            count(u64::try_from(self.money_opened).unwrap_or(0)),
+            count(self.transfers_booked),
+            count(self.transfers_acknowledged),
+            count(self.replays),
+            count(self.unknown_outcomes),
+            count(self.unknown_applied),
+            count(self.ledger_entries)
         );
-        for violation in &c.violations {
+        for violation in &self.violations {
             let _ = writeln!(out, "    violation: {violation}");
         }
-        if c.violation_count > c.violations.len() as u64 {
+        if self.violation_count > self.violations.len() as u64 {
             let _ = writeln!(
                 out,
                 "    … {} more",
-                c.violation_count - c.violations.len() as u64
+                self.violation_count - self.violations.len() as u64
             );
         }
-        if let Some(ramp) = &self.ramp {
-            let _ = writeln!(out, "ramp ({} s per step)", ramp.step_seconds);
+    }
+}
+
+impl RampReport {
+    /// Its table in the load's text report, and its summary.
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "ramp ({} s per step)", self.step_seconds);
+        let _ = writeln!(
+            out,
+            "  {:>7}  {:>9}  {:>9}  {:>11}  {:>9}  {:>7}  {:>7}  verdict",
+            "users", "req/s", "p99", "acquire p99", "errors", "in use", "waiting"
+        );
+        for step in &self.steps {
+            let failed: Vec<&str> = step
+                .verdicts
+                .iter()
+                .filter(|v| !v.passed)
+                .map(|v| v.name.as_str())
+                .collect();
             let _ = writeln!(
                 out,
-                "  {:>7}  {:>9}  {:>9}  {:>11}  {:>9}  {:>7}  {:>7}  verdict",
-                "users", "req/s", "p99", "acquire p99", "errors", "in use", "waiting"
+                "  {:>7}  {:>9.0}  {:>9}  {:>11}  {:>9}  {:>7}  {:>7}  {}",
+                step.users,
+                step.throughput_rps,
+                seconds(step.latency_seconds.p99),
+                step.acquire_wait_p99_seconds
+                    .map_or("unknown".into(), |p99| format!("≤ {}", seconds(p99))),
+                percent(step.error_rate),
+                step.peak_in_use,
+                step.peak_waiters,
+                if step.passed {
+                    "pass".to_owned()
+                } else {
+                    format!("FAIL ({})", failed.join(", "))
+                }
             );
-            for step in &ramp.steps {
-                let failed: Vec<&str> = step
-                    .verdicts
-                    .iter()
-                    .filter(|v| !v.passed)
-                    .map(|v| v.name.as_str())
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "  {:>7}  {:>9.0}  {:>9}  {:>11}  {:>9}  {:>7}  {:>7}  {}",
-                    step.users,
-                    step.throughput_rps,
-                    seconds(step.latency_seconds.p99),
-                    step.acquire_wait_p99_seconds
-                        .map_or("unknown".into(), |p99| format!("≤ {}", seconds(p99))),
-                    percent(step.error_rate),
-                    step.peak_in_use,
-                    step.peak_waiters,
-                    if step.passed {
-                        "pass".to_owned()
-                    } else {
-                        format!("FAIL ({})", failed.join(", "))
-                    }
-                );
-            }
-            let _ = writeln!(out, "  {}", ramp.summary());
         }
-        let _ = writeln!(out, "verdicts");
-        write_verdicts(&mut out, &self.verdicts, self.passed);
-        out
+        let _ = writeln!(out, "  {}", self.summary());
     }
 }
 
@@ -628,5 +656,29 @@ pub(crate) mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1 000");
         assert_eq!(count(183_456_789), "183 456 789");
+    }
+
+    #[test]
+    fn the_adaptive_limit_range_comes_from_adaptive_samples_only() {
+        let sample = |limit: u32, adaptive: bool| PoolSample {
+            limit,
+            adaptive,
+            max_size: 200,
+            ..PoolSample::default()
+        };
+        assert_eq!(LimitRange::of([sample(200, false)]), None);
+        let range = LimitRange::of([sample(4, true), sample(12, true), sample(8, true)]);
+        assert_eq!(
+            range,
+            Some(LimitRange {
+                min: 4,
+                max: 12,
+                last: 8
+            })
+        );
+        assert_eq!(
+            range.unwrap().to_string(),
+            "adaptive limit 8 at the end (4 to 12 during the run)"
+        );
     }
 }

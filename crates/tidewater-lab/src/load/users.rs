@@ -195,15 +195,24 @@ async fn call(
     }
 }
 
-/// A transfer request; notes its answer in the journal.
-async fn transfer(
-    shared: &Shared,
-    op: Op,
-    key: &str,
+/// A transfer a user asks for, under its idempotency key.
+struct Transfer<'a> {
+    key: &'a str,
     from: i64,
     to: i64,
     amount: i64,
-) -> (KeyAnswer, Option<u64>) {
+}
+
+/// Sends `transfer` (as `op`: first sent, or resent); notes its answer in
+/// the journal. Returns the answer, and when to try again after an
+/// unknown outcome (seconds; `None`: not at all).
+async fn transfer(shared: &Shared, op: Op, transfer: &Transfer<'_>) -> (KeyAnswer, Option<u64>) {
+    let Transfer {
+        key,
+        from,
+        to,
+        amount,
+    } = *transfer;
     let request = shared
         .client
         .post(format!("{}/api/transfers", shared.base))
@@ -282,7 +291,13 @@ pub async fn user(shared: Arc<Shared>, stop: Arc<Stop>, phase: usize, user: u32,
         if !stop.take() {
             return;
         }
-        let (answer, retry_after) = transfer(&shared, Op::Transfer, &key, from, to, amount).await;
+        let asked = Transfer {
+            key: &key,
+            from,
+            to,
+            amount,
+        };
+        let (answer, retry_after) = transfer(&shared, Op::Transfer, &asked).await;
         let again = match (&answer, retry_after) {
             (KeyAnswer::Made { .. }, _) => rng.f64() < shared.scenario.resend,
             (KeyAnswer::Unknown, Some(seconds)) => {
@@ -292,7 +307,7 @@ pub async fn user(shared: Arc<Shared>, stop: Arc<Stop>, phase: usize, user: u32,
             _ => false,
         };
         if again && stop.take() {
-            transfer(&shared, Op::Resend, &key, from, to, amount).await;
+            transfer(&shared, Op::Resend, &asked).await;
         }
 
         if rng.f64() < shared.scenario.ledger {
