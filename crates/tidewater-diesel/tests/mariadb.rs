@@ -161,14 +161,15 @@ async fn plain_begin_is_rolled_back_and_a_dropped_query_discards_the_connection(
         let url = format!("mysql://root@{ADDR}?prefer_socket=false");
         let mut admin = mysql_async::Conn::from_url(url).await.unwrap();
         let seen = eventually(async || {
-            let info: Option<String> = admin
+            // No row, or a row whose INFO is NULL until the query arrives.
+            let info: Option<Option<String>> = admin
                 .exec_first(
                     "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = ?",
                     (session,),
                 )
                 .await
                 .unwrap();
-            info.is_some_and(|info| info.contains("SLEEP"))
+            info.flatten().is_some_and(|info| info.contains("SLEEP"))
         })
         .await;
         admin.disconnect().await.unwrap();

@@ -97,10 +97,14 @@ impl fmt::Display for Capacity {
     }
 }
 
+/// The limit, the reserved slots, and the client sessions (a role without
+/// `pg_read_all_stats` sees other roles' sessions without a
+/// `backend_type`, but with their user: counted too).
 const BUDGET: &str = "SELECT current_setting('max_connections'), \
      current_setting('superuser_reserved_connections')::int \
        + coalesce(current_setting('reserved_connections', true)::int, 0), \
-     (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')";
+     (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' \
+        OR (backend_type IS NULL AND usename IS NOT NULL))";
 
 /// Reads the server's connection budget through one of `pool`'s
 /// connections, for `replicas` copies of the pool.

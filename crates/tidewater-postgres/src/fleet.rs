@@ -7,8 +7,10 @@
 //! (`tidewater_fleet` by default: fleet, member, grant, demand, ceiling,
 //! heartbeat) and, once a heartbeat (1 s), runs one transaction on a
 //! session of its own: it takes the fleet's advisory lock
-//! (`pg_advisory_xact_lock`), deletes the rows whose heartbeat is older
-//! than the lease (5 s: a member killed with `kill -9`), writes its own
+//! (`pg_advisory_xact_lock`), deletes the rows of members whose
+//! coordinator session is no longer on the server (a process killed with
+//! `kill -9`: the server ends its sessions at once) or whose heartbeat is
+//! older than the lease (5 s: a process hung or cut off), writes its own
 //! (demand: connections in use plus callers waiting, the most seen since
 //! the last heartbeat), reads every row and the server's sessions
 //! (`pg_stat_activity`, where its pool's connections carry the
@@ -167,6 +169,12 @@ pub(crate) fn session_tag(member: &str) -> String {
     format!("tidewater-fleet/{member}")
 }
 
+/// The `application_name` of a member's coordinator session: while it is
+/// on the server, the member is alive.
+fn coordinator_tag(member: &str) -> String {
+    format!("tidewater-fleet-coordinator/{member}")
+}
+
 /// A new member id: 12 hex digits, random.
 pub(crate) fn new_member_id() -> String {
     format!("{:012x}", fastrand::u64(..) >> 16)
@@ -263,7 +271,7 @@ impl Coordinator {
         if self.session.is_none() {
             self.table_ready = false;
             let (client, watch) = self.manager.open_session(None).await?;
-            let name = format!("tidewater-fleet-coordinator/{}", self.member);
+            let name = coordinator_tag(&self.member);
             client
                 .batch_execute(&format!("SET application_name = '{name}'"))
                 .await?;
@@ -291,7 +299,22 @@ impl Coordinator {
         let client = self.client().await?;
         let transaction = client.transaction().await?;
         renew(&transaction, &options, &member, &beat).await?;
-        let snapshot = read_snapshot(&transaction, &options).await?;
+        let mut snapshot = read_snapshot(&transaction, &options).await?;
+        let gone = snapshot.gone(&member);
+        if !gone.is_empty() {
+            // Their coordinator's session ended (a killed process, a lost
+            // server): the share is free now, not after the lease.
+            transaction
+                .execute(
+                    &format!(
+                        "DELETE FROM {} WHERE fleet = $1 AND member = ANY($2)",
+                        options.table
+                    ),
+                    &[&options.name, &gone],
+                )
+                .await?;
+            snapshot.rows.retain(|row| !gone.contains(&row.member));
+        }
         let (members, budget) = snapshot.members_and_budget(&options);
         let me = snapshot
             .rows
@@ -451,8 +474,14 @@ fn resize(pool: &Pool<PgManager>, ceiling: u32) {
     }
 }
 
+/// Client sessions by `application_name`. A role without
+/// `pg_read_all_stats` sees other roles' sessions with no `backend_type`
+/// (and no `application_name`) but with their user: counted too, so
+/// nobody's connections are missed (a parallel worker of another role
+/// would be counted as well: on the safe side).
 const SESSIONS: &str = "SELECT coalesce(application_name, ''), count(*)::int \
-     FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1";
+     FROM pg_stat_activity WHERE backend_type = 'client backend' \
+        OR (backend_type IS NULL AND usename IS NOT NULL) GROUP BY 1";
 
 const LIMITS: &str = "SELECT current_setting('max_connections')::int, \
      current_setting('superuser_reserved_connections')::int \
@@ -500,6 +529,19 @@ async fn read_snapshot(
 }
 
 impl Snapshot {
+    /// The members, other than `me`, whose coordinator has no session on
+    /// the server: their process is gone (`kill -9` closes its sockets,
+    /// and the server ends their sessions at once) or cut off.
+    fn gone(&self, me: &str) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|row| {
+                row.member != me && !self.sessions.contains_key(&coordinator_tag(&row.member))
+            })
+            .map(|row| row.member.clone())
+            .collect()
+    }
+
     /// What the server counts for `member`'s pool.
     fn held(&self, member: &str) -> u32 {
         self.sessions

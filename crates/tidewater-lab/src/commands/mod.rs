@@ -9,6 +9,7 @@
 
 pub mod advise;
 pub mod drill;
+pub mod fleet;
 pub mod load;
 pub mod soak;
 
@@ -53,6 +54,12 @@ pub enum Command {
     /// service the lab starts unless `--service-exe` names another
     /// binary).
     Serve(tidewater_cli::cli::ServeArgs),
+    /// Run N replicas of the service in fleet mode on one private
+    /// PostgreSQL with few connections, under load through all of them,
+    /// sampling the server's sessions every 100 ms (optionally killing
+    /// one), and judge: no "too many clients", no sample above the
+    /// server's limit, every replica served, money conserved.
+    Fleet(fleet::FleetArgs),
 }
 
 /// Runs the command line of this process.
@@ -63,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Drill(args) => drill::run(&args),
         Command::Soak(args) => soak::run(&args),
         Command::Serve(args) => tidewater_cli::cli::serve(&args),
+        Command::Fleet(args) => fleet::run(&args),
     }
 }
 

@@ -1,0 +1,660 @@
+//! `tidewater-lab fleet`: N replicas of the reference service in fleet
+//! mode (`postgres.fleet`) on one private PostgreSQL with a small
+//! `max_connections`, each configured with a `max_size` that alone would
+//! take most of it, under transfers through all of them, while a sampler
+//! reads `pg_stat_activity` every 100 ms. Optionally one replica is
+//! killed (`SIGKILL`) halfway: the time until its share is given to the
+//! others is measured. Verdicts: no "too many clients", no sample above
+//! the server's limit, every replica served, money conserved.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), tidewater_lab::fleet::FleetError> {
+//! use tidewater_lab::fleet::{FleetConfig, run};
+//! let report = run(&FleetConfig { replicas: 4, kill_one: true, ..FleetConfig::default() }).await?;
+//! println!("{}", report.text());
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tidewater_testkit::PgCluster;
+use tokio::task::JoinHandle;
+
+use crate::drill::{DATABASE, ROLE};
+use crate::load::slo::{Verdict, write_verdicts};
+use crate::service::{Service, ServiceError, SpawnOptions, Target};
+
+const PASSWORD: &str = "tidewater_fleet";
+const ACCOUNTS: i64 = 20;
+const OPENING: i64 = 1_000_000;
+/// How often the sessions are counted.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// The most a share may take to move after a kill before the run says so.
+const MOVE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// Service processes (2 to 16).
+    pub replicas: u32,
+    /// The private server's `max_connections` (8 to 1000).
+    pub max_connections: u32,
+    /// Each replica's `pool.max_size` (1 to 1000).
+    pub max_size: u32,
+    /// Callers per replica, each sending transfers back to back (1 to 500).
+    pub callers: u32,
+    /// How long the load runs (1 s to 1 h).
+    pub duration: Duration,
+    /// Kill one replica (`SIGKILL`) halfway through.
+    pub kill_one: bool,
+    /// The service binary (see [`SpawnOptions::exe`]).
+    pub exe: PathBuf,
+    /// More keys of the services' configuration (`KEY=VALUE`).
+    pub settings: Vec<String>,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+impl Default for FleetConfig {
+    /// 4 replicas of 50 on a server of 40, 20 callers each, 10 s.
+    fn default() -> Self {
+        Self {
+            replicas: 4,
+            max_connections: 40,
+            max_size: 50,
+            callers: 20,
+            duration: Duration::from_secs(10),
+            kill_one: false,
+            exe: SpawnOptions::default().exe,
+            settings: Vec::new(),
+            command: String::new(),
+        }
+    }
+}
+
+impl FleetConfig {
+    /// Checks each option against its range.
+    ///
+    /// # Errors
+    /// The first option out of range, named.
+    ///
+    /// ```
+    /// let config = tidewater_lab::fleet::FleetConfig { replicas: 1, ..Default::default() };
+    /// assert!(config.check().unwrap_err().contains("--replicas"));
+    /// ```
+    pub fn check(&self) -> Result<(), String> {
+        let within = |name: &str, value: u32, min: u32, max: u32| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("{name} {value}: allowed {min} to {max}"))
+            }
+        };
+        within("--replicas", self.replicas, 2, 16)?;
+        within("--max-connections", self.max_connections, 8, 1000)?;
+        within("--max-size", self.max_size, 1, 1000)?;
+        within("--callers", self.callers, 1, 500)?;
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.duration) {
+            return Err("--duration: allowed 1s to 1h".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why no fleet run could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The options are out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The private PostgreSQL could not be made or used.
+    #[error("the private PostgreSQL: {0}")]
+    Cluster(#[source] std::io::Error),
+    /// A replica did not start.
+    #[error("a replica: {0}")]
+    Service(#[source] ServiceError),
+    /// The sampler could not connect.
+    #[error("the sampler: {0}")]
+    Sampler(#[source] tokio_postgres::Error),
+    /// The accounts could not be opened.
+    #[error("opening the accounts: {0}")]
+    Accounts(String),
+}
+
+impl FleetError {
+    /// 2 for bad options, 3 when the run could not be made.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Invalid(_) => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// One replica's answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    /// Transfers answered with success.
+    pub transfers: u64,
+    /// Failed answers by kind (`503 pool-timeout`, `error: …`).
+    pub failed: BTreeMap<String, u64>,
+    /// Whether it was the one killed.
+    pub killed: bool,
+}
+
+/// The run's report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetReport {
+    /// The command that made it.
+    pub command: String,
+    /// Replicas, their `max_size`, the server's `max_connections`.
+    pub replicas: u32,
+    /// Each replica's `pool.max_size`.
+    pub max_size: u32,
+    /// The private server's `max_connections`.
+    pub max_connections: u32,
+    /// Sessions the server allows its users: `max_connections` less the
+    /// reserved slots.
+    pub limit: u32,
+    /// Per replica.
+    pub per_replica: Vec<ReplicaReport>,
+    /// Answers that named "too many clients".
+    pub too_many_clients: u64,
+    /// Client sessions, every 100 ms.
+    pub sessions: Vec<u32>,
+    /// Of those, the members' pool connections.
+    pub fleet_sessions: Vec<u32>,
+    /// Samples above `limit`.
+    pub samples_over_limit: usize,
+    /// Samples where the members' pools held more than the budget.
+    pub samples_over_budget: usize,
+    /// The fleet's grants at the end, by member.
+    pub grants: BTreeMap<String, u32>,
+    /// After the kill: seconds until the dead member's share was given to
+    /// the others (`null` when nothing was killed, or it never was).
+    pub share_moved_seconds: Option<f64>,
+    /// The accounts' total at the end, and at the start.
+    pub money: (i64, i64),
+    /// The verdicts.
+    pub verdicts: Vec<Verdict>,
+    /// Whether every verdict passed.
+    pub passed: bool,
+}
+
+/// Runs the fleet `config` describes.
+///
+/// # Errors
+/// Bad options, a private PostgreSQL or a replica that could not be made.
+pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
+    config.check().map_err(FleetError::Invalid)?;
+    tracing::info!("creating a private PostgreSQL cluster");
+    let cluster = PgCluster::new().await.map_err(FleetError::Cluster)?;
+    prepare(&cluster, config.max_connections).await?;
+    let url = cluster.url_for(ROLE, PASSWORD, DATABASE);
+    // The run's own sessions first: they count among the others' from the
+    // fleet's first step on, so the budget does not move under the load.
+    let sampler = Sampler::connect(&cluster).await?;
+    let db = reader(&url).await?;
+    let mut replicas = Vec::new();
+    for index in 0..config.replicas {
+        replicas.push(start_replica(config, &url).await?);
+        if index == 0 {
+            open_accounts(&replicas[0]).await?;
+        }
+    }
+    tracing::info!(
+        "{} replicas of max_size {} on max_connections {}; load for {}",
+        config.replicas,
+        config.max_size,
+        config.max_connections,
+        humantime::format_duration(config.duration)
+    );
+    let sampler = sampler.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = replicas
+        .iter()
+        .map(|replica| Callers::start(replica.base(), config.callers, &stop))
+        .collect();
+    let share_moved = if config.kill_one {
+        tokio::time::sleep(config.duration / 2).await;
+        kill(&replicas[0]);
+        share_moved(&db, config.replicas).await
+    } else {
+        None
+    };
+    tokio::time::sleep(config.duration.saturating_sub(if config.kill_one {
+        config.duration / 2
+    } else {
+        Duration::ZERO
+    }))
+    .await;
+    stop.store(true, Relaxed);
+    let mut per_replica = Vec::new();
+    for callers in load {
+        per_replica.push(callers.finish().await);
+    }
+    if config.kill_one {
+        per_replica[0].killed = true;
+    }
+    let (sessions, fleet_sessions) = sampler.finish().await;
+    let grants = grants(&db).await;
+    let money = (money(&db).await, ACCOUNTS * OPENING);
+    for replica in replicas {
+        replica.stop().await;
+    }
+    Ok(FleetReport::judge(
+        config,
+        Outcome {
+            per_replica,
+            sessions,
+            fleet_sessions,
+            grants,
+            share_moved,
+            money,
+        },
+    ))
+}
+
+/// A role and a database of the run's own on a server of
+/// `max_connections`.
+async fn prepare(cluster: &PgCluster, max_connections: u32) -> Result<(), FleetError> {
+    cluster
+        .set_max_connections(max_connections)
+        .await
+        .map_err(FleetError::Cluster)?;
+    cluster
+        .create_role(ROLE, PASSWORD, None)
+        .await
+        .map_err(FleetError::Cluster)?;
+    cluster
+        .execute(&format!("CREATE DATABASE {DATABASE} OWNER {ROLE}"))
+        .await
+        .map_err(FleetError::Cluster)?;
+    Ok(())
+}
+
+async fn start_replica(config: &FleetConfig, url: &str) -> Result<Service, FleetError> {
+    let mut settings = vec![
+        format!("pool.max_size={}", config.max_size),
+        "pool.acquire_timeout=10s".to_owned(),
+        "postgres.fleet.name=lab".to_owned(),
+    ];
+    settings.extend(config.settings.iter().cloned());
+    let spawn = SpawnOptions {
+        exe: config.exe.clone(),
+        database_url: Some(url.to_owned()),
+        settings,
+        ..SpawnOptions::default()
+    };
+    Service::start(&Target::Spawn(spawn))
+        .await
+        .map_err(FleetError::Service)
+}
+
+async fn open_accounts(service: &Service) -> Result<(), FleetError> {
+    let client = reqwest::Client::new();
+    for _ in 0..ACCOUNTS {
+        let answer = client
+            .post(format!("{}/api/accounts", service.base()))
+            .json(&serde_json::json!({ "name": "fleet", "balance": OPENING }))
+            .send()
+            .await
+            .map_err(|error| FleetError::Accounts(error.to_string()))?;
+        if !answer.status().is_success() {
+            return Err(FleetError::Accounts(format!(
+                "answered {}",
+                answer.status()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn kill(service: &Service) {
+    if let Some(pid) = service.pid().and_then(|pid| i32::try_from(pid).ok()) {
+        tracing::info!("killing replica 1 (pid {pid}) with SIGKILL");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Seconds until the fleet's table holds one member less and the others'
+/// grants add up to what all of them had (less one).
+async fn share_moved(db: &tokio_postgres::Client, replicas: u32) -> Option<f64> {
+    let before: u32 = grants(db).await.values().sum();
+    let killed = Instant::now();
+    while killed.elapsed() < MOVE_DEADLINE {
+        let now = grants(db).await;
+        let left = u32::try_from(now.len()).unwrap_or(0);
+        if left + 1 == replicas && now.values().sum::<u32>() + 1 >= before {
+            return Some(killed.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// A session on the run's database, for reading the fleet's table and the
+/// accounts.
+async fn reader(url: &str) -> Result<tokio_postgres::Client, FleetError> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(FleetError::Sampler)?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The fleet's grants by member (empty before the table exists).
+async fn grants(db: &tokio_postgres::Client) -> BTreeMap<String, u32> {
+    let sql = "SELECT member, grant_size FROM tidewater_fleet WHERE fleet = 'lab'";
+    db.query(sql, &[])
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|row| (row.get(0), row.get::<_, i32>(1).unsigned_abs()))
+        .collect()
+}
+
+/// The accounts' total (`-1` when it cannot be read).
+async fn money(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT sum(balance)::bigint FROM accounts", &[])
+        .await
+        .map_or(-1, |row| row.get(0))
+}
+
+/// One replica's callers.
+struct Callers {
+    tasks: Vec<JoinHandle<ReplicaReport>>,
+}
+
+impl Callers {
+    fn start(base: &str, callers: u32, stop: &Arc<AtomicBool>) -> Self {
+        let client = reqwest::Client::new();
+        let tasks = (0..callers)
+            .map(|caller| {
+                let (base, client, stop) = (base.to_owned(), client.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut report = ReplicaReport::default();
+                    let mut turn = i64::from(caller);
+                    while !stop.load(Relaxed) {
+                        turn += 1;
+                        let (from, to) = (1 + turn % ACCOUNTS, 1 + (turn * 7 + 3) % ACCOUNTS);
+                        if from != to {
+                            transfer(&client, &base, (from, to), &mut report).await;
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+        Self { tasks }
+    }
+
+    async fn finish(self) -> ReplicaReport {
+        let mut total = ReplicaReport::default();
+        for task in self.tasks {
+            let Ok(report) = task.await else { continue };
+            total.transfers += report.transfers;
+            for (kind, count) in report.failed {
+                *total.failed.entry(kind).or_default() += count;
+            }
+        }
+        total
+    }
+}
+
+/// One transfer of 1 cent, its outcome counted in `report`.
+async fn transfer(
+    client: &reqwest::Client,
+    base: &str,
+    (from, to): (i64, i64),
+    report: &mut ReplicaReport,
+) {
+    let answer = client
+        .post(format!("{base}/api/transfers"))
+        .json(&serde_json::json!({ "from": from, "to": to, "amount": 1 }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    let kind = match answer {
+        Ok(answer) if answer.status().is_success() => {
+            report.transfers += 1;
+            return;
+        }
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            let body = answer.text().await.unwrap_or_default();
+            if body.contains("too many clients") || body.contains("53300") {
+                format!("{status} too many clients")
+            } else {
+                let problem: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let slug = problem["type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("");
+                format!("{status} {slug}")
+            }
+        }
+        // A killed replica's callers: refused, reset.
+        Err(error) if error.is_connect() || error.is_request() => "connection lost".to_owned(),
+        Err(error) => format!("error: {error}"),
+    };
+    *report.failed.entry(kind).or_default() += 1;
+}
+
+/// Client sessions on the server every 100 ms, from a session of its own.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<(Vec<u32>, Vec<u32>)>,
+}
+
+/// The sampler's session, connected, not yet sampling.
+struct Connected(tokio_postgres::Client);
+
+impl Sampler {
+    async fn connect(cluster: &PgCluster) -> Result<Connected, FleetError> {
+        let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+            .await
+            .map_err(FleetError::Sampler)?;
+        tokio::spawn(connection);
+        Ok(Connected(client))
+    }
+}
+
+impl Connected {
+    fn start(self) -> Sampler {
+        let client = self.0;
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut all, mut fleet) = (Vec::new(), Vec::new());
+            let sql = "SELECT count(*)::int, \
+                 (count(*) FILTER (WHERE application_name LIKE 'tidewater-fleet/%'))::int \
+                 FROM pg_stat_activity WHERE backend_type = 'client backend'";
+            while !running.load(Relaxed) {
+                let Ok(row) = client.query_one(sql, &[]).await else {
+                    break;
+                };
+                all.push(row.get::<_, i32>(0).unsigned_abs());
+                fleet.push(row.get::<_, i32>(1).unsigned_abs());
+                tokio::time::sleep(SAMPLE_EVERY).await;
+            }
+            (all, fleet)
+        });
+        Sampler { stop, task }
+    }
+}
+
+impl Sampler {
+    async fn finish(self) -> (Vec<u32>, Vec<u32>) {
+        self.stop.store(true, Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// What the run measured, before the verdicts.
+struct Outcome {
+    per_replica: Vec<ReplicaReport>,
+    sessions: Vec<u32>,
+    fleet_sessions: Vec<u32>,
+    grants: BTreeMap<String, u32>,
+    share_moved: Option<f64>,
+    money: (i64, i64),
+}
+
+/// The cluster's `superuser_reserved_connections`.
+const RESERVED: u32 = 3;
+/// `postgres.fleet.reserve`'s default, which the run keeps.
+const DEFAULT_RESERVE: u32 = 3;
+
+impl FleetReport {
+    fn judge(config: &FleetConfig, outcome: Outcome) -> Self {
+        let limit = config.max_connections - RESERVED;
+        let samples_over_limit = outcome.sessions.iter().filter(|&&s| s > limit).count();
+        // The fleet's budget at each sample: the limit, less the reserve
+        // and the sessions of no member (coordinators, the run's own).
+        let over_budget = outcome
+            .sessions
+            .iter()
+            .zip(&outcome.fleet_sessions)
+            .filter(|&(&all, &fleet)| fleet + (all - fleet) + DEFAULT_RESERVE > limit)
+            .count();
+        let too_many_clients: u64 = outcome
+            .per_replica
+            .iter()
+            .flat_map(|replica| &replica.failed)
+            .filter(|(kind, _)| kind.contains("too many clients"))
+            .map(|(_, count)| count)
+            .sum();
+        let served = outcome
+            .per_replica
+            .iter()
+            .filter(|r| r.transfers > 0)
+            .count();
+        let mut verdicts = vec![
+            yes_no(
+                "too_many_clients",
+                too_many_clients == 0,
+                format!("{too_many_clients} answers named \"too many clients\""),
+            ),
+            yes_no(
+                "sessions_within_limit",
+                samples_over_limit == 0 && !outcome.sessions.is_empty(),
+                format!(
+                    "{samples_over_limit} of {} samples above the server's {limit} (most: {})",
+                    outcome.sessions.len(),
+                    outcome.sessions.iter().max().copied().unwrap_or(0)
+                ),
+            ),
+            yes_no(
+                "within_budget",
+                over_budget == 0,
+                format!(
+                    "{over_budget} of {} samples with the members' pools above the budget \
+                     (the limit less the reserve, {DEFAULT_RESERVE}, and the others' sessions)",
+                    outcome.sessions.len()
+                ),
+            ),
+            yes_no(
+                "every_replica_served",
+                served == outcome.per_replica.len(),
+                format!(
+                    "{served} of {} replicas made transfers",
+                    outcome.per_replica.len()
+                ),
+            ),
+            yes_no(
+                "correctness",
+                outcome.money.0 == outcome.money.1,
+                format!(
+                    "{} cents at the end, {} opened",
+                    outcome.money.0, outcome.money.1
+                ),
+            ),
+        ];
+        if config.kill_one {
+            verdicts.push(yes_no(
+                "share_moved",
+                outcome.share_moved.is_some(),
+                match outcome.share_moved {
+                    Some(seconds) => {
+                        format!("the killed replica's share was given out after {seconds:.2} s")
+                    }
+                    None => format!("not given out within {MOVE_DEADLINE:?}"),
+                },
+            ));
+        }
+        Self {
+            command: config.command.clone(),
+            replicas: config.replicas,
+            max_size: config.max_size,
+            max_connections: config.max_connections,
+            limit,
+            per_replica: outcome.per_replica,
+            too_many_clients,
+            sessions: outcome.sessions,
+            fleet_sessions: outcome.fleet_sessions,
+            samples_over_limit,
+            samples_over_budget: over_budget,
+            grants: outcome.grants,
+            share_moved_seconds: outcome.share_moved,
+            money: outcome.money,
+            passed: verdicts.iter().all(|verdict| verdict.passed),
+            verdicts,
+        }
+    }
+
+    /// The report as text: the replicas, the sessions, the verdicts.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "tidewater-lab fleet: {} replicas of max_size {} on max_connections {} (limit {})",
+            self.replicas, self.max_size, self.max_connections, self.limit
+        );
+        for (index, replica) in self.per_replica.iter().enumerate() {
+            let killed = if replica.killed {
+                " (killed halfway)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  replica {}{killed}: {} transfers, failed {:?}",
+                index + 1,
+                replica.transfers,
+                replica.failed
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  sessions: {} samples, most {} (the members' pools: most {}); grants at the end {:?}",
+            self.sessions.len(),
+            self.sessions.iter().max().copied().unwrap_or(0),
+            self.fleet_sessions.iter().max().copied().unwrap_or(0),
+            self.grants.values().collect::<Vec<_>>()
+        );
+        write_verdicts(&mut out, &self.verdicts, self.passed);
+        out
+    }
+}
+
+fn yes_no(name: &str, passed: bool, text: String) -> Verdict {
+    Verdict {
+        name: name.to_owned(),
+        passed,
+        measured: None,
+        bound: None,
+        text,
+    }
+}
