@@ -53,6 +53,9 @@ pub struct FleetConfig {
     pub duration: Duration,
     /// Kill one replica (`SIGKILL`) halfway through.
     pub kill_one: bool,
+    /// Fleet mode on (the point); off shows what the same replicas do
+    /// without it.
+    pub fleet: bool,
     /// The service binary (see [`SpawnOptions::exe`]).
     pub exe: PathBuf,
     /// More keys of the services' configuration (`KEY=VALUE`).
@@ -71,6 +74,7 @@ impl Default for FleetConfig {
             callers: 20,
             duration: Duration::from_secs(10),
             kill_one: false,
+            fleet: true,
             exe: SpawnOptions::default().exe,
             settings: Vec::new(),
             command: String::new(),
@@ -153,8 +157,10 @@ pub struct ReplicaReport {
 pub struct FleetReport {
     /// The command that made it.
     pub command: String,
-    /// Replicas, their `max_size`, the server's `max_connections`.
+    /// Service processes.
     pub replicas: u32,
+    /// Whether they ran in fleet mode.
+    pub fleet: bool,
     /// Each replica's `pool.max_size`.
     pub max_size: u32,
     /// The private server's `max_connections`.
@@ -221,13 +227,17 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
         .iter()
         .map(|replica| Callers::start(replica.base(), config.callers, &stop))
         .collect();
-    let share_moved = if config.kill_one {
+    let share_moved = if config.kill_one && config.fleet {
         tokio::time::sleep(config.duration / 2).await;
         kill(&replicas[0]);
         share_moved(&db, config.replicas).await
     } else {
         None
     };
+    if config.kill_one && !config.fleet {
+        tokio::time::sleep(config.duration / 2).await;
+        kill(&replicas[0]);
+    }
     tokio::time::sleep(config.duration.saturating_sub(if config.kill_one {
         config.duration / 2
     } else {
@@ -283,8 +293,10 @@ async fn start_replica(config: &FleetConfig, url: &str) -> Result<Service, Fleet
     let mut settings = vec![
         format!("pool.max_size={}", config.max_size),
         "pool.acquire_timeout=10s".to_owned(),
-        "postgres.fleet.name=lab".to_owned(),
     ];
+    if config.fleet {
+        settings.push("postgres.fleet.name=lab".to_owned());
+    }
     settings.extend(config.settings.iter().cloned());
     let spawn = SpawnOptions {
         exe: config.exe.clone(),
@@ -582,7 +594,11 @@ impl FleetReport {
                 ),
             ),
         ];
-        if config.kill_one {
+        if !config.fleet {
+            // Without a fleet there is no budget to keep.
+            verdicts.retain(|verdict| verdict.name != "within_budget");
+        }
+        if config.kill_one && config.fleet {
             verdicts.push(yes_no(
                 "share_moved",
                 outcome.share_moved.is_some(),
@@ -597,6 +613,7 @@ impl FleetReport {
         Self {
             command: config.command.clone(),
             replicas: config.replicas,
+            fleet: config.fleet,
             max_size: config.max_size,
             max_connections: config.max_connections,
             limit,
@@ -619,8 +636,12 @@ impl FleetReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "tidewater-lab fleet: {} replicas of max_size {} on max_connections {} (limit {})",
-            self.replicas, self.max_size, self.max_connections, self.limit
+            "tidewater-lab fleet: {} replicas of max_size {} on max_connections {} (limit {}), fleet mode {}",
+            self.replicas,
+            self.max_size,
+            self.max_connections,
+            self.limit,
+            if self.fleet { "on" } else { "off" }
         );
         for (index, replica) in self.per_replica.iter().enumerate() {
             let killed = if replica.killed {

@@ -43,6 +43,9 @@ pub struct FleetArgs {
     /// goes to the others.
     #[arg(long)]
     pub kill_one: bool,
+    /// Run the same replicas without fleet mode, to see what it prevents.
+    #[arg(long)]
+    pub no_fleet: bool,
     /// Another key of the services' configuration, passed on as `serve
     /// --set KEY=VALUE` (repeatable), e.g. `--set postgres.fleet.lease=2s`.
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
@@ -70,6 +73,7 @@ impl FleetArgs {
             callers: self.callers,
             duration: self.duration,
             kill_one: self.kill_one,
+            fleet: !self.no_fleet,
             exe: self.service_exe.clone().unwrap_or(defaults.exe),
             settings: self.set.clone(),
             command: command_line(),
