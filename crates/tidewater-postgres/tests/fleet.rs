@@ -3,7 +3,9 @@
 //! many clients" and without the server's sessions ever passing the
 //! budget (sampled every 100 ms from `pg_stat_activity`); a member that
 //! leaves gives its share to the others, one that joins gets one without
-//! overshoot, and the fleet reforms after the server restarts.
+//! overshoot; while the server is down every member keeps a small static
+//! share and says so, and the fleet reforms when it is back. Behind a
+//! transaction pooler, fleet mode is refused.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use tidewater::fleet::FleetState;
 use tidewater::{Pool, PoolConfig};
+use tidewater_postgres::PgError;
 use tidewater_postgres::{FleetOptions, PgManager, PgOptions};
 use tidewater_testkit::{PgCluster, Shutdown, eventually};
 use tokio::task::JoinHandle;
@@ -19,7 +22,7 @@ const MAX_CONNECTIONS: u32 = 40;
 const RESERVED: u32 = 3;
 const RESERVE: u32 = 3;
 
-fn fleet() -> FleetOptions {
+fn fleet_options() -> FleetOptions {
     FleetOptions {
         name: "bank".into(),
         heartbeat: Duration::from_millis(200),
@@ -32,7 +35,7 @@ fn fleet() -> FleetOptions {
 fn member(cluster: &PgCluster) -> Pool<PgManager> {
     let options = PgOptions {
         url: cluster.url(),
-        fleet: Some(fleet()),
+        fleet: Some(fleet_options()),
         ..PgOptions::default()
     };
     let config = PoolConfig {
@@ -230,8 +233,25 @@ async fn four_pools_of_fifty_share_forty_connections() {
     eprintln!("samples: {samples:?}");
     assert_within(&samples);
 
-    // The server restarts: the fleet reforms, and serves.
-    cluster.restart(Shutdown::Fast).await.unwrap();
+    // The server stops: every member falls back to a small static share
+    // and says so; it comes back: the fleet reforms, and serves.
+    cluster.stop(Shutdown::Fast).await.unwrap();
+    assert!(
+        eventually(async || {
+            pools.iter().all(|pool| {
+                pool.fleet().is_some_and(|fleet| {
+                    fleet.state == FleetState::Degraded
+                        && fleet.reason.is_some()
+                        && fleet.grant <= fleet_options().fallback
+                        && pool.status().max_size == fleet.grant
+                })
+            })
+        })
+        .await,
+        "every member degraded: {:?}",
+        pools.iter().map(Pool::fleet).collect::<Vec<_>>()
+    );
+    cluster.start().await.unwrap();
     assert!(
         eventually(async || coordinated(&pools, 5).await).await,
         "the fleet reformed: {:?}",
@@ -242,4 +262,17 @@ async fn four_pools_of_fifty_share_forty_connections() {
         conn.simple_query("SELECT 1").await.unwrap();
     }
     assert!(grants(&pools).iter().sum::<u32>() <= budget(5) + 1);
+}
+
+#[test]
+fn a_fleet_behind_a_transaction_pooler_is_refused() {
+    let options = PgOptions {
+        fleet: Some(fleet_options()),
+        transaction_pooler: true,
+        ..PgOptions::default()
+    };
+    let Err(PgError::Config(message)) = PgManager::new(options) else {
+        panic!("fleet mode behind a transaction pooler was accepted");
+    };
+    assert!(message.contains("transaction pooler"), "{message}");
 }
