@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tidewater_testkit::PgCluster;
+use tidewater_testkit::{PgCluster, SessionSampler};
 use tokio::task::JoinHandle;
 
 use crate::drill::{DATABASE, ROLE};
@@ -33,8 +33,6 @@ use crate::service::{Service, ServiceError, SpawnOptions, Target};
 const PASSWORD: &str = "tidewater_fleet";
 const ACCOUNTS: i64 = 20;
 const OPENING: i64 = 1_000_000;
-/// How often the sessions are counted.
-const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// The most a share may take to move after a kill before the run says so.
 const MOVE_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -205,7 +203,9 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     let url = cluster.url_for(ROLE, PASSWORD, DATABASE);
     // The run's own sessions first: they count among the others' from the
     // fleet's first step on, so the budget does not move under the load.
-    let sampler = Sampler::connect(&cluster).await?;
+    let sampler = SessionSampler::connect(&cluster.url(), "tidewater-fleet/")
+        .await
+        .map_err(FleetError::Sampler)?;
     let db = reader(&url).await?;
     let mut replicas = Vec::new();
     for index in 0..config.replicas {
@@ -252,7 +252,9 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     if config.kill_one {
         per_replica[0].killed = true;
     }
-    let (sessions, fleet_sessions) = sampler.finish().await;
+    let samples = sampler.finish().await;
+    let sessions = samples.iter().map(|sample| sample.all).collect();
+    let fleet_sessions = samples.iter().map(|sample| sample.tagged).collect();
     let grants = grants(&db).await;
     let money = (money(&db).await, ACCOUNTS * OPENING);
     for replica in replicas {
@@ -338,15 +340,16 @@ fn kill(service: &Service) {
     }
 }
 
-/// Seconds until the fleet's table holds one member less and the others'
-/// grants add up to what all of them had (less one).
+/// Seconds until the fleet's table holds one member less and the members
+/// left hold larger grants, together, than they had at the kill.
 async fn share_moved(db: &tokio_postgres::Client, replicas: u32) -> Option<f64> {
-    let before: u32 = grants(db).await.values().sum();
+    let before = grants(db).await;
     let killed = Instant::now();
     while killed.elapsed() < MOVE_DEADLINE {
         let now = grants(db).await;
         let left = u32::try_from(now.len()).unwrap_or(0);
-        if left + 1 == replicas && now.values().sum::<u32>() + 1 >= before {
+        let had: u32 = now.keys().filter_map(|member| before.get(member)).sum();
+        if left + 1 == replicas && now.values().sum::<u32>() > had {
             return Some(killed.elapsed().as_secs_f64());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -462,56 +465,6 @@ async fn transfer(
         Err(error) => format!("error: {error}"),
     };
     *report.failed.entry(kind).or_default() += 1;
-}
-
-/// Client sessions on the server every 100 ms, from a session of its own.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    task: JoinHandle<(Vec<u32>, Vec<u32>)>,
-}
-
-/// The sampler's session, connected, not yet sampling.
-struct Connected(tokio_postgres::Client);
-
-impl Sampler {
-    async fn connect(cluster: &PgCluster) -> Result<Connected, FleetError> {
-        let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
-            .await
-            .map_err(FleetError::Sampler)?;
-        tokio::spawn(connection);
-        Ok(Connected(client))
-    }
-}
-
-impl Connected {
-    fn start(self) -> Sampler {
-        let client = self.0;
-        let stop = Arc::new(AtomicBool::new(false));
-        let running = stop.clone();
-        let task = tokio::spawn(async move {
-            let (mut all, mut fleet) = (Vec::new(), Vec::new());
-            let sql = "SELECT count(*)::int, \
-                 (count(*) FILTER (WHERE application_name LIKE 'tidewater-fleet/%'))::int \
-                 FROM pg_stat_activity WHERE backend_type = 'client backend'";
-            while !running.load(Relaxed) {
-                let Ok(row) = client.query_one(sql, &[]).await else {
-                    break;
-                };
-                all.push(row.get::<_, i32>(0).unsigned_abs());
-                fleet.push(row.get::<_, i32>(1).unsigned_abs());
-                tokio::time::sleep(SAMPLE_EVERY).await;
-            }
-            (all, fleet)
-        });
-        Sampler { stop, task }
-    }
-}
-
-impl Sampler {
-    async fn finish(self) -> (Vec<u32>, Vec<u32>) {
-        self.stop.store(true, Relaxed);
-        self.task.await.unwrap_or_default()
-    }
 }
 
 /// What the run measured, before the verdicts.

@@ -15,7 +15,7 @@ use tidewater::fleet::FleetState;
 use tidewater::{Pool, PoolConfig};
 use tidewater_postgres::PgError;
 use tidewater_postgres::{FleetOptions, PgManager, PgOptions};
-use tidewater_testkit::{PgCluster, Shutdown, eventually};
+use tidewater_testkit::{PgCluster, Sample, SessionSampler, Shutdown, eventually};
 use tokio::task::JoinHandle;
 
 const MAX_CONNECTIONS: u32 = 40;
@@ -97,49 +97,6 @@ impl Load {
     }
 }
 
-/// The server's client sessions every 100 ms, from a session of its own:
-/// (all of them, the fleet members' pools).
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    task: JoinHandle<Vec<(u32, u32)>>,
-}
-
-impl Sampler {
-    async fn start(cluster: &PgCluster) -> Self {
-        let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let stop = Arc::new(AtomicBool::new(false));
-        let running = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut samples = Vec::new();
-            while !running.load(Relaxed) {
-                let Ok(row) = client
-                    .query_one(
-                        "SELECT count(*)::int, \
-                         (count(*) FILTER (WHERE application_name LIKE 'tidewater-fleet/%'))::int \
-                         FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                        &[],
-                    )
-                    .await
-                else {
-                    break;
-                };
-                samples.push((row.get::<_, i32>(0) as u32, row.get::<_, i32>(1) as u32));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            samples
-        });
-        Self { stop, task }
-    }
-
-    async fn finish(self) -> Vec<(u32, u32)> {
-        self.stop.store(true, Relaxed);
-        self.task.await.unwrap()
-    }
-}
-
 /// What the fleet may hold with `members` coordinators and one sampler
 /// among the others.
 fn budget(members: u32) -> u32 {
@@ -163,16 +120,21 @@ async fn coordinated(pools: &[Pool<PgManager>], members: usize) -> bool {
 
 /// No sample over the server's limit for its users: never a "too many
 /// clients".
-fn assert_within(samples: &[(u32, u32)]) {
+fn assert_within(samples: &[Sample]) {
     assert!(samples.len() >= 10, "too few samples: {samples:?}");
     let limit = MAX_CONNECTIONS - RESERVED;
-    for &(all, _) in samples {
+    for sample in samples {
         assert!(
-            all <= limit,
-            "{all} sessions over the server's {limit}: {samples:?}"
+            sample.all <= limit,
+            "{} sessions over the server's {limit}: {samples:?}",
+            sample.all
         );
     }
-    let most = samples.iter().map(|&(_, fleet)| fleet).max().unwrap_or(0);
+    let most = samples
+        .iter()
+        .map(|sample| sample.tagged)
+        .max()
+        .unwrap_or(0);
     assert!(most > 10, "the load never used the server: {samples:?}");
 }
 
@@ -180,7 +142,10 @@ fn assert_within(samples: &[(u32, u32)]) {
 async fn four_pools_of_fifty_share_forty_connections() {
     let cluster = PgCluster::new().await.unwrap();
     cluster.set_max_connections(MAX_CONNECTIONS).await.unwrap();
-    let sampler = Sampler::start(&cluster).await;
+    let sampler = SessionSampler::connect(&cluster.url(), "tidewater-fleet/")
+        .await
+        .unwrap()
+        .start();
     let mut pools: Vec<_> = (0..4).map(|_| member(&cluster)).collect();
     assert!(
         eventually(async || coordinated(&pools, 4).await).await,
@@ -199,7 +164,6 @@ async fn four_pools_of_fifty_share_forty_connections() {
         assert!(failures.is_empty(), "pool {index} failed: {failures:?}");
         assert!(served > 0, "pool {index} served nobody");
     }
-    eprintln!("shares under load: {shares:?}");
     assert!(shares.iter().sum::<u32>() <= budget(4), "{shares:?}");
     assert!(shares.iter().all(|&share| share >= 2), "{shares:?}");
 
@@ -229,9 +193,7 @@ async fn four_pools_of_fifty_share_forty_connections() {
         let (_, failures) = load.finish().await;
         assert!(failures.is_empty(), "{failures:?}");
     }
-    let samples = sampler.finish().await;
-    eprintln!("samples: {samples:?}");
-    assert_within(&samples);
+    assert_within(&sampler.finish().await);
 
     // The server stops: every member falls back to a small static share
     // and says so; it comes back: the fleet reforms, and serves.

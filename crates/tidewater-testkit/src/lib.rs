@@ -21,6 +21,7 @@
 //!   tests share.
 //! - [`eventually`] polls a condition until it holds, up to
 //!   [`POLL_DEADLINE`].
+//! - [`SessionSampler`] counts a server's client sessions every 100 ms.
 //! - [`fleet_status`] is a fleet's status as a coordinator reports it to a
 //!   pool ([`Pool::report_fleet`](tidewater::Pool::report_fleet)).
 //! - `browser::Browser` (feature `browser`) is a headless Chromium that
@@ -60,6 +61,7 @@ mod pgbouncer;
 mod procfs;
 pub mod rotation;
 mod scripted;
+mod sessions;
 mod simulated;
 mod test_ca;
 mod wait;
@@ -73,6 +75,7 @@ pub use scripted::{
     CheckStep, ConnectStep, Script, ScriptedConnection, ScriptedError, ScriptedManager,
     scripted_pool, settle, spawn_get,
 };
+pub use sessions::{RunningSampler, SAMPLE_EVERY, Sample, SessionSampler};
 pub use simulated::SimulatedDatabase;
 pub use test_ca::TestCertificates;
 pub use wait::{POLL_DEADLINE, eventually};

@@ -10,7 +10,6 @@
 //!
 //! Also the flag parsers `tidewater-lab soak` shares.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use clap::Args;
 use tidewater_lab::drill::DrillConfig;
 use tidewater_lab::faults::Fault;
 
-use super::{block_on_lab, command_line, duration_in, finish, log_notes, secs};
+use super::{ServiceArgs, command_line, duration_in, log_notes, run_lab, secs};
 
 /// Options of `tidewater-lab drill`. It breaks only a private PostgreSQL it
 /// creates for the run (never a shared server) and stops by itself.
@@ -74,14 +73,9 @@ pub struct DrillArgs {
     #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=996))]
     pub max_size: u32,
-    /// Another key of the service's configuration, passed on as `serve
-    /// --set KEY=VALUE` (repeatable), e.g. `--set pool.acquire_timeout=2s`.
-    #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// The service binary to start, such as a release `tidewater` (default:
-    /// this one, whose `serve` is the service).
-    #[arg(long, value_name = "PATH")]
-    pub service_exe: Option<PathBuf>,
+    /// The service it starts.
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -111,8 +105,8 @@ impl DrillArgs {
             recovery_deadline: defaults.recovery_deadline.max(self.recovery_bound),
             max_connections: self.max_connections,
             max_size: self.max_size,
-            settings: self.set.clone(),
-            exe: self.service_exe.clone().unwrap_or(defaults.exe),
+            settings: self.service.set.clone(),
+            exe: self.service.exe(),
             command: command_line(),
         }
     }
@@ -127,17 +121,8 @@ pub fn run(args: &DrillArgs) -> ExitCode {
         "tidewater_lab=info,tidewater_lab::load=warn",
     );
     let config = args.config();
-    if let Err(error) = config.check() {
-        eprintln!("tidewater-lab drill: {error}");
-        return ExitCode::from(2);
-    }
-    let report = match block_on_lab("drill", tidewater_lab::drill::run(&config), |error| {
-        error.exit_code()
-    }) {
-        Ok(report) => report,
-        Err(code) => return code,
-    };
-    finish(&report, "drill", args.json, || report.text(), report.passed)
+    let run = tidewater_lab::drill::run(&config);
+    run_lab("drill", config.check(), args.json, run)
 }
 
 #[cfg(test)]

@@ -6,14 +6,13 @@
 //! nobody, money not conserved, a share that did not move after the
 //! kill); 2 the options are wrong; 3 the run could not be made.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use tidewater_lab::fleet::FleetConfig;
 
-use super::{block_on_lab, command_line, duration_in, finish, log_notes, secs};
+use super::{ServiceArgs, command_line, duration_in, log_notes, run_lab, secs};
 
 /// Options of `tidewater-lab fleet`. It runs on a private PostgreSQL it
 /// creates for the run and stops by itself.
@@ -46,14 +45,9 @@ pub struct FleetArgs {
     /// Run the same replicas without fleet mode, to see what it prevents.
     #[arg(long)]
     pub no_fleet: bool,
-    /// Another key of the services' configuration, passed on as `serve
-    /// --set KEY=VALUE` (repeatable), e.g. `--set postgres.fleet.lease=2s`.
-    #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// The service binary to start, such as a release `tidewater`
-    /// (default: this one, whose `serve` is the service).
-    #[arg(long, value_name = "PATH")]
-    pub service_exe: Option<PathBuf>,
+    /// The service it starts.
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -65,7 +59,6 @@ pub struct FleetArgs {
 impl FleetArgs {
     /// The run these options describe.
     pub fn config(&self) -> FleetConfig {
-        let defaults = FleetConfig::default();
         FleetConfig {
             replicas: self.replicas,
             max_connections: self.max_connections,
@@ -74,8 +67,8 @@ impl FleetArgs {
             duration: self.duration,
             kill_one: self.kill_one,
             fleet: !self.no_fleet,
-            exe: self.service_exe.clone().unwrap_or(defaults.exe),
-            settings: self.set.clone(),
+            exe: self.service.exe(),
+            settings: self.service.set.clone(),
             command: command_line(),
         }
     }
@@ -85,15 +78,6 @@ impl FleetArgs {
 pub fn run(args: &FleetArgs) -> ExitCode {
     log_notes("fleet", args.quiet || args.json, "tidewater_lab=info");
     let config = args.config();
-    if let Err(error) = config.check() {
-        eprintln!("tidewater-lab fleet: {error}");
-        return ExitCode::from(2);
-    }
-    let report = match block_on_lab("fleet", tidewater_lab::fleet::run(&config), |error| {
-        error.exit_code()
-    }) {
-        Ok(report) => report,
-        Err(code) => return code,
-    };
-    finish(&report, "fleet", args.json, || report.text(), report.passed)
+    let run = tidewater_lab::fleet::run(&config);
+    run_lab("fleet", config.check(), args.json, run)
 }

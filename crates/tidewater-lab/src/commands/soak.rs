@@ -6,7 +6,6 @@
 //! service's shutdown); 2 the options are wrong; 3 the soak could not be
 //! made (the service did not start).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use clap::Args;
 use tidewater_lab::service::SpawnOptions;
 use tidewater_lab::soak::{DEFAULT_WARM_UP, SoakConfig};
 
-use super::{block_on_lab, command_line, duration_in, finish, log_notes, probability, secs};
+use super::{ServiceArgs, command_line, duration_in, log_notes, probability, run_lab, secs};
 
 /// Options of `tidewater-lab soak`. The run is bounded by `--duration` and
 /// sends traffic only to this machine.
@@ -58,14 +57,9 @@ pub struct SoakArgs {
     /// SQLite in a temporary folder).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
-    /// A key of the service's configuration, passed on as `serve --set
-    /// KEY=VALUE` (repeatable).
-    #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// The service binary to start, such as a release `tidewater` (default:
-    /// this one, whose `serve` is the service).
-    #[arg(long, value_name = "PATH")]
-    pub service_exe: Option<PathBuf>,
+    /// The service it starts.
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Print the report as JSON (no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -85,14 +79,12 @@ fn positive(text: &str) -> Result<f64, String> {
 impl SoakArgs {
     /// The soak these options describe.
     pub fn config(&self) -> SoakConfig {
-        let mut spawn = SpawnOptions {
+        let spawn = SpawnOptions {
+            exe: self.service.exe(),
             database_url: self.database_url.clone(),
-            settings: self.set.clone(),
+            settings: self.service.set.clone(),
             ..SpawnOptions::default()
         };
-        if let Some(exe) = &self.service_exe {
-            spawn.exe = exe.clone();
-        }
         SoakConfig {
             duration: self.duration,
             users: self.users,
@@ -113,15 +105,6 @@ impl SoakArgs {
 pub fn run(args: &SoakArgs) -> ExitCode {
     log_notes("soak", args.quiet || args.json, "tidewater_lab=info");
     let config = args.config();
-    if let Err(error) = config.check() {
-        eprintln!("tidewater-lab soak: {error}");
-        return ExitCode::from(2);
-    }
-    let report = match block_on_lab("soak", tidewater_lab::soak::run(&config), |error| {
-        error.exit_code()
-    }) {
-        Ok(report) => report,
-        Err(code) => return code,
-    };
-    finish(&report, "soak", args.json, || report.text(), report.passed)
+    let run = tidewater_lab::soak::run(&config);
+    run_lab("soak", config.check(), args.json, run)
 }
