@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tidewater::fleet::FleetState;
-use tidewater::{Pool, PoolConfig};
+use tidewater::{Pool, PoolConfig, SizingConfig, SizingMode};
 use tidewater_postgres::PgError;
 use tidewater_postgres::{FleetOptions, PgManager, PgOptions};
 use tidewater_testkit::{PgCluster, Sample, SessionSampler, Shutdown, eventually};
@@ -33,6 +33,10 @@ fn fleet_options() -> FleetOptions {
 }
 
 fn member(cluster: &PgCluster) -> Pool<PgManager> {
+    member_sized(cluster, SizingMode::Fixed)
+}
+
+fn member_sized(cluster: &PgCluster, mode: SizingMode) -> Pool<PgManager> {
     let options = PgOptions {
         url: cluster.url(),
         fleet: Some(fleet_options()),
@@ -41,6 +45,10 @@ fn member(cluster: &PgCluster) -> Pool<PgManager> {
     let config = PoolConfig {
         max_size: 50,
         acquire_timeout: Duration::from_secs(10),
+        sizing: SizingConfig {
+            mode,
+            ..SizingConfig::default()
+        },
         ..PoolConfig::default()
     };
     PgManager::new(options).unwrap().into_pool(config).unwrap()
@@ -182,12 +190,22 @@ async fn four_pools_of_fifty_share_forty_connections() {
     );
     // A fifth joins, under load: shares rebalance, no overshoot.
     pools.push(member(&cluster));
-    pools.push(member(&cluster));
+    // The fifth adapts its limit: the fleet's grant is its ceiling.
+    pools.push(member_sized(&cluster, SizingMode::Adaptive));
     assert!(
-        eventually(async || coordinated(&pools, 5).await).await,
+        eventually(async || {
+            coordinated(&pools, 5).await && grants(&pools).iter().all(|&grant| grant >= 2)
+        })
+        .await,
         "the new members got a share: {:?}",
         grants(&pools)
     );
+    let adaptive = pools[4].sizing();
+    assert_eq!(
+        Some(adaptive.ceiling),
+        pools[4].fleet().map(|fleet| fleet.grant)
+    );
+    assert!(adaptive.limit <= adaptive.ceiling, "{adaptive:?}");
     stop.store(true, Relaxed);
     for load in loads {
         let (_, failures) = load.finish().await;
