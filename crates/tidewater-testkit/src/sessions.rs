@@ -23,7 +23,7 @@ pub struct Sample {
 
 /// Counts the server's client sessions every [`SAMPLE_EVERY`] on a session
 /// of its own (connect as a superuser: it sees every session), from
-/// [`start`](Self::start) until [`finish`](Self::finish).
+/// [`start`](Self::start) until [`RunningSampler::finish`].
 ///
 /// ```no_run
 /// # async fn f(cluster: tidewater_testkit::PgCluster) {
