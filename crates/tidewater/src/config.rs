@@ -393,13 +393,9 @@ impl PoolConfig {
         SETTINGS.iter().try_for_each(|setting| setting.check(self))
     }
 
-    /// Checks the key `key` and the keys whose range names it: what
-    /// changing `key` alone can have made wrong.
-    pub(crate) fn validate_change(&self, key: &str) -> Result<(), ConfigError> {
-        SETTINGS
-            .iter()
-            .filter(|setting| setting.key == key || setting.allowed.names(key))
-            .try_for_each(|setting| setting.check(self))
+    /// Checks the key `key` alone against its range.
+    pub(crate) fn validate_key(&self, key: &str) -> Result<(), ConfigError> {
+        setting(key).check(self)
     }
 }
 
@@ -573,12 +569,6 @@ impl Allowed {
                 .join(", "),
             Self::Flag => "true, false".to_owned(),
         }
-    }
-
-    /// Whether one of its bounds is the key `key`.
-    fn names(&self, key: &str) -> bool {
-        let named = |bound: &Bound| matches!(bound, Bound::Key(name) if *name == key);
-        matches!(self, Self::Range { min, max, .. } if named(min) || named(max))
     }
 }
 
@@ -1178,19 +1168,24 @@ mod tests {
     }
 
     #[test]
-    fn a_change_is_checked_with_the_keys_whose_range_names_it() {
+    fn a_key_alone_is_checked_against_its_own_range() {
         let config = PoolConfig {
+            max_size: 4,
             min_idle: 60,
             ..PoolConfig::default()
         };
+        config.validate_key("max_size").unwrap();
         assert_eq!(
-            config.validate_change("max_size").unwrap_err().key(),
+            config.validate_key("min_idle").unwrap_err().key(),
             "min_idle"
         );
         let config = PoolConfig {
-            max_waiters: 2_000_000,
+            max_size: 0,
             ..PoolConfig::default()
         };
-        config.validate_change("max_size").unwrap();
+        assert_eq!(
+            config.validate_key("max_size").unwrap_err().allowed(),
+            "1 to 10000"
+        );
     }
 }

@@ -441,11 +441,12 @@ impl<M: Manager> Pool<M> {
 
     /// Changes the most connections allowed. Growing serves waiters at once;
     /// shrinking closes idle connections now and surplus ones in use when
-    /// they come back.
+    /// they come back. Below `min_idle`, the pool keeps as many idle as the
+    /// new size allows (as under the adaptive limit): a fleet coordinator
+    /// or an operator shrinking a pool is never refused for it.
     ///
     /// # Errors
-    /// A size outside `max_size`'s range (see [`crate::config`]), or one
-    /// that another key's range no longer admits (below `min_idle`).
+    /// A size outside `max_size`'s range (see [`crate::config`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -456,7 +457,8 @@ impl<M: Manager> Pool<M> {
     /// pool.resize(80).unwrap();
     /// assert_eq!(pool.status().max_size, 80);
     /// assert_eq!(pool.resize(0).unwrap_err().allowed(), "1 to 10000");
-    /// assert_eq!(pool.resize(4).unwrap_err().allowed(), "0 to max_size (4)");
+    /// pool.resize(2).unwrap();
+    /// assert_eq!(pool.status().max_size, 2);
     /// # }
     /// ```
     pub fn resize(&self, max_size: u32) -> Result<(), ConfigError> {
@@ -464,7 +466,7 @@ impl<M: Manager> Pool<M> {
             max_size,
             ..self.shared.config.clone()
         }
-        .validate_change("max_size")?;
+        .validate_key("max_size")?;
         self.set_ceiling(max_size);
         Ok(())
     }
