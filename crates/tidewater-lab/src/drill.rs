@@ -654,21 +654,31 @@ pub async fn run(config: &DrillConfig) -> Result<DrillReport, DrillError> {
     result
 }
 
+/// Sets `cluster`'s `max_connections` and makes the run's role and
+/// database ([`ROLE`], [`DATABASE`]): what the drill and the fleet run on.
+pub(crate) async fn private_database(
+    cluster: &PgCluster,
+    max_connections: u32,
+) -> std::io::Result<()> {
+    cluster.set_max_connections(max_connections).await?;
+    cluster.create_role(ROLE, PASSWORD, None).await?;
+    cluster
+        .execute(&format!("CREATE DATABASE {DATABASE} OWNER {ROLE}"))
+        .await
+        .map(drop)
+}
+
+/// The URL of the run's database on `cluster`, as its role.
+pub(crate) fn database_url(cluster: &PgCluster) -> String {
+    cluster.url_for(ROLE, PASSWORD, DATABASE)
+}
+
 async fn drill(
     config: &DrillConfig,
     cluster: &PgCluster,
     started_at: String,
 ) -> Result<DrillReport, DrillError> {
-    cluster
-        .set_max_connections(config.max_connections)
-        .await
-        .map_err(DrillError::Cluster)?;
-    cluster
-        .create_role(ROLE, PASSWORD, None)
-        .await
-        .map_err(DrillError::Cluster)?;
-    cluster
-        .execute(&format!("CREATE DATABASE {DATABASE} OWNER {ROLE}"))
+    private_database(cluster, config.max_connections)
         .await
         .map_err(DrillError::Cluster)?;
     let server_version = cluster
@@ -683,7 +693,7 @@ async fn drill(
     settings.extend(config.settings.iter().cloned());
     let spawn = SpawnOptions {
         exe: config.exe.clone(),
-        database_url: Some(cluster.url_for(ROLE, PASSWORD, DATABASE)),
+        database_url: Some(database_url(cluster)),
         settings: settings.clone(),
         ..SpawnOptions::default()
     };

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -26,12 +27,15 @@ use serde::{Deserialize, Serialize};
 use tidewater_testkit::{PgCluster, SessionSampler};
 use tokio::task::JoinHandle;
 
-use crate::drill::{DATABASE, ROLE};
+use crate::drill::{database_url, private_database};
+use crate::load::AccountsError;
+use crate::load::accounts::open_accounts;
 use crate::load::slo::{Verdict, write_verdicts};
+use crate::load::users::slug;
 use crate::service::{Service, ServiceError, SpawnOptions, Target};
 
-const PASSWORD: &str = "tidewater_fleet";
-const ACCOUNTS: i64 = 20;
+/// Accounts opened for the run (20: see [`Callers::start`]).
+const ACCOUNTS: u32 = 20;
 const OPENING: i64 = 1_000_000;
 /// The most a share may take to move after a kill before the run says so.
 const MOVE_DEADLINE: Duration = Duration::from_secs(30);
@@ -121,12 +125,12 @@ pub enum FleetError {
     /// A replica did not start.
     #[error("a replica: {0}")]
     Service(#[source] ServiceError),
-    /// The sampler could not connect.
-    #[error("the sampler: {0}")]
-    Sampler(#[source] tokio_postgres::Error),
+    /// The run's own sessions (sampler, reader) could not connect.
+    #[error("a session of the run's own: {0}")]
+    Session(#[source] tokio_postgres::Error),
     /// The accounts could not be opened.
     #[error("opening the accounts: {0}")]
-    Accounts(String),
+    Accounts(#[source] AccountsError),
 }
 
 impl FleetError {
@@ -199,21 +203,29 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     config.check().map_err(FleetError::Invalid)?;
     tracing::info!("creating a private PostgreSQL cluster");
     let cluster = PgCluster::new().await.map_err(FleetError::Cluster)?;
-    prepare(&cluster, config.max_connections).await?;
-    let url = cluster.url_for(ROLE, PASSWORD, DATABASE);
+    private_database(&cluster, config.max_connections)
+        .await
+        .map_err(FleetError::Cluster)?;
+    let url = database_url(&cluster);
     // The run's own sessions first: they count among the others' from the
     // fleet's first step on, so the budget does not move under the load.
     let sampler = SessionSampler::connect(&cluster.url(), "tidewater-fleet/")
         .await
-        .map_err(FleetError::Sampler)?;
-    let db = reader(&url).await?;
+        .map_err(FleetError::Session)?;
+    let db = Arc::new(reader(&url).await?);
     let mut replicas = Vec::new();
+    let mut accounts = Vec::new();
     for index in 0..config.replicas {
         replicas.push(start_replica(config, &url).await?);
         if index == 0 {
-            open_accounts(&replicas[0]).await?;
+            let client = reqwest::Client::new();
+            let opened = open_accounts(&client, replicas[0].base(), "fleet", ACCOUNTS, OPENING)
+                .await
+                .map_err(FleetError::Accounts)?;
+            accounts = opened.iter().map(|account| account.id).collect();
         }
     }
+    let accounts: Arc<[i64]> = accounts.into();
     tracing::info!(
         "{} replicas of max_size {} on max_connections {}; load for {}",
         config.replicas,
@@ -222,28 +234,26 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
         humantime::format_duration(config.duration)
     );
     let sampler = sampler.start();
+    let deadline = tokio::time::Instant::now() + config.duration;
     let stop = Arc::new(AtomicBool::new(false));
     let load: Vec<_> = replicas
         .iter()
-        .map(|replica| Callers::start(replica.base(), config.callers, &stop))
+        .map(|replica| Callers::start(replica.base(), &accounts, config.callers, &stop))
         .collect();
-    let share_moved = if config.kill_one && config.fleet {
+    // Killed halfway; the share is watched while the load goes on.
+    let moving = if config.kill_one {
         tokio::time::sleep(config.duration / 2).await;
-        kill(&replicas[0]);
-        share_moved(&db, config.replicas).await
+        let before = grants(&db).await;
+        let killed = Instant::now();
+        tracing::info!("killing replica 1 with SIGKILL");
+        replicas[0].kill();
+        config
+            .fleet
+            .then(|| tokio::spawn(share_moved(db.clone(), config.replicas, before, killed)))
     } else {
         None
     };
-    if config.kill_one && !config.fleet {
-        tokio::time::sleep(config.duration / 2).await;
-        kill(&replicas[0]);
-    }
-    tokio::time::sleep(config.duration.saturating_sub(if config.kill_one {
-        config.duration / 2
-    } else {
-        Duration::ZERO
-    }))
-    .await;
+    tokio::time::sleep_until(deadline).await;
     stop.store(true, Relaxed);
     let mut per_replica = Vec::new();
     for callers in load {
@@ -252,11 +262,15 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     if config.kill_one {
         per_replica[0].killed = true;
     }
+    let share_moved = match moving {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
     let samples = sampler.finish().await;
     let sessions = samples.iter().map(|sample| sample.all).collect();
     let fleet_sessions = samples.iter().map(|sample| sample.tagged).collect();
     let grants = grants(&db).await;
-    let money = (money(&db).await, ACCOUNTS * OPENING);
+    let money = (money(&db).await, i64::from(ACCOUNTS) * OPENING);
     for replica in replicas {
         replica.stop().await;
     }
@@ -271,24 +285,6 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
             money,
         },
     ))
-}
-
-/// A role and a database of the run's own on a server of
-/// `max_connections`.
-async fn prepare(cluster: &PgCluster, max_connections: u32) -> Result<(), FleetError> {
-    cluster
-        .set_max_connections(max_connections)
-        .await
-        .map_err(FleetError::Cluster)?;
-    cluster
-        .create_role(ROLE, PASSWORD, None)
-        .await
-        .map_err(FleetError::Cluster)?;
-    cluster
-        .execute(&format!("CREATE DATABASE {DATABASE} OWNER {ROLE}"))
-        .await
-        .map_err(FleetError::Cluster)?;
-    Ok(())
 }
 
 async fn start_replica(config: &FleetConfig, url: &str) -> Result<Service, FleetError> {
@@ -311,42 +307,16 @@ async fn start_replica(config: &FleetConfig, url: &str) -> Result<Service, Fleet
         .map_err(FleetError::Service)
 }
 
-async fn open_accounts(service: &Service) -> Result<(), FleetError> {
-    let client = reqwest::Client::new();
-    for _ in 0..ACCOUNTS {
-        let answer = client
-            .post(format!("{}/api/accounts", service.base()))
-            .json(&serde_json::json!({ "name": "fleet", "balance": OPENING }))
-            .send()
-            .await
-            .map_err(|error| FleetError::Accounts(error.to_string()))?;
-        if !answer.status().is_success() {
-            return Err(FleetError::Accounts(format!(
-                "answered {}",
-                answer.status()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn kill(service: &Service) {
-    if let Some(pid) = service.pid().and_then(|pid| i32::try_from(pid).ok()) {
-        tracing::info!("killing replica 1 (pid {pid}) with SIGKILL");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
 /// Seconds until the fleet's table holds one member less and the members
 /// left hold larger grants, together, than they had at the kill.
-async fn share_moved(db: &tokio_postgres::Client, replicas: u32) -> Option<f64> {
-    let before = grants(db).await;
-    let killed = Instant::now();
+async fn share_moved(
+    db: Arc<tokio_postgres::Client>,
+    replicas: u32,
+    before: BTreeMap<String, u32>,
+    killed: Instant,
+) -> Option<f64> {
     while killed.elapsed() < MOVE_DEADLINE {
-        let now = grants(db).await;
+        let now = grants(&db).await;
         let left = u32::try_from(now.len()).unwrap_or(0);
         let had: u32 = now.keys().filter_map(|member| before.get(member)).sum();
         if left + 1 == replicas && now.values().sum::<u32>() > had {
@@ -362,7 +332,7 @@ async fn share_moved(db: &tokio_postgres::Client, replicas: u32) -> Option<f64> 
 async fn reader(url: &str) -> Result<tokio_postgres::Client, FleetError> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .map_err(FleetError::Sampler)?;
+        .map_err(FleetError::Session)?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -391,19 +361,24 @@ struct Callers {
 }
 
 impl Callers {
-    fn start(base: &str, callers: u32, stop: &Arc<AtomicBool>) -> Self {
+    /// `callers` tasks, each moving 1 cent between two of `accounts`
+    /// (never the same one: with 20 accounts, `t` and `7t + 3` differ mod
+    /// 20) until `stop`, or until its replica refuses connections (killed).
+    fn start(base: &str, accounts: &Arc<[i64]>, callers: u32, stop: &Arc<AtomicBool>) -> Self {
         let client = reqwest::Client::new();
         let tasks = (0..callers)
             .map(|caller| {
                 let (base, client, stop) = (base.to_owned(), client.clone(), stop.clone());
+                let accounts = accounts.clone();
                 tokio::spawn(async move {
                     let mut report = ReplicaReport::default();
-                    let mut turn = i64::from(caller);
+                    let mut turn = caller as usize;
+                    let n = accounts.len();
                     while !stop.load(Relaxed) {
                         turn += 1;
-                        let (from, to) = (1 + turn % ACCOUNTS, 1 + (turn * 7 + 3) % ACCOUNTS);
-                        if from != to {
-                            transfer(&client, &base, (from, to), &mut report).await;
+                        let pair = (accounts[turn % n], accounts[(turn * 7 + 3) % n]);
+                        if transfer(&client, &base, pair, &mut report).await.is_break() {
+                            break;
                         }
                     }
                     report
@@ -426,45 +401,47 @@ impl Callers {
     }
 }
 
-/// One transfer of 1 cent, its outcome counted in `report`.
+/// One transfer of 1 cent, its outcome counted in `report`; `Break` when
+/// the replica refuses connections (it was killed: its caller stops rather
+/// than spin).
 async fn transfer(
     client: &reqwest::Client,
     base: &str,
     (from, to): (i64, i64),
     report: &mut ReplicaReport,
-) {
+) -> ControlFlow<()> {
     let answer = client
         .post(format!("{base}/api/transfers"))
         .json(&serde_json::json!({ "from": from, "to": to, "amount": 1 }))
         .timeout(Duration::from_secs(30))
         .send()
         .await;
-    let kind = match answer {
+    let (kind, flow) = match answer {
         Ok(answer) if answer.status().is_success() => {
             report.transfers += 1;
-            return;
+            return ControlFlow::Continue(());
         }
         Ok(answer) => {
             let status = answer.status().as_u16();
             let body = answer.text().await.unwrap_or_default();
-            if body.contains("too many clients") || body.contains("53300") {
+            let kind = if body.contains("too many clients") || body.contains("53300") {
                 format!("{status} too many clients")
             } else {
-                let problem: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                let slug = problem["type"]
-                    .as_str()
-                    .unwrap_or("")
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("");
-                format!("{status} {slug}")
-            }
+                let problem = serde_json::from_str(&body).unwrap_or_default();
+                format!("{status} {}", slug(&problem).unwrap_or_default())
+            };
+            (kind, ControlFlow::Continue(()))
         }
-        // A killed replica's callers: refused, reset.
-        Err(error) if error.is_connect() || error.is_request() => "connection lost".to_owned(),
-        Err(error) => format!("error: {error}"),
+        Err(error) if error.is_connect() => {
+            ("connection refused".to_owned(), ControlFlow::Break(()))
+        }
+        Err(error) if error.is_request() => {
+            ("connection lost".to_owned(), ControlFlow::Continue(()))
+        }
+        Err(error) => (format!("error: {error}"), ControlFlow::Continue(())),
     };
     *report.failed.entry(kind).or_default() += 1;
+    flow
 }
 
 /// What the run measured, before the verdicts.
@@ -486,13 +463,13 @@ impl FleetReport {
     fn judge(config: &FleetConfig, outcome: Outcome) -> Self {
         let limit = config.max_connections - RESERVED;
         let samples_over_limit = outcome.sessions.iter().filter(|&&s| s > limit).count();
-        // The fleet's budget at each sample: the limit, less the reserve
-        // and the sessions of no member (coordinators, the run's own).
+        // The members' pools within the fleet's budget (the limit, less the
+        // reserve and the others' sessions) is the sessions within the
+        // limit less the reserve.
         let over_budget = outcome
             .sessions
             .iter()
-            .zip(&outcome.fleet_sessions)
-            .filter(|&(&all, &fleet)| fleet + (all - fleet) + DEFAULT_RESERVE > limit)
+            .filter(|&&all| all + DEFAULT_RESERVE > limit)
             .count();
         let too_many_clients: u64 = outcome
             .per_replica

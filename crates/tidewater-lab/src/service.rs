@@ -318,6 +318,14 @@ impl Service {
         Some(tail.summary.clone())
     }
 
+    /// Kills a spawned service at once (SIGKILL), as a crash would; a
+    /// later [`stop`](Self::stop) only reaps it. Nothing for a URL target.
+    pub fn kill(&mut self) {
+        if let Some(spawned) = &mut self.spawned {
+            let _ = spawned.child.start_kill();
+        }
+    }
+
     /// Stops a spawned service: SIGTERM, then waits at most its
     /// `stop_timeout` for it to exit, then SIGKILL. `None` for a URL
     /// target, which is left running.

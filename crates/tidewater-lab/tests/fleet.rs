@@ -47,8 +47,6 @@ fn four_replicas_of_fifty_share_forty_connections_and_a_kill() {
         ],
     );
     assert_eq!(run.code, Some(exit_code_of(&report)), "{run:?}");
-    let samples = report["sessions"].as_array().unwrap();
-    assert!(samples.len() >= 30, "{samples:?}");
     let killed = &report["per_replica"][0];
     assert_eq!(killed["killed"], true);
     assert_eq!(report["grants"].as_object().unwrap().len(), 3, "{report:#}");

@@ -7,12 +7,17 @@
 //! Each member publishes its **demand** (connections in use plus callers
 //! waiting, at most its `max_size`) and holds a **grant**: the most
 //! connections it may open. The server counts what each member **holds**.
-//! The rule keeps, at every instant,
+//! At the end of every step, against the budget that step read, the rule
+//! keeps
 //!
 //! ```text
 //! Σ max(grantᵢ, heldᵢ)  ≤  budget
 //! budget = max_connections − reserved slots − connections held by others − reserve
 //! ```
+//!
+//! Between two heartbeats the budget can fall without any member growing
+//! (another program connects, a member joins); the reserve covers that
+//! until the others' next steps give it back.
 //!
 //! - **Targets** are max-min fair ([`targets`]): every member first gets
 //!   `floor` (an even split of the budget when that is less), then what

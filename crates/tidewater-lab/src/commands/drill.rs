@@ -17,7 +17,7 @@ use clap::Args;
 use tidewater_lab::drill::DrillConfig;
 use tidewater_lab::faults::Fault;
 
-use super::{ServiceArgs, command_line, duration_in, log_notes, run_lab, secs};
+use super::{ServiceArgs, block_on_lab, command_line, duration_in, finish, log_notes, secs};
 
 /// Options of `tidewater-lab drill`. It breaks only a private PostgreSQL it
 /// creates for the run (never a shared server) and stops by itself.
@@ -121,8 +121,13 @@ pub fn run(args: &DrillArgs) -> ExitCode {
         "tidewater_lab=info,tidewater_lab::load=warn",
     );
     let config = args.config();
-    let run = tidewater_lab::drill::run(&config);
-    run_lab("drill", config.check(), args.json, run)
+    // The run checks the options first (exit code 2 when wrong).
+    match block_on_lab("drill", tidewater_lab::drill::run(&config), |error| {
+        error.exit_code()
+    }) {
+        Ok(report) => finish(&report, "drill", args.json, || report.text(), report.passed),
+        Err(code) => code,
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use tidewater_lab::fleet::FleetConfig;
 
-use super::{ServiceArgs, command_line, duration_in, log_notes, run_lab, secs};
+use super::{ServiceArgs, block_on_lab, command_line, duration_in, finish, log_notes, secs};
 
 /// Options of `tidewater-lab fleet`. It runs on a private PostgreSQL it
 /// creates for the run and stops by itself.
@@ -78,6 +78,11 @@ impl FleetArgs {
 pub fn run(args: &FleetArgs) -> ExitCode {
     log_notes("fleet", args.quiet || args.json, "tidewater_lab=info");
     let config = args.config();
-    let run = tidewater_lab::fleet::run(&config);
-    run_lab("fleet", config.check(), args.json, run)
+    // The run checks the options first (exit code 2 when wrong).
+    match block_on_lab("fleet", tidewater_lab::fleet::run(&config), |error| {
+        error.exit_code()
+    }) {
+        Ok(report) => finish(&report, "fleet", args.json, || report.text(), report.passed),
+        Err(code) => code,
+    }
 }

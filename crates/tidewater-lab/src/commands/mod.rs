@@ -156,60 +156,6 @@ impl ServiceArgs {
     }
 }
 
-/// A lab report: its text, and whether every verdict passed.
-pub(crate) trait Report: serde::Serialize {
-    fn text(&self) -> String;
-    fn passed(&self) -> bool;
-}
-
-/// A lab error: the exit code it gives.
-pub(crate) trait Failure: std::error::Error {
-    fn exit_code(&self) -> u8;
-}
-
-macro_rules! lab_types {
-    ($($report:ty, $error:ty);*) => {$(
-        impl Report for $report {
-            fn text(&self) -> String {
-                <$report>::text(self)
-            }
-            fn passed(&self) -> bool {
-                self.passed
-            }
-        }
-        impl Failure for $error {
-            fn exit_code(&self) -> u8 {
-                <$error>::exit_code(self)
-            }
-        }
-    )*};
-}
-
-lab_types!(
-    tidewater_lab::drill::DrillReport, tidewater_lab::drill::DrillError;
-    tidewater_lab::soak::SoakReport, tidewater_lab::load::LoadError;
-    tidewater_lab::fleet::FleetReport, tidewater_lab::fleet::FleetError
-);
-
-/// Runs a lab command: options that do not `check` give exit code 2; the
-/// run's error, its own code; else the report is printed and its verdict
-/// gives the code (0 passed, 1 not).
-pub(crate) fn run_lab<R: Report, E: Failure>(
-    command: &str,
-    check: Result<(), String>,
-    json: bool,
-    run: impl std::future::Future<Output = Result<R, E>>,
-) -> ExitCode {
-    if let Err(error) = check {
-        eprintln!("tidewater-lab {command}: {error}");
-        return ExitCode::from(2);
-    }
-    match block_on_lab(command, run, E::exit_code) {
-        Ok(report) => finish(&report, command, json, || report.text(), report.passed()),
-        Err(code) => code,
-    }
-}
-
 /// Prints a lab report (with `json`, as JSON; else its text) and returns
 /// the exit code its verdict gives: 0 when it passed, 1 when not.
 pub(crate) fn finish(

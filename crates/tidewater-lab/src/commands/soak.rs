@@ -13,7 +13,9 @@ use clap::Args;
 use tidewater_lab::service::SpawnOptions;
 use tidewater_lab::soak::{DEFAULT_WARM_UP, SoakConfig};
 
-use super::{ServiceArgs, command_line, duration_in, log_notes, probability, run_lab, secs};
+use super::{
+    ServiceArgs, block_on_lab, command_line, duration_in, finish, log_notes, probability, secs,
+};
 
 /// Options of `tidewater-lab soak`. The run is bounded by `--duration` and
 /// sends traffic only to this machine.
@@ -105,6 +107,11 @@ impl SoakArgs {
 pub fn run(args: &SoakArgs) -> ExitCode {
     log_notes("soak", args.quiet || args.json, "tidewater_lab=info");
     let config = args.config();
-    let run = tidewater_lab::soak::run(&config);
-    run_lab("soak", config.check(), args.json, run)
+    // The run checks the options first (exit code 2 when wrong).
+    match block_on_lab("soak", tidewater_lab::soak::run(&config), |error| {
+        error.exit_code()
+    }) {
+        Ok(report) => finish(&report, "soak", args.json, || report.text(), report.passed),
+        Err(code) => code,
+    }
 }

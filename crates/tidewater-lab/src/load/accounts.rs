@@ -18,7 +18,7 @@ const TRIES: u64 = 4;
 
 /// Opens `count` accounts of `opening` cents, named `{run_id}-{n}`, a few
 /// at a time; returns them by id.
-pub(super) async fn open_accounts(
+pub(crate) async fn open_accounts(
     client: &reqwest::Client,
     base: &str,
     run_id: &str,

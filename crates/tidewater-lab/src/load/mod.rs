@@ -55,7 +55,7 @@ pub mod report;
 pub mod slo;
 pub mod users;
 
-mod accounts;
+pub(crate) mod accounts;
 mod config;
 mod driver;
 mod error;

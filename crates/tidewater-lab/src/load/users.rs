@@ -135,7 +135,7 @@ struct Reply {
 }
 
 /// The slug of a problem's `type`: its last path segment.
-fn slug(body: &Value) -> Option<String> {
+pub(crate) fn slug(body: &Value) -> Option<String> {
     let kind = body.get("type")?.as_str()?;
     Some(kind.rsplit('/').next().unwrap_or(kind).to_owned())
 }
