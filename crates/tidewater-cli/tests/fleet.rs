@@ -4,7 +4,8 @@
 //! while a sampler reads `pg_stat_activity` every 100 ms. No answer may be
 //! a "too many clients", no sample above the server's limit, and every
 //! replica serves. Then one is killed (`kill -9`): its share moves to the
-//! others within the lease; a new one starts: shares rebalance; the server
+//! others (its row, capped at once, is gone when its 1 s lease ends; the
+//! poll allows 30 s, no speed is asserted); a new one starts: shares rebalance; the server
 //! restarts: the fleet reforms and no money was lost.
 
 mod common;

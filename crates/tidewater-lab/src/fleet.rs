@@ -249,7 +249,7 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
         replicas[0].kill();
         config
             .fleet
-            .then(|| tokio::spawn(share_moved(db.clone(), config.replicas, before, killed)))
+            .then(|| tokio::spawn(share_moved(db.clone(), before, killed)))
     } else {
         None
     };
@@ -307,19 +307,20 @@ async fn start_replica(config: &FleetConfig, url: &str) -> Result<Service, Fleet
         .map_err(FleetError::Service)
 }
 
-/// Seconds until the fleet's table holds one member less and the members
-/// left hold larger grants, together, than they had at the kill.
+/// Seconds until a member's grant grew over what it had at the kill: the
+/// killed member's share given to the others (its own row is capped at its
+/// fallback share at once, and deleted when its lease ends).
 async fn share_moved(
     db: Arc<tokio_postgres::Client>,
-    replicas: u32,
     before: BTreeMap<String, u32>,
     killed: Instant,
 ) -> Option<f64> {
     while killed.elapsed() < MOVE_DEADLINE {
         let now = grants(&db).await;
-        let left = u32::try_from(now.len()).unwrap_or(0);
-        let had: u32 = now.keys().filter_map(|member| before.get(member)).sum();
-        if left + 1 == replicas && now.values().sum::<u32>() > had {
+        let grew = now
+            .iter()
+            .any(|(member, grant)| before.get(member).is_some_and(|had| grant > had));
+        if grew {
             return Some(killed.elapsed().as_secs_f64());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -204,9 +204,14 @@ pub(crate) async fn coordinate(
         }
         let seen = demand.min(pool.config().max_size);
         demand = status.in_use + status.waiters;
-        let report = match coordinator.step(&pool, seen).await {
-            Ok(report) => coordinator.coordinated(report),
-            Err(error) => coordinator.degrade(&pool, &error),
+        // A step that hangs (a black-holed socket, a member stuck holding
+        // the lock) must not keep the grant past the lease, when the others
+        // give it away: it gives up early and degrades.
+        let bound = coordinator.step_timeout();
+        let report = match tokio::time::timeout(bound, coordinator.step(&pool, seen)).await {
+            Ok(Ok(report)) => coordinator.coordinated(report),
+            Ok(Err(error)) => coordinator.degrade(&pool, &error),
+            Err(_) => coordinator.degrade(&pool, &format!("a step took longer than {bound:?}")),
         };
         pool.report_fleet(report);
     }
@@ -259,6 +264,17 @@ impl Coordinator {
         }
     }
 
+    /// The longest a step may take: the lease less two heartbeats (at least
+    /// one), so a stuck member is on its fallback share before its lease
+    /// ends.
+    fn step_timeout(&self) -> Duration {
+        let options = &self.options;
+        options
+            .lease
+            .saturating_sub(2 * options.heartbeat)
+            .max(options.heartbeat)
+    }
+
     /// The coordinator's session, opened (and named) when there is none.
     async fn client(&mut self) -> Result<&mut Client, PgError> {
         if self
@@ -296,24 +312,44 @@ impl Coordinator {
             max_size,
             create_table: !self.table_ready,
         };
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|(client, _)| client.is_closed())
+        {
+            // Lost since the last step: the others may have capped this
+            // member's row already (see `gone`); keep to the fallback
+            // share until this step has read the fleet again.
+            resize(pool, self.fallback_share(pool));
+        }
         let client = self.client().await?;
         let transaction = client.transaction().await?;
         renew(&transaction, &options, &member, &beat).await?;
         let mut snapshot = read_snapshot(&transaction, &options).await?;
         let gone = snapshot.gone(&member);
         if !gone.is_empty() {
-            // Their coordinator's session ended (a killed process, a lost
-            // server): the share is free now, not after the lease.
+            // Their coordinator's session ended: a killed process, or one
+            // still alive that lost its session (a restart) and keeps at
+            // most its fallback share until its next step. All but that is
+            // free now; the lease deletes the row of one that never returns.
+            let fallback = sql_int(options.fallback);
             transaction
                 .execute(
                     &format!(
-                        "DELETE FROM {} WHERE fleet = $1 AND member = ANY($2)",
+                        "UPDATE {} SET grant_size = LEAST(grant_size, $3) \
+                         WHERE fleet = $1 AND member = ANY($2)",
                         options.table
                     ),
-                    &[&options.name, &gone],
+                    &[&options.name, &gone, &fallback],
                 )
                 .await?;
-            snapshot.rows.retain(|row| !gone.contains(&row.member));
+            for row in snapshot
+                .rows
+                .iter_mut()
+                .filter(|row| gone.contains(&row.member))
+            {
+                row.grant = row.grant.min(options.fallback);
+            }
         }
         let (members, budget) = snapshot.members_and_budget(&options);
         let me = snapshot
@@ -326,22 +362,34 @@ impl Coordinator {
         if next_ceiling < ceiling {
             resize(pool, next_ceiling);
         }
+        // A pool holds at least one connection: its grant says so.
+        let granted = decision.grant.max(next_ceiling);
         transaction
             .execute(
                 &format!(
                     "UPDATE {} SET grant_size = $3 WHERE fleet = $1 AND member = $2",
                     options.table
                 ),
-                &[&options.name, &member, &sql_int(decision.grant)],
+                &[&options.name, &member, &sql_int(granted)],
             )
             .await?;
         transaction.commit().await?;
         self.table_ready = true;
-        self.grant = decision.grant;
+        self.grant = granted;
         if next_ceiling > ceiling {
             resize(pool, next_ceiling);
         }
-        Ok(snapshot.status(&options, &member, decision.grant, budget))
+        pool.report_capacity(snapshot.capacity());
+        Ok(snapshot.status(&options, &member, granted, budget))
+    }
+
+    /// The conservative static share: the last grant, at most `fallback`
+    /// (and at least 1, the smallest pool).
+    fn fallback_share(&self, pool: &Pool<PgManager>) -> u32 {
+        self.options
+            .fallback
+            .min(pool.status().max_size)
+            .min(self.grant.max(1))
     }
 
     /// A step succeeded: back to coordinated, said once.
@@ -355,13 +403,9 @@ impl Coordinator {
     }
 
     /// A step failed: keep a conservative share, say why (once per outage).
-    fn degrade(&mut self, pool: &Pool<PgManager>, error: &PgError) -> FleetStatus {
+    fn degrade(&mut self, pool: &Pool<PgManager>, error: &dyn std::fmt::Display) -> FleetStatus {
         self.session = None;
-        let share = self
-            .options
-            .fallback
-            .min(pool.status().max_size)
-            .min(self.grant.max(1));
+        let share = self.fallback_share(pool);
         resize(pool, share);
         if !self.degraded {
             tracing::warn!(fleet = %self.options.name, member = %self.member, %error, share, "fleet coordination lost: on a fallback share");
@@ -424,8 +468,16 @@ async fn renew(
             &[&options.name],
         )
         .await?;
-    if beat.create_table {
-        // Under the lock: members starting together do not race.
+    let missing = beat.create_table
+        && transaction
+            .query_one("SELECT to_regclass($1) IS NULL", &[table])
+            .await?
+            .get::<_, bool>(0);
+    if missing {
+        // Under the lock: members starting together do not race. (Only
+        // when missing: CREATE ... IF NOT EXISTS needs CREATE on the schema
+        // even when the table is there, which a role given the table need
+        // not have.)
         transaction
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (fleet text NOT NULL, member text NOT NULL, \
@@ -540,6 +592,19 @@ impl Snapshot {
             })
             .map(|row| row.member.clone())
             .collect()
+    }
+
+    /// The server's free connections, for the pool's capacity alert and
+    /// gauges (the capacity check does not run in fleet mode).
+    fn capacity(&self) -> tidewater::alerts::ServerCapacity {
+        let total: u32 = self.sessions.values().sum();
+        tidewater::alerts::ServerCapacity {
+            max_connections: self.max_connections,
+            available: self
+                .max_connections
+                .saturating_sub(self.reserved)
+                .saturating_sub(total),
+        }
     }
 
     /// What the server counts for `member`'s pool.

@@ -1,9 +1,10 @@
 //! Fleet mode on a private PostgreSQL with `max_connections = 40`: pools
-//! of `max_size = 50` each, under load, share it without a single "too
-//! many clients" and without the server's sessions ever passing the
-//! budget (sampled every 100 ms from `pg_stat_activity`); a member that
-//! leaves gives its share to the others, one that joins gets one without
-//! overshoot; while the server is down every member keeps a small static
+//! of `max_size = 50` each, under load, share it without a failed checkout
+//! and without the server's sessions ever passing its limit for users
+//! (sampled every 100 ms from `pg_stat_activity`; the fleet's own, lower
+//! budget is checked by `tidewater-lab fleet`'s `within_budget`); a
+//! member that leaves gives its share to the others, one that joins gets
+//! at least its floor; while the server is down every member keeps a small static
 //! share and says so, and the fleet reforms when it is back. Behind a
 //! transaction pooler, fleet mode is refused.
 
