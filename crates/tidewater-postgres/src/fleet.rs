@@ -7,10 +7,12 @@
 //! (`tidewater_fleet` by default: fleet, member, grant, demand, ceiling,
 //! heartbeat) and, once a heartbeat (1 s), runs one transaction on a
 //! session of its own: it takes the fleet's advisory lock
-//! (`pg_advisory_xact_lock`), deletes the rows of members whose
-//! coordinator session is no longer on the server (a process killed with
-//! `kill -9`: the server ends its sessions at once) or whose heartbeat is
-//! older than the lease (5 s: a process hung or cut off), writes its own
+//! (`pg_advisory_xact_lock`), deletes the rows whose heartbeat is older
+//! than the lease (5 s: a process gone, hung or cut off), caps at the
+//! fallback share, with no demand, the rows of members whose coordinator
+//! session is no longer on the server (a process killed with `kill -9`,
+//! whose sessions the server ends at once, or a live one that lost its
+//! session and holds at most that share until its next step), writes its own
 //! (demand: connections in use plus callers waiting, the most seen since
 //! the last heartbeat), reads every row and the server's sessions
 //! (`pg_stat_activity`, where its pool's connections carry the
@@ -331,12 +333,13 @@ impl Coordinator {
             // Their coordinator's session ended: a killed process, or one
             // still alive that lost its session (a restart) and keeps at
             // most its fallback share until its next step. All but that is
-            // free now; the lease deletes the row of one that never returns.
+            // free now (its demand is read as none, so its target is the
+            // floor); the lease deletes the row of one that never returns.
             let fallback = sql_int(options.fallback);
             transaction
                 .execute(
                     &format!(
-                        "UPDATE {} SET grant_size = LEAST(grant_size, $3) \
+                        "UPDATE {} SET grant_size = LEAST(grant_size, $3), demand = 0 \
                          WHERE fleet = $1 AND member = ANY($2)",
                         options.table
                     ),
@@ -349,6 +352,7 @@ impl Coordinator {
                 .filter(|row| gone.contains(&row.member))
             {
                 row.grant = row.grant.min(options.fallback);
+                row.demand = 0;
             }
         }
         let (members, budget) = snapshot.members_and_budget(&options);
